@@ -1,0 +1,10 @@
+//! Integration tests for skyrep: the tests start throwaway PostgreSQL clusters
+//! (see `cluster.rs`) and run the `skyrep` binary against them.
+//!
+//! Run the whole suite with `tests/run.sh`.
+
+mod cli;
+mod cluster;
+mod connect;
+mod harness;
+mod util;
