@@ -161,6 +161,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn set_file_again_reopens_after_the_file_was_moved() {
+        let dir = std::env::temp_dir().join(format!("skyrep-logging-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let current = dir.join("job.log");
+        let rotated = dir.join("job.log.1");
+        init(0);
+        set_file(Some(&current)).unwrap();
+        log::info!("before rotation");
+        std::fs::rename(&current, &rotated).unwrap();
+        set_file(Some(&current)).unwrap();
+        log::info!("after rotation");
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&current).unwrap();
+        assert!(
+            old.ends_with(" INFO before rotation\n") && !old.contains("after"),
+            "{old}"
+        );
+        assert!(
+            new.ends_with(" INFO after rotation\n") && !new.contains("before"),
+            "{new}"
+        );
+        set_file(None).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn line_format_matches_londiste() {
         let line = format_line(31116, Level::Warn, "conn password=x failed");
         // 2026-11-23 09:13:41,442 31116 WARNING conn password=*** failed

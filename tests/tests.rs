@@ -6,5 +6,6 @@
 mod cli;
 mod cluster;
 mod connect;
+mod docs;
 mod harness;
 mod util;
