@@ -20,14 +20,17 @@ Usage:
   skyrep --ini                 print a sample config with every key and its default
 
 Options:
-  -h, --help       show this help and exit
-  -V, --version    show the version and exit
-  -q, --quiet      only warnings and errors on the terminal
-  -v, --verbose    debug logging (twice: also the database driver's)
-      --ini        print the sample config and exit
+  -h, --help        show this help and exit
+  -V, --version     show the version and exit
+  -q, --quiet       only warnings and errors on the terminal
+  -v, --verbose     debug logging (twice: also the database driver's)
+      --ini         print the sample config and exit
 
 Commands:
-  check            load the config and connect to every database it names
+  check             load the config and connect to every database it names
+  install           install or upgrade pgq in `db` (a ticker config)
+  provider install  install or upgrade pgq in `provider_db` and create the queue
+  ticker            tick `db`, or every database under `base_connstr`, as pgqd does
 
 Exit codes: 0 success, 1 the command failed, 2 usage or config error.
 See skyrep(1) and skyrep(5).
@@ -65,6 +68,12 @@ pub enum Action {
 pub enum Command {
     /// Connect to every configured database and report.
     Check,
+    /// Install or upgrade pgq in the ticker config's `db`.
+    Install,
+    /// Install or upgrade pgq in `provider_db` and create the queue.
+    ProviderInstall,
+    /// Run the standalone ticker.
+    Ticker,
 }
 
 /// Parses the arguments after the program name.
@@ -107,11 +116,26 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             "missing COMMAND after {config} (see skyrep --help)"
         ))
     })?;
-    let rest: Vec<String> = words.collect();
-    let command = match name.as_str() {
-        "check" => {
-            no_arguments(&name, &rest)?;
-            Command::Check
+    let mut rest: Vec<String> = words.collect();
+    let (name, command) = match name.as_str() {
+        "check" => (name, Command::Check),
+        "install" => (name, Command::Install),
+        "ticker" => (name, Command::Ticker),
+        "provider" => {
+            let sub = (!rest.is_empty()).then(|| rest.remove(0));
+            match sub.as_deref() {
+                Some("install") => ("provider install".to_string(), Command::ProviderInstall),
+                Some(other) => {
+                    return Err(usage(format!(
+                        "unknown command `provider {other}` (see skyrep --help)"
+                    )));
+                }
+                None => {
+                    return Err(usage(
+                        "`provider` needs a subcommand, e.g. `provider install`",
+                    ));
+                }
+            }
         }
         other => {
             return Err(usage(format!(
@@ -119,6 +143,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             )));
         }
     };
+    no_arguments(&name, &rest)?;
     Ok(Cli {
         verbosity,
         action: Action::Run {
@@ -164,6 +189,14 @@ mod tests {
         assert_eq!(cli(&["-v", "a.ini", "check", "-v"]).unwrap(), expected);
         assert_eq!(cli(&["a.ini", "-vv", "check"]).unwrap(), expected);
         assert_eq!(cli(&["-q", "a.ini", "check"]).unwrap().verbosity, -1);
+        let provider = cli(&["a.ini", "provider", "-v", "install"]).unwrap();
+        assert_eq!(
+            provider.action,
+            Action::Run {
+                config: PathBuf::from("a.ini"),
+                command: Command::ProviderInstall
+            }
+        );
     }
 
     #[test]

@@ -1,26 +1,14 @@
-//! skyrep: trigger-based, table-level PostgreSQL replication in one binary — the PgQ queue,
-//! its ticker and Londiste replay, re-created as a sync, thread-per-role Rust program.
-
-mod check;
-mod cli;
-mod config;
-mod connstr;
-mod db;
-mod error;
-mod keys;
-mod logging;
-mod mask;
-mod output;
-mod pgpass;
-mod tls;
+//! The `skyrep` command: parse the command line, load the config, start logging, run the
+//! command (see the library's modules for each role).
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::{Action, Command};
-use crate::config::Config;
-use crate::error::usage;
+use skyrep::cli::{self, Action, Command};
+use skyrep::config::Config;
+use skyrep::error::{self, usage};
+use skyrep::{check, install, keys, logging, output, signals, ticker};
 
 fn main() -> ExitCode {
     match run() {
@@ -53,6 +41,9 @@ fn run() -> Result<()> {
             }
             match command {
                 Command::Check => check::run(&config),
+                Command::Install => install::run(&config),
+                Command::ProviderInstall => install::run_provider(&config),
+                Command::Ticker => ticker::run(&config, signals::stop_on_signal()?),
             }
         }
     }

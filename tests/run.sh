@@ -20,16 +20,41 @@ have_server_binaries() {
     compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || command -v pg_ctl >/dev/null
 }
 
-step "Checking for PostgreSQL server binaries"
-if ! have_server_binaries; then
+# The server major version whose binaries the tests use (the same search as tests/cluster.rs).
+server_major() {
+    local bindir
+    if bindir=$(pg_config --bindir 2>/dev/null) && [[ -x $bindir/pg_ctl ]]; then
+        "$bindir/pg_ctl" --version | sed -E 's/.* ([0-9]+)[.].*/\1/'
+        return
+    fi
+    ls -d /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sed -E 's#/usr/lib/postgresql/([0-9]+)/.*#\1#' | sort -n | tail -1
+}
+
+# Debian packages the suite needs: the server, and PgQ 3 with pgqd for the tests that prove
+# skyrep works with (and like) the real thing.
+step "Checking for PostgreSQL server binaries, PgQ 3 and pgqd"
+missing=()
+have_server_binaries || missing+=(postgresql)
+major=$(server_major || true)
+if [[ -n $major ]]; then
+    [[ -f /usr/share/postgresql/$major/extension/pgq.control ]] || missing+=("postgresql-$major-pgq3")
+fi
+command -v pgqd >/dev/null || missing+=(pgqd)
+if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        step "Installing PostgreSQL server binaries"
+        step "Installing ${missing[*]}"
         apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
-    else
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+        major=$(server_major)
+        if [[ ! -f /usr/share/postgresql/$major/extension/pgq.control ]]; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "postgresql-$major-pgq3"
+        fi
+    elif ! have_server_binaries; then
         echo "PostgreSQL server binaries not found. Install them, e.g. on Debian/Ubuntu as root:" >&2
-        echo "    apt-get install postgresql" >&2
+        echo "    apt-get install postgresql postgresql-$major-pgq3 pgqd" >&2
         exit 1
+    else
+        echo "note: ${missing[*]} not installed; the tests that compare with real PgQ will say so and skip" >&2
     fi
 fi
 # As root, the tests run the server as user postgres (it refuses to run as root).

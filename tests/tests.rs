@@ -3,9 +3,12 @@
 //!
 //! Run the whole suite with `tests/run.sh`.
 
+mod capture;
 mod cli;
 mod cluster;
 mod connect;
 mod docs;
 mod harness;
+mod pgq_sql;
+mod ticker;
 mod util;

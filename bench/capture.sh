@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# What does capturing changes cost? A small benchmark of the capture triggers.
+#
+# Starts a throwaway PostgreSQL cluster (fsync off, in a temporary directory that is removed
+# on exit), creates the four login-service tables of the Londiste 3 pgbench case
+# (user_info, user_session, user_login_rec, user_logout_rec; 200000 users) in one database
+# per variant, and runs the case's pgbench login/logout workload against each variant in
+# interleaved rounds (A B C D E A B C D E ...), so that drift of the machine hits all alike:
+#
+#   none         no capture triggers
+#   skyrep       skyrep's generated per-table triggers (src/sql/skyrep_capture.sql) on PgQ 3
+#   pgq-c        PgQ 3's C trigger pgq.logutriga (create extension pgq)
+#   pgq-pl       PgQ 3's own PL/pgSQL-only install (pgq_pl_only.sql), if the package ships it
+#   generic-pl   skyrep's generic PL/pgSQL pgq.logutriga (src/sql/pgq_triggers.sql) on PgQ 3
+#   skyrep-core  skyrep's generated triggers on skyrep's own queue (src/sql/pgq_core.sql),
+#                if that file exists and loads
+#
+# Triggers are on user_session, user_login_rec and user_logout_rec (the tables the workload
+# writes), AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW, plus a TRUNCATE trigger.
+# Needs the PostgreSQL server binaries, pgbench and Debian's postgresql-NN-pgq3.
+#
+# Prints the tps of every run, the mean per variant and its ratio to "none", and writes the
+# same to bench/results/capture-latest.txt.
+#
+# Environment: DURATION (seconds per run, 10), CLIENTS (2), ROUNDS (2), USERS (200000),
+# VARIANTS (space-separated subset of the names above, default all available).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$here")
+DURATION=${DURATION:-10}
+CLIENTS=${CLIENTS:-2}
+ROUNDS=${ROUNDS:-2}
+USERS=${USERS:-200000}
+
+die() {
+    echo "capture.sh: $*" >&2
+    exit 1
+}
+
+# --- server binaries -------------------------------------------------------------------
+bindir=""
+if command -v pg_config >/dev/null && [[ -x $(pg_config --bindir)/pg_ctl ]]; then
+    bindir=$(pg_config --bindir)
+fi
+if [[ -z $bindir ]]; then
+    bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+fi
+[[ -n $bindir && -x $bindir/pg_ctl ]] || die "PostgreSQL server binaries not found (apt-get install postgresql)"
+pgversion=$("$bindir/postgres" --version | awk '{print $3}')
+pgmajor=${pgversion%%.*}
+sharedir=$("$bindir/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$pgmajor")
+pgbench=$bindir/pgbench
+[[ -x $pgbench ]] || pgbench=$(command -v pgbench) || die "pgbench not found"
+psql_bin=$bindir/psql
+[[ -x $psql_bin ]] || psql_bin=$(command -v psql) || die "psql not found"
+
+# --- throwaway cluster -----------------------------------------------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/skyrep-bench.XXXXXX")
+as_server() { "$@"; }
+if [[ $(id -u) -eq 0 ]]; then
+    id -u postgres >/dev/null 2>&1 || die "running as root but user postgres does not exist"
+    chown postgres: "$tmp"
+    as_server() { runuser -u postgres -- "$@"; }
+fi
+cleanup() {
+    if [[ -f $tmp/data/postmaster.pid ]]; then
+        as_server "$bindir/pg_ctl" -D "$tmp/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 54329)
+as_server "$bindir/initdb" -D "$tmp/data" -A trust -U postgres --no-locale -E UTF8 --no-sync >/dev/null
+cat >>"$tmp/data/postgresql.conf" <<EOF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$tmp'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_buffers = 128MB
+max_connections = 50
+EOF
+as_server "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w start >/dev/null
+
+psql() { "$psql_bin" -X -q -v ON_ERROR_STOP=1 -h "$tmp" -p "$port" -U postgres "$@"; }
+
+# --- variants --------------------------------------------------------------------------
+pl_only=$sharedir/contrib/pgq_pl_only.sql
+have_pgq_ext=false
+[[ -f $sharedir/extension/pgq.control ]] && have_pgq_ext=true
+
+all_variants="none"
+if $have_pgq_ext; then
+    all_variants+=" skyrep pgq-c"
+    [[ -f $pl_only ]] && all_variants+=" pgq-pl"
+    all_variants+=" generic-pl"
+else
+    echo "note: PgQ 3 (postgresql-$pgmajor-pgq3) is not installed; only variants without it run" >&2
+fi
+[[ -f $repo/src/sql/pgq_core.sql ]] && all_variants+=" skyrep-core"
+variants=${VARIANTS:-$all_variants}
+
+schema_sql="
+create table user_info (userid int primary key, engname text, cnname text, occupation text,
+    birthday date, signname text, email text, qq numeric, crt_time timestamp, mod_time timestamp);
+create table user_session (userid int primary key, logintime timestamp(0),
+    login_count bigint default 0, logouttime timestamp(0), online_interval interval default interval '0');
+create table user_login_rec (userid int, login_time timestamp, ip inet, id bigserial primary key);
+create table user_logout_rec (userid int, logout_time timestamp, ip inet, id bigserial primary key);
+insert into user_info select g, 'user' || g, '用户' || g, 'engineer', date '1980-01-01' + g % 10000,
+    'hello world', 'user' || g || '@example.com', 10000000 + g, now(), now()
+  from generate_series(1, $USERS) g;
+insert into user_session (userid) select g from generate_series(1, $USERS) g;
+"
+captured_tables="user_session user_login_rec user_logout_rec"
+
+c_triggers() { # $1 = trigger function
+    for t in $captured_tables; do
+        echo "create trigger _londiste_bench after insert or update or delete on $t
+                for each row execute procedure $1('bench');
+              create trigger _londiste_bench_truncate after truncate on $t
+                for each statement execute procedure $1('bench');"
+    done
+}
+generated_triggers() {
+    for t in $captured_tables; do
+        echo "select pgq.skyrep_capture_create('$t', 'bench', '_londiste_bench');"
+    done
+}
+
+setup_variant() { # $1 = variant; creates and fills its database; returns 1 if unavailable
+    local v=$1 db="bench_${1//-/_}"
+    psql -d postgres -c "create database $db" >/dev/null
+    psql -d "$db" -c "$schema_sql" >/dev/null
+    case $v in
+    none) ;;
+    skyrep)
+        psql -d "$db" -c "create extension pgq" -c "select pgq.create_queue('bench')" >/dev/null
+        psql -d "$db" -f "$repo/src/sql/skyrep_capture.sql" >/dev/null
+        psql -d "$db" -c "$(generated_triggers)" >/dev/null
+        ;;
+    pgq-c)
+        psql -d "$db" -c "create extension pgq" -c "select pgq.create_queue('bench')" >/dev/null
+        psql -d "$db" -c "$(c_triggers pgq.logutriga)" >/dev/null
+        ;;
+    pgq-pl)
+        psql -d "$db" -f "$pl_only" >/dev/null
+        psql -d "$db" -c "select pgq.create_queue('bench')" >/dev/null
+        psql -d "$db" -c "$(c_triggers pgq.logutriga)" >/dev/null
+        ;;
+    generic-pl)
+        # the extension's queue, with pgq.logutriga replaced by skyrep's PL/pgSQL version
+        psql -d "$db" -c "create extension pgq" -c "select pgq.create_queue('bench')" >/dev/null
+        psql -d "$db" -f "$repo/src/sql/pgq_triggers.sql" >/dev/null
+        psql -d "$db" -c "$(c_triggers pgq.logutriga)" >/dev/null
+        ;;
+    skyrep-core)
+        psql -d "$db" -f "$repo/src/sql/pgq_core.sql" >/dev/null 2>&1 || return 1
+        psql -d "$db" -c "select pgq.create_queue('bench')" >/dev/null || return 1
+        psql -d "$db" -f "$repo/src/sql/skyrep_capture.sql" >/dev/null
+        psql -d "$db" -c "$(generated_triggers)" >/dev/null
+        ;;
+    *) die "unknown variant $v" ;;
+    esac
+    psql -d "$db" -c "vacuum analyze" >/dev/null
+}
+
+# The workload of the pgbench case (\setrandom spelled the way current pgbench wants it).
+cat >"$tmp/login.sql" <<EOF
+\set userid random(1, $USERS)
+select userid,engname,cnname,occupation,birthday,signname,email,qq from user_info where userid=:userid;
+insert into user_login_rec (userid,login_time,ip) values (:userid,now(),inet_client_addr());
+update user_session set logintime=now(),login_count=login_count+1 where userid=:userid;
+EOF
+cat >"$tmp/logout.sql" <<EOF
+\set userid random(1, $USERS)
+insert into user_logout_rec (userid,logout_time,ip) values (:userid,now(),inet_client_addr());
+update user_session set logouttime=now(),online_interval=online_interval+(now()-logintime) where userid=:userid;
+EOF
+
+reset_db() { # empties the event tables and the log tables, so every run starts alike
+    local db=$1
+    psql -d "$db" -At -c "
+        select 'truncate ' || string_agg(format('%I.%I', schemaname, tablename), ', ')
+          from pg_tables
+         where (schemaname = 'pgq' and tablename ~ '^event_[0-9]+_[0-9]+\$')
+            or (schemaname = 'public' and tablename in ('user_login_rec', 'user_logout_rec'))" \
+        | psql -d "$db" >/dev/null
+    psql -d "$db" -c "vacuum analyze user_session" -c "checkpoint" >/dev/null
+}
+
+run_one() { # $1 = database; prints tps
+    "$pgbench" -M prepared -n -c "$CLIENTS" -j "$CLIENTS" -T "$DURATION" \
+        -f "$tmp/login.sql" -f "$tmp/logout.sql" -h 127.0.0.1 -p "$port" -U postgres "$1" 2>&1 |
+        awk '/^tps = / {printf "%.0f\n", $3; exit}'
+}
+
+# --- run -------------------------------------------------------------------------------
+ready=()
+for v in $variants; do
+    echo "setting up $v ..." >&2
+    if setup_variant "$v"; then
+        ready+=("$v")
+    else
+        echo "note: variant $v is not available, skipped" >&2
+    fi
+done
+
+declare -A runs
+for ((r = 1; r <= ROUNDS; r++)); do
+    for v in "${ready[@]}"; do
+        db="bench_${v//-/_}"
+        reset_db "$db"
+        tps=$(run_one "$db")
+        [[ -n $tps ]] || die "pgbench failed for $v (see $tmp/server.log)"
+        runs[$v]+="$tps "
+        echo "round $r  $(printf '%-12s' "$v") $tps tps" >&2
+    done
+done
+
+mean() { awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.0f", s / NF}' <<<"$1"; }
+base=$(mean "${runs[none]:-0}")
+mkdir -p "$here/results"
+{
+    echo "skyrep capture benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "PostgreSQL $pgversion, $(nproc) CPUs, fsync off; pgbench -M prepared -c $CLIENTS -j $CLIENTS -T $DURATION,"
+    echo "login.sql + logout.sql of the Londiste 3 pgbench case, $USERS users, $ROUNDS interleaved rounds"
+    echo
+    printf '%-12s %10s %8s   %s\n' variant "mean tps" "vs none" "runs"
+    for v in "${ready[@]}"; do
+        m=$(mean "${runs[$v]}")
+        if [[ $base -gt 0 ]]; then
+            ratio=$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.3f", a / b}')
+        else
+            ratio="-"
+        fi
+        printf '%-12s %10s %8s   %s\n' "$v" "$m" "$ratio" "${runs[$v]}"
+    done
+} | tee "$here/results/capture-latest.txt.new"
+mv "$here/results/capture-latest.txt.new" "$here/results/capture-latest.txt"

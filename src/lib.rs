@@ -1,0 +1,22 @@
+//! skyrep: trigger-based, table-level PostgreSQL replication in one binary — the PgQ queue,
+//! its ticker and Londiste replay, re-created as a sync, thread-per-role Rust program.
+//!
+//! The binary (`src/main.rs`) parses the command line and runs one of the commands below; the
+//! modules are public so that the integration tests can drive the roles directly.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod connstr;
+pub mod db;
+pub mod error;
+pub mod install;
+pub mod keys;
+pub mod logging;
+pub mod mask;
+pub mod output;
+pub mod pgpass;
+pub mod pgq;
+pub mod signals;
+pub mod ticker;
+pub mod tls;

@@ -1,0 +1,222 @@
+//! A PgQ consumer: take the next batch, stream its events, finish it.
+//!
+//! A batch is the set of events between two ticks of the queue (defined by the two tick
+//! snapshots, never by event ids), handed out by `pgq.next_batch_info` and kept by the queue
+//! until `pgq.finish_batch`: asking again before finishing returns the same batch, so a
+//! consumer that dies mid-batch gets it again. Events are read through a cursor
+//! (`pgq.get_batch_cursor`) in fetches of a fixed size, so a batch of millions of events
+//! never sits in memory.
+
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use postgres::{GenericClient, Row, Transaction};
+
+/// Name of the cursor that streams a batch's events.
+const CURSOR: &str = "skyrep_batch_events";
+
+/// One batch: the events between ticks `prev_tick_id` and `tick_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Batch id, valid until the batch is finished.
+    pub id: i64,
+    /// Tick the batch starts after.
+    pub prev_tick_id: i64,
+    /// Tick the batch ends at.
+    pub tick_id: i64,
+    /// Time of the ending tick (the batch's events were committed before it).
+    pub tick_time: SystemTime,
+}
+
+/// One queued event, as PgQ stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Event id, unique in its queue.
+    pub id: i64,
+    /// When the event was inserted.
+    pub time: SystemTime,
+    /// Transaction that inserted it.
+    pub txid: i64,
+    /// How often it was retried (`None` for a first delivery).
+    pub retry: Option<i32>,
+    /// `ev_type`, e.g. `I:id` for a row insert.
+    pub ev_type: Option<String>,
+    /// `ev_data`, e.g. the url-encoded row.
+    pub data: Option<String>,
+    /// `ev_extra1`, e.g. the table name.
+    pub extra1: Option<String>,
+    /// `ev_extra2`.
+    pub extra2: Option<String>,
+    /// `ev_extra3`.
+    pub extra3: Option<String>,
+    /// `ev_extra4`.
+    pub extra4: Option<String>,
+}
+
+impl Event {
+    fn from_row(row: &Row) -> Result<Event> {
+        Ok(Event {
+            id: row.try_get("ev_id")?,
+            time: row.try_get("ev_time")?,
+            txid: row.try_get("ev_txid")?,
+            retry: row.try_get("ev_retry")?,
+            ev_type: row.try_get("ev_type")?,
+            data: row.try_get("ev_data")?,
+            extra1: row.try_get("ev_extra1")?,
+            extra2: row.try_get("ev_extra2")?,
+            extra3: row.try_get("ev_extra3")?,
+            extra4: row.try_get("ev_extra4")?,
+        })
+    }
+}
+
+/// A named consumer of one queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consumer {
+    queue: String,
+    name: String,
+}
+
+impl Consumer {
+    /// The consumer `name` of queue `queue`.
+    pub fn new(queue: &str, name: &str) -> Consumer {
+        Consumer {
+            queue: queue.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// The queue's name.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Registers the consumer at the queue's latest tick; `false` if it was registered.
+    pub fn register(&self, client: &mut impl GenericClient) -> Result<bool> {
+        let n: i32 = client
+            .query_one(
+                "select pgq.register_consumer($1, $2)",
+                &[&self.queue, &self.name],
+            )
+            .with_context(|| format!("registering consumer {} on queue {}", self.name, self.queue))?
+            .get(0);
+        Ok(n == 1)
+    }
+
+    /// Removes the consumer (and its retry events); `false` if it was not registered.
+    pub fn unregister(&self, client: &mut impl GenericClient) -> Result<bool> {
+        let n: i32 = client
+            .query_one(
+                "select pgq.unregister_consumer($1, $2)",
+                &[&self.queue, &self.name],
+            )
+            .with_context(|| {
+                format!(
+                    "unregistering consumer {} from queue {}",
+                    self.name, self.queue
+                )
+            })?
+            .get(0);
+        Ok(n > 0)
+    }
+
+    /// The next batch, or the unfinished one handed out before; `None` when no tick is
+    /// waiting.
+    pub fn next_batch(&self, client: &mut impl GenericClient) -> Result<Option<Batch>> {
+        let row = client
+            .query_one(
+                "select batch_id, prev_tick_id, cur_tick_id, cur_tick_time \
+                 from pgq.next_batch_info($1, $2)",
+                &[&self.queue, &self.name],
+            )
+            .with_context(|| {
+                format!(
+                    "asking queue {} for the next batch of {}",
+                    self.queue, self.name
+                )
+            })?;
+        let Some(id) = row.get::<_, Option<i64>>(0) else {
+            return Ok(None);
+        };
+        Ok(Some(Batch {
+            id,
+            prev_tick_id: row.get(1),
+            tick_id: row.get(2),
+            tick_time: row.get(3),
+        }))
+    }
+
+    /// Streams the batch's events, in event id order, to `each`, `fetch` rows at a time,
+    /// inside transaction `tx` (the cursor lives as long as the transaction). Returns the
+    /// number of events.
+    pub fn for_each_event(
+        &self,
+        tx: &mut Transaction<'_>,
+        batch: &Batch,
+        fetch: i32,
+        mut each: impl FnMut(Event) -> Result<()>,
+    ) -> Result<u64> {
+        let context = || format!("reading batch {} of queue {}", batch.id, self.queue);
+        let fetch = fetch.max(1);
+        let mut rows = tx
+            .query(
+                "select * from pgq.get_batch_cursor($1, $2, $3)",
+                &[&batch.id, &CURSOR, &fetch],
+            )
+            .with_context(context)?;
+        let fetch_sql = format!("fetch {fetch} from {CURSOR}");
+        let mut count = 0;
+        loop {
+            let full = rows.len() == fetch as usize;
+            for row in &rows {
+                each(Event::from_row(row).with_context(context)?)?;
+                count += 1;
+            }
+            if !full {
+                break;
+            }
+            rows = tx.query(fetch_sql.as_str(), &[]).with_context(context)?;
+        }
+        tx.batch_execute(&format!("close {CURSOR}"))
+            .with_context(context)?;
+        Ok(count)
+    }
+
+    /// Puts event `event_id` of the batch back into the queue for this consumer, to come
+    /// again after `seconds`.
+    pub fn retry_event(
+        &self,
+        client: &mut impl GenericClient,
+        batch: &Batch,
+        event_id: i64,
+        seconds: i32,
+    ) -> Result<()> {
+        client
+            .query_one(
+                "select pgq.event_retry($1, $2, $3)",
+                &[&batch.id, &event_id, &seconds],
+            )
+            .with_context(|| format!("retrying event {event_id} of batch {}", batch.id))?;
+        Ok(())
+    }
+
+    /// Marks the batch done: the next call of [`Consumer::next_batch`] moves on.
+    pub fn finish_batch(&self, client: &mut impl GenericClient, batch: &Batch) -> Result<()> {
+        let n: i32 = client
+            .query_one("select pgq.finish_batch($1)", &[&batch.id])
+            .with_context(|| format!("finishing batch {} of queue {}", batch.id, self.queue))?
+            .get(0);
+        anyhow::ensure!(
+            n == 1,
+            "batch {} of queue {} was not open",
+            batch.id,
+            self.queue
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,917 @@
+-- skyrep capture: generated, table-specific capture triggers (the fast path).
+--
+-- A generic trigger (pgq.logutriga) looks up the table's columns and primary key in the
+-- catalog and escapes every value character by character, for every row.  The functions in
+-- this file do that work once, when the trigger is registered: they generate a PL/pgSQL
+-- trigger function for one table that already knows its columns, their types and the key,
+-- and that escapes each value with the cheapest built-in expression its type allows.
+--
+-- The events are exactly those of PgQ's pgq.logutriga for the same rows:
+--   ev_type   'I:<pkey>' / 'U:<pkey>' / 'D:<pkey>' ('R' for TRUNCATE)
+--   ev_data   the row url-encoded: name=value pairs joined by '&', columns in table order,
+--             a bare name for NULL, 'name=' for an empty string; names and values encoded
+--             byte by byte: A-Z a-z 0-9 _ . - kept, space -> '+', anything else -> %xx
+--             (lowercase hex) of each byte in the database encoding; TRUNCATE -> ''
+--   ev_extra1 'schema.table', unquoted
+--   ev_extra2 with 'backup': the old row, url-encoded (UPDATE only)
+-- and are inserted with pgq.insert_event(queue, type, data, extra1, extra2, extra3, extra4).
+--
+-- API
+--   pgq.skyrep_capture_create(i_table regclass, i_queue text, i_trigger text,
+--                             i_args text[] default '{}') returns text
+--       Generates (or regenerates) the function for the table and creates (or replaces)
+--       the row trigger i_trigger (AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW; BEFORE
+--       with SKIP) and the statement trigger i_trigger || '_truncate' (AFTER TRUNCATE).
+--       Returns the generated function's name (in schema pgq).
+--   pgq.skyrep_capture_drop(i_table regclass, i_trigger text) returns boolean
+--       Drops both triggers and the generated function; false if there was nothing to drop.
+--   pgq.skyrep_capture_refresh(i_table regclass, i_trigger text) returns text
+--       Regenerates the function from the current columns, with the queue and arguments
+--       the trigger was created with (kept in pg_trigger.tgargs).  Run it in the same
+--       transaction as every ALTER TABLE that adds, drops, renames or retypes a column,
+--       and after renaming the table or its schema: the generated code knows the columns
+--       and the table name as they were when it was generated.
+--   pgq.skyrep_capture_refresh(i_table regclass) returns integer
+--       Refreshes every skyrep capture trigger on the table; returns how many.
+--   pgq.skyrep_capture_list() returns setof (table_name, trigger_name, queue_name, args,
+--       function_name): the registered capture triggers.
+--   pgq.skyrep_capture_source(i_table regclass, i_queue text, i_trigger text,
+--                             i_args text[] default '{}') returns text
+--       The CREATE FUNCTION statement that skyrep_capture_create would run (for review).
+--   pgq.skyrep_urlencode(text) returns text
+--       The url-encoding used for values, as a function.
+--
+-- Trigger arguments (the same spelling as PgQ's triggers; case-sensitive):
+--   SKIP          the trigger is created BEFORE and returns NULL: the event is queued, the
+--                 row operation itself is skipped.
+--   deny          every INSERT/UPDATE/DELETE/TRUNCATE fails with
+--                 Table '<schema.table>' to queue '<queue>': change not allowed (<op>)
+--   ignore=a,b    columns left out of ev_data and the backup; an UPDATE that changes some
+--                 ignored column and no other column queues nothing.
+--   pkey=a,b      key columns instead of the primary key (written into ev_type as given).
+--                 Every name must be a column of the table (checked at registration).
+--   backup        ev_extra2 = the old row, url-encoded, for UPDATE.
+--   when=EXPR     queue the event only when EXPR is true.  EXPR is evaluated as
+--                 "select EXPR" with the row's columns in scope (the new row for INSERT and
+--                 UPDATE, the old row for DELETE).  It is compiled into the generated
+--                 function, must be boolean (checked at registration), and NULL is an error.
+--   ev_type=EXPR, ev_data=EXPR, ev_extra1=EXPR .. ev_extra4=EXPR
+--                 the field is the text of EXPR (evaluated like when=; NULL gives NULL).
+--                 EXPR must yield exactly one row.
+-- Anything else is refused with 'bad param to pgq trigger'.  Columns named _pgq_ev_type,
+-- _pgq_ev_data, _pgq_ev_extra1 .. _pgq_ev_extra4 override that field with their value and
+-- are not part of ev_data; other _pgq_ev_* names are refused.
+--
+-- As in PgQ: with session_replication_role = 'local' the trigger does nothing; an UPDATE
+-- that changes a key column fails with 'primary key update not allowed'; UPDATE and DELETE
+-- on a table without a key fail with 'Update/Delete on table without pkey' (INSERT gives
+-- 'I:').  A column counts as changed when the type's default equality says so (numeric
+-- 1.0 -> 1.00 is no change), and by its text for arrays and for types without a default
+-- btree or hash equality (json, xml, point, box ...).
+--
+-- The TRUNCATE trigger gets only the queue name (and deny) as arguments and always queues
+-- an 'R' event: the other arguments have no meaning for TRUNCATE.
+--
+-- Differences from PgQ's C trigger that only show in corner cases: PgQ reads the table
+-- name and columns at run time, the generated function has them compiled in (hence
+-- refresh); argument and pkey= errors come at registration instead of at the first row;
+-- on a partitioned table, ev_extra1 names the partitioned table, not the partition.
+--
+-- Requires PostgreSQL 12 or newer.  Idempotent: every object is created with
+-- CREATE OR REPLACE.
+
+create schema if not exists pgq;
+
+-- Url-encoding of one value (NULL gives NULL).
+create or replace function pgq.skyrep_urlencode(i_value text)
+returns text
+language plpgsql immutable strict parallel safe
+as $$
+declare
+    v text collate "C" := i_value;
+begin
+    if v !~ '[^A-Za-z0-9_.-]' then
+        return v;
+    end if;
+    if v !~ '[^A-Za-z0-9_. -]' then
+        return pg_catalog.replace(v, ' ', '+');
+    end if;
+    if v !~ '[^ -~]' then
+        -- printable ASCII: one replace per special character; '%' first, space last
+        return pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.replace(
+                   v, '%', '%25'),
+                   '!', '%21'), '"', '%22'), '#', '%23'), '$', '%24'), '&', '%26'),
+                   '''', '%27'), '(', '%28'), ')', '%29'), '*', '%2a'), ',', '%2c'),
+                   '/', '%2f'), ':', '%3a'), ';', '%3b'), '<', '%3c'), '=', '%3d'),
+                   '>', '%3e'), '?', '%3f'), '@', '%40'), '[', '%5b'), '\', '%5c'),
+                   ']', '%5d'), '^', '%5e'), '`', '%60'), '{', '%7b'), '|', '%7c'),
+                   '}', '%7d'), '~', '%7e'), '+', '%2b'), ' ', '+');
+    end if;
+    -- Anything else (control characters, non-ASCII): split into runs of kept characters
+    -- and runs of others; a run of others is encoded as a whole from its bytes.
+    return (
+        select pg_catalog.string_agg(
+                   r.m[1] || pg_catalog.replace(
+                       pg_catalog.regexp_replace(
+                           pg_catalog.encode(
+                               pg_catalog.convert_to(r.m[2], pg_catalog.getdatabaseencoding()),
+                               'hex'),
+                           '(..)', '%\1', 'g'),
+                       '%20', '+'),
+                   '' order by r.n)
+          from pg_catalog.regexp_matches(v, '([A-Za-z0-9_.-]*)([^A-Za-z0-9_.-]*)', 'g')
+               with ordinality as r(m, n));
+end;
+$$;
+
+-- The type a domain is based on (the type itself for other types).
+create or replace function pgq.skyrep_base_type(i_type oid)
+returns oid
+language sql stable strict
+as $$
+    with recursive d(oid, base, depth) as (
+        select t.oid, t.typbasetype, 0 from pg_catalog.pg_type t where t.oid = i_type
+        union all
+        select t.oid, t.typbasetype, d.depth + 1
+          from d join pg_catalog.pg_type t on t.oid = d.base
+         where d.base <> 0 and d.depth < 100
+    )
+    select oid from d where base = 0;
+$$;
+
+-- Whether the type (after domains) is an array.
+create or replace function pgq.skyrep_type_is_array(i_type oid)
+returns boolean
+language sql stable strict
+as $$
+    select t.typelem <> 0 and t.typlen = -1
+      from pg_catalog.pg_type t
+     where t.oid = pgq.skyrep_base_type(i_type);
+$$;
+
+-- Whether the type has a default equality operator (from a default btree or hash operator
+-- class), the way PostgreSQL's type cache decides it: arrays if their element type has one,
+-- composite types if all their fields have one.
+create or replace function pgq.skyrep_type_has_equality(i_type oid)
+returns boolean
+language plpgsql stable strict
+as $$
+declare
+    t record;
+begin
+    select ty.oid, ty.typtype, ty.typelem, ty.typlen, ty.typrelid
+      into t
+      from pg_catalog.pg_type ty
+     where ty.oid = pgq.skyrep_base_type(i_type);
+    if not found then
+        return false;
+    end if;
+    if t.typelem <> 0 and t.typlen = -1 then
+        return pgq.skyrep_type_has_equality(t.typelem);
+    end if;
+    if t.typtype = 'c' then
+        return coalesce((
+            select pg_catalog.bool_and(pgq.skyrep_type_has_equality(a.atttypid))
+              from pg_catalog.pg_attribute a
+             where a.attrelid = t.typrelid and a.attnum > 0 and not a.attisdropped), true);
+    end if;
+    return exists (
+        select 1
+          from pg_catalog.pg_opclass oc
+          join pg_catalog.pg_am am on am.oid = oc.opcmethod
+         where oc.opcdefault
+           and am.amname in ('btree', 'hash')
+           and (oc.opcintype = t.oid
+                or (t.typtype = 'e' and oc.opcintype = 'pg_catalog.anyenum'::pg_catalog.regtype)
+                or (t.typtype = 'r' and oc.opcintype = 'pg_catalog.anyrange'::pg_catalog.regtype)
+                or (t.typtype = 'm'
+                    and oc.opcintype = pg_catalog.to_regtype('pg_catalog.anymultirange'))
+                or exists (select 1
+                             from pg_catalog.pg_cast c
+                            where c.castsource = t.oid
+                              and c.casttarget = oc.opcintype
+                              and c.castmethod = 'b'
+                              and c.castcontext = 'i')));
+end;
+$$;
+
+-- The type's output function, schema-qualified and quoted, for use in generated code.
+create or replace function pgq.skyrep_type_output_function(i_type oid)
+returns text
+language sql stable strict
+as $$
+    select pg_catalog.format('%I.%I', n.nspname, p.proname)
+      from pg_catalog.pg_type t
+      join pg_catalog.pg_proc p on p.oid = t.typoutput
+      join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+     where t.oid = pgq.skyrep_base_type(i_type);
+$$;
+
+-- How a value of the type is turned into url-encoded text:
+--   plain        its text output needs no escaping (integers, numeric, uuid ...)
+--   bool         't' / 'f'
+--   float        only '+' can need escaping (1e+100)
+--   date, timestamp, timestamptz, time, timetz, interval
+--                only the few characters their output can contain, in any DateStyle and
+--                IntervalStyle, are escaped
+--   net          inet, cidr, macaddr: ':' and '/'
+--   bytea        hex output: only the leading backslash
+--   text         text and varchar: checked with a regular expression, usually kept as is
+--   other        anything else: its text output, handled like text
+create or replace function pgq.skyrep_capture_kind(i_type oid)
+returns text
+language sql stable strict
+as $$
+    select case pgq.skyrep_base_type(i_type)
+        when 'pg_catalog.int2'::pg_catalog.regtype then 'plain'
+        when 'pg_catalog.int4'::pg_catalog.regtype then 'plain'
+        when 'pg_catalog.int8'::pg_catalog.regtype then 'plain'
+        when 'pg_catalog.oid'::pg_catalog.regtype then 'plain'
+        when 'pg_catalog.xid'::pg_catalog.regtype then 'plain'
+        when 'pg_catalog.cid'::pg_catalog.regtype then 'plain'
+        when 'pg_catalog.numeric'::pg_catalog.regtype then 'plain'
+        when 'pg_catalog.uuid'::pg_catalog.regtype then 'plain'
+        when 'pg_catalog.bool'::pg_catalog.regtype then 'bool'
+        when 'pg_catalog.float4'::pg_catalog.regtype then 'float'
+        when 'pg_catalog.float8'::pg_catalog.regtype then 'float'
+        when 'pg_catalog.date'::pg_catalog.regtype then 'date'
+        when 'pg_catalog.timestamp'::pg_catalog.regtype then 'timestamp'
+        when 'pg_catalog.timestamptz'::pg_catalog.regtype then 'timestamptz'
+        when 'pg_catalog.time'::pg_catalog.regtype then 'time'
+        when 'pg_catalog.timetz'::pg_catalog.regtype then 'timetz'
+        when 'pg_catalog.interval'::pg_catalog.regtype then 'interval'
+        when 'pg_catalog.inet'::pg_catalog.regtype then 'net'
+        when 'pg_catalog.cidr'::pg_catalog.regtype then 'net'
+        when 'pg_catalog.macaddr'::pg_catalog.regtype then 'net'
+        when 'pg_catalog.macaddr8'::pg_catalog.regtype then 'net'
+        when 'pg_catalog.bytea'::pg_catalog.regtype then 'bytea'
+        when 'pg_catalog.text'::pg_catalog.regtype then 'text'
+        when 'pg_catalog.varchar'::pg_catalog.regtype then 'text'
+        else 'other'
+    end;
+$$;
+
+-- SQL expression giving the text output of i_ref (an expression of type i_type), exactly
+-- what the type's output function prints (casts to text differ for bool, inet, char(n) ...).
+create or replace function pgq.skyrep_capture_output_sql(i_ref text, i_type oid)
+returns text
+language sql stable strict
+as $$
+    select case pgq.skyrep_capture_kind(i_type)
+        when 'text' then i_ref
+        when 'plain' then pg_catalog.format('(%s)::pg_catalog.text', i_ref)
+        else pg_catalog.format('pg_catalog.textin(%s(%s))',
+                               pgq.skyrep_type_output_function(i_type), i_ref)
+    end;
+$$;
+
+-- SQL expression that url-encodes i_ref, a value of type i_type (NULL stays NULL).
+-- For kinds 'bytea' and 'other', i_ref must already be the value's text output, in a
+-- variable (it is used more than once).
+create or replace function pgq.skyrep_capture_encode_sql(i_ref text, i_type oid)
+returns text
+language plpgsql stable strict
+as $$
+declare
+    v_kind text := pgq.skyrep_capture_kind(i_type);
+    v_out text;
+begin
+    v_out := pgq.skyrep_capture_output_sql(i_ref, i_type);
+    case v_kind
+    when 'plain' then
+        return v_out;
+    when 'bool' then
+        return pg_catalog.format('CASE %s WHEN true THEN ''t'' WHEN false THEN ''f'' END', i_ref);
+    when 'float' then
+        return pg_catalog.format('pg_catalog.replace(%s, ''+'', ''%%2b'')', v_out);
+    when 'date' then
+        return pg_catalog.format(
+            'pg_catalog.replace(pg_catalog.replace(%s, ''/'', ''%%2f''), '' '', ''+'')', v_out);
+    when 'timestamp' then
+        return pg_catalog.format(
+            'pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(%s, '':'', ''%%3a''), '
+            '''/'', ''%%2f''), '' '', ''+'')', v_out);
+    when 'timestamptz' then
+        return pg_catalog.format(
+            'pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(%s, '
+            ''':'', ''%%3a''), ''+'', ''%%2b''), ''/'', ''%%2f''), '' '', ''+'')', v_out);
+    when 'time' then
+        return pg_catalog.format('pg_catalog.replace(%s, '':'', ''%%3a'')', v_out);
+    when 'timetz' then
+        return pg_catalog.format(
+            'pg_catalog.replace(pg_catalog.replace(%s, '':'', ''%%3a''), ''+'', ''%%2b'')', v_out);
+    when 'interval' then
+        return pg_catalog.format(
+            'pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(%s, '
+            ''':'', ''%%3a''), ''@'', ''%%40''), ''+'', ''%%2b''), '' '', ''+'')', v_out);
+    when 'net' then
+        return pg_catalog.format(
+            'pg_catalog.replace(pg_catalog.replace(%s, '':'', ''%%3a''), ''/'', ''%%2f'')', v_out);
+    when 'bytea' then
+        -- hex output starts with \x (escape output never does: it doubles backslashes)
+        return pg_catalog.format(
+            'CASE WHEN pg_catalog.left(%1$s, 2) = %2$L THEN %3$L || pg_catalog.substr(%1$s, 3) '
+            'ELSE pgq.skyrep_urlencode(%1$s) END', i_ref, '\x', '%5cx');
+    when 'text' then
+        return pg_catalog.format(
+            'CASE WHEN (%1$s COLLATE "C") !~ ''[^A-Za-z0-9_.-]'' THEN %1$s '
+            'WHEN (%1$s COLLATE "C") !~ ''[^A-Za-z0-9_. -]'' '
+            'THEN pg_catalog.replace(%1$s COLLATE "C", '' '', ''+'') '
+            'ELSE pgq.skyrep_urlencode(%1$s) END', i_ref);
+    else
+        return pg_catalog.format(
+            'CASE WHEN %1$s !~ ''[^A-Za-z0-9_.-]'' THEN %1$s '
+            'WHEN %1$s !~ ''[^A-Za-z0-9_. -]'' THEN pg_catalog.replace(%1$s, '' '', ''+'') '
+            'ELSE pgq.skyrep_urlencode(%1$s) END', i_ref);
+    end case;
+end;
+$$;
+
+-- SQL condition: column i_col of type i_type differs between NEW and OLD, by the type's
+-- default equality, or by text for arrays and types without one.
+create or replace function pgq.skyrep_capture_changed_sql(i_col text, i_type oid)
+returns text
+language sql stable strict
+as $$
+    select case
+        when not pgq.skyrep_type_is_array(i_type) and pgq.skyrep_type_has_equality(i_type)
+        then pg_catalog.format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', i_col)
+        else pg_catalog.format('%s IS DISTINCT FROM %s',
+                               pgq.skyrep_capture_output_sql(pg_catalog.format('NEW.%I', i_col), i_type),
+                               pgq.skyrep_capture_output_sql(pg_catalog.format('OLD.%I', i_col), i_type))
+    end;
+$$;
+
+-- Trigger arguments, parsed and checked the way PgQ's triggers read them.
+create or replace function pgq.skyrep_capture_parse_args(
+    i_args text[],
+    out skip boolean, out deny boolean, out backup boolean,
+    out ignore_list text[], out pkey_raw text, out pkey_list text[],
+    out when_expr text, out override_fields text[], out override_exprs text[])
+language plpgsql immutable
+as $$
+declare
+    a text;
+    v_field text;
+begin
+    skip := false;
+    deny := false;
+    backup := false;
+    ignore_list := '{}';
+    override_fields := '{}';
+    override_exprs := '{}';
+    foreach a in array coalesce(i_args, '{}') loop
+        if a = 'SKIP' then
+            skip := true;
+        elsif a = 'deny' then
+            deny := true;
+        elsif a = 'backup' then
+            backup := true;
+        elsif a like 'ignore=%' then
+            select coalesce(pg_catalog.array_agg(pg_catalog.btrim(x, E' \t\n\r')), '{}')
+              into ignore_list
+              from pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.substr(a, 8), ',')) x
+             where pg_catalog.btrim(x, E' \t\n\r') <> '';
+        elsif a like 'pkey=%' then
+            pkey_raw := pg_catalog.substr(a, 6);
+            select coalesce(pg_catalog.array_agg(pg_catalog.btrim(x, E' \t\n\r')), '{}')
+              into pkey_list
+              from pg_catalog.unnest(pg_catalog.string_to_array(pkey_raw, ',')) x
+             where pg_catalog.btrim(x, E' \t\n\r') <> '';
+        elsif a like 'when=%' then
+            -- the first when= counts, as in PgQ
+            when_expr := coalesce(when_expr, pg_catalog.substr(a, 6));
+        elsif a ~ '^ev_(type|data|extra[1-4])=' then
+            v_field := pg_catalog.split_part(a, '=', 1);
+            if not v_field = any(override_fields) then
+                override_fields := override_fields || v_field;
+                override_exprs := override_exprs || pg_catalog.substr(a, pg_catalog.length(v_field) + 2);
+            end if;
+        else
+            raise exception 'bad param to pgq trigger';
+        end if;
+    end loop;
+end;
+$$;
+
+-- Name of the generated function for a table and trigger name (in schema pgq).
+create or replace function pgq.skyrep_capture_function_name(i_table regclass, i_trigger text)
+returns text
+language sql stable strict
+as $$
+    select 'skyrep_cap_'
+        || pg_catalog.left(pg_catalog.regexp_replace(pg_catalog.lower(c.relname), '[^a-z0-9_]', '', 'g'), 24)
+        || '_'
+        || pg_catalog.left(pg_catalog.md5(pg_catalog.format('%I.%I.%I', n.nspname, c.relname, i_trigger)), 16)
+      from pg_catalog.pg_class c
+      join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+     where c.oid = i_table;
+$$;
+
+-- SQL expression for the url-encoded row i_row ('NEW' or 'OLD') with the given data columns.
+-- Values of kinds 'bytea' and 'other' are read from the variables _skyrep_n<i> / _skyrep_o<i>.
+create or replace function pgq.skyrep_capture_data_sql(
+    i_row text, i_names text[], i_types oid[], i_notnull boolean[])
+returns text
+language plpgsql stable
+as $$
+declare
+    v_parts text[] := '{}';
+    v_ref text;
+    v_lit text;
+    v_enc text;
+    i int;
+begin
+    for i in 1 .. coalesce(pg_catalog.array_length(i_names, 1), 0) loop
+        if pgq.skyrep_capture_kind(i_types[i]) in ('bytea', 'other') then
+            v_ref := pg_catalog.format('_skyrep_%s%s', case i_row when 'NEW' then 'n' else 'o' end, i);
+        else
+            v_ref := pg_catalog.format('%s.%I', i_row, i_names[i]);
+        end if;
+        v_enc := pgq.skyrep_capture_encode_sql(v_ref, i_types[i]);
+        v_lit := case when i > 1 then '&' else '' end || pgq.skyrep_urlencode(i_names[i]);
+        if i_notnull[i] then
+            v_parts := v_parts || pg_catalog.format('%L', v_lit || '=') || v_enc;
+        else
+            v_parts := v_parts || pg_catalog.format('%L', v_lit)
+                               || pg_catalog.format('COALESCE(''='' || %s, '''')', v_enc);
+        end if;
+    end loop;
+    if coalesce(pg_catalog.array_length(v_parts, 1), 0) = 0 then
+        return '''''';
+    end if;
+    return pg_catalog.array_to_string(v_parts, E'\n            || ');
+end;
+$$;
+
+-- The CREATE FUNCTION statement for the generated trigger function.
+create or replace function pgq.skyrep_capture_source(
+    i_table regclass, i_queue text, i_trigger text, i_args text[] default '{}')
+returns text
+language plpgsql stable
+as $$
+declare
+    a record;
+    c record;
+    v_fname text;
+    v_fq text;
+    v_enc_table text;
+    v_names text[] := '{}';      -- data columns (not ignored, not magic), in table order
+    v_types oid[] := '{}';
+    v_notnull boolean[] := '{}';
+    v_ignored_names text[] := '{}';
+    v_ignored_types oid[] := '{}';
+    v_magic text[] := '{}';      -- magic column names present
+    v_pkey text[];
+    v_pkey_str text;
+    v_pkey_types oid[] := '{}';
+    v_typ oid;
+    v_decl text := '';
+    v_body text := '';
+    v_op text;
+    v_row text;
+    v_stmts text;
+    v_data text;
+    v_backup text;
+    v_setup text;
+    v_ret text;
+    v_when_check text := '';
+    v_overrides text := '';
+    v_expr_type oid;
+    v_slow boolean;
+    v_cond text;
+    v_cond2 text;
+    i int;
+    v_field text;
+    v_var text;
+begin
+    if i_queue is null or i_queue = '' then
+        raise exception 'pgq trigger must have destination queue as argument';
+    end if;
+    if i_trigger is null or i_trigger = '' then
+        raise exception 'skyrep capture: a trigger name is needed';
+    end if;
+    select * into a from pgq.skyrep_capture_parse_args(i_args);
+
+    select n.nspname, cl.relname, cl.relkind into c
+      from pg_catalog.pg_class cl join pg_catalog.pg_namespace n on n.oid = cl.relnamespace
+     where cl.oid = i_table;
+    if c.relkind not in ('r', 'p') then
+        raise exception 'skyrep capture: % is not a table', i_table;
+    end if;
+    v_fq := c.nspname || '.' || c.relname;
+    v_fname := pgq.skyrep_capture_function_name(i_table, i_trigger);
+
+    -- columns
+    for c in
+        select att.attname, att.atttypid, att.attnotnull
+          from pg_catalog.pg_attribute att
+         where att.attrelid = i_table and att.attnum > 0 and not att.attisdropped
+         order by att.attnum
+    loop
+        if pg_catalog.left(c.attname, 8) = '_pgq_ev_' then
+            if c.attname not in ('_pgq_ev_type', '_pgq_ev_data', '_pgq_ev_extra1',
+                                 '_pgq_ev_extra2', '_pgq_ev_extra3', '_pgq_ev_extra4') then
+                raise exception 'Unknown magic column: %', c.attname;
+            end if;
+            v_magic := v_magic || c.attname::text;
+        elsif c.attname = any(a.ignore_list) then
+            v_ignored_names := v_ignored_names || c.attname::text;
+            v_ignored_types := v_ignored_types || c.atttypid;
+        else
+            v_names := v_names || c.attname::text;
+            v_types := v_types || c.atttypid;
+            v_notnull := v_notnull || c.attnotnull;
+        end if;
+    end loop;
+
+    -- key
+    if a.pkey_raw is not null then
+        v_pkey := a.pkey_list;
+        v_pkey_str := a.pkey_raw;
+    else
+        select coalesce(pg_catalog.array_agg(att.attname::text order by k.ord), '{}')
+          into v_pkey
+          from pg_catalog.pg_index ix
+               cross join lateral pg_catalog.unnest(ix.indkey::int2[]) with ordinality as k(attnum, ord)
+               join pg_catalog.pg_attribute att on att.attrelid = ix.indrelid and att.attnum = k.attnum
+         where ix.indrelid = i_table and ix.indisprimary;
+        v_pkey_str := pg_catalog.array_to_string(v_pkey, ',');
+    end if;
+    for i in 1 .. coalesce(pg_catalog.array_length(v_pkey, 1), 0) loop
+        select att.atttypid into v_typ
+          from pg_catalog.pg_attribute att
+         where att.attrelid = i_table and att.attname = v_pkey[i] and att.attnum > 0
+           and not att.attisdropped;
+        if not found then
+            raise exception 'pkey= column "%" is not a column of table %', v_pkey[i], i_table;
+        end if;
+        v_pkey_types := v_pkey_types || v_typ;
+    end loop;
+
+    -- declarations: text outputs of 'bytea' and 'other' columns go into variables
+    v_decl := E'    _skyrep_ev bigint;\n    _skyrep_cnt int4;\n    _skyrep_when boolean;\n' ||
+              E'    _skyrep_t text;\n    _skyrep_d text;\n    _skyrep_e1 text;\n    _skyrep_e2 text;\n' ||
+              E'    _skyrep_e3 text;\n    _skyrep_e4 text;\n';
+    for i in 1 .. coalesce(pg_catalog.array_length(v_names, 1), 0) loop
+        if pgq.skyrep_capture_kind(v_types[i]) in ('bytea', 'other') then
+            v_decl := v_decl || pg_catalog.format(E'    _skyrep_n%s text;\n    _skyrep_o%s text;\n', i, i);
+        end if;
+    end loop;
+
+    -- when= and overrides: evaluated as "select EXPR" with the row's columns in scope
+    if a.when_expr is not null then
+        execute pg_catalog.format(
+            'select pg_catalog.pg_typeof((select _x.v from (select (null::%s).*) as _skyrep_row, '
+            'lateral (select %s) as _x(v) limit 0))::oid', i_table, a.when_expr)
+            into v_expr_type;
+        if v_expr_type <> 'pg_catalog.bool'::pg_catalog.regtype then
+            raise exception 'when= query result must be boolean, got=%', v_expr_type;
+        end if;
+        v_when_check := pg_catalog.format(
+            E'        SELECT pg_catalog.count(*)::int4, (pg_catalog.array_agg(_x.v))[1]\n' ||
+            E'          INTO _skyrep_cnt, _skyrep_when\n' ||
+            E'          FROM (SELECT %%1$s.*) AS _skyrep_row, LATERAL (SELECT %s) AS _x(v);\n' ||
+            E'        IF _skyrep_cnt <> 1 THEN\n' ||
+            E'            RAISE EXCEPTION ''Expect 1 row from override query, got %%%%'', _skyrep_cnt;\n' ||
+            E'        END IF;\n' ||
+            E'        IF _skyrep_when IS NULL THEN\n' ||
+            E'            RAISE EXCEPTION ''when= should not be NULL'';\n' ||
+            E'        END IF;\n' ||
+            E'        IF NOT _skyrep_when THEN\n' ||
+            E'            RETURN NULL;\n' ||
+            E'        END IF;\n', a.when_expr);
+    end if;
+    for i in 1 .. coalesce(pg_catalog.array_length(a.override_fields, 1), 0) loop
+        execute pg_catalog.format(
+            'select pg_catalog.pg_typeof((select _x.v from (select (null::%s).*) as _skyrep_row, '
+            'lateral (select %s) as _x(v) limit 0))::oid', i_table, a.override_exprs[i])
+            into v_expr_type;
+        v_var := case a.override_fields[i]
+                     when 'ev_type' then '_skyrep_t' when 'ev_data' then '_skyrep_d'
+                     else '_skyrep_e' || pg_catalog.right(a.override_fields[i], 1) end;
+        v_overrides := v_overrides || pg_catalog.format(
+            E'        SELECT pg_catalog.count(*)::int4, (pg_catalog.array_agg(%s))[1]\n' ||
+            E'          INTO _skyrep_cnt, %s\n' ||
+            E'          FROM (SELECT %%1$s.*) AS _skyrep_row, LATERAL (SELECT %s) AS _x(v);\n' ||
+            E'        IF _skyrep_cnt <> 1 THEN\n' ||
+            E'            RAISE EXCEPTION ''Expect 1 row from override query, got %%%%'', _skyrep_cnt;\n' ||
+            E'        END IF;\n',
+            pgq.skyrep_capture_output_sql('_x.v', v_expr_type), v_var, a.override_exprs[i]);
+    end loop;
+
+    -- header
+    v_body := E'#variable_conflict use_column\nDECLARE\n' || v_decl || E'BEGIN\n';
+    v_body := v_body || E'    IF pg_catalog.current_setting(''session_replication_role'') = ''local'' THEN\n';
+    if a.skip then
+        v_body := v_body || E'        IF TG_OP = ''DELETE'' THEN\n            RETURN OLD;\n        END IF;\n'
+                         || E'        RETURN NEW;\n';
+    else
+        v_body := v_body || E'        RETURN NULL;\n';
+    end if;
+    v_body := v_body || E'    END IF;\n';
+
+    if a.deny then
+        v_body := v_body || pg_catalog.format(
+            E'    RAISE EXCEPTION ''%%'', %L || TG_OP || '')'';\n',
+            pg_catalog.format('Table ''%s'' to queue ''%s'': change not allowed (', v_fq, i_queue));
+        v_body := v_body || E'END\n';
+        return pg_catalog.format(
+            E'CREATE OR REPLACE FUNCTION pgq.%I() RETURNS trigger LANGUAGE plpgsql AS %L',
+            v_fname, v_body);
+    end if;
+
+    foreach v_op in array array['INSERT', 'UPDATE', 'DELETE'] loop
+        v_row := case v_op when 'DELETE' then 'OLD' else 'NEW' end;
+        v_stmts := '';
+        if v_op <> 'INSERT' and coalesce(pg_catalog.array_length(v_pkey, 1), 0) = 0 then
+            v_body := v_body || pg_catalog.format(
+                E'    %s TG_OP = %L THEN\n        RAISE EXCEPTION ''Update/Delete on table without pkey'';\n',
+                case v_op when 'UPDATE' then 'IF' else 'ELSIF' end, v_op);
+            continue;
+        end if;
+        if v_op = 'UPDATE' then
+            -- key change
+            v_cond := '';
+            for i in 1 .. coalesce(pg_catalog.array_length(v_pkey, 1), 0) loop
+                v_cond := v_cond || case when v_cond = '' then '' else E'\n           OR ' end
+                          || pgq.skyrep_capture_changed_sql(v_pkey[i], v_pkey_types[i]);
+            end loop;
+            v_stmts := v_stmts || pg_catalog.format(
+                E'        IF %s THEN\n            RAISE EXCEPTION ''primary key update not allowed'';\n        END IF;\n',
+                v_cond);
+            -- an update of ignored columns only
+            if coalesce(pg_catalog.array_length(v_ignored_names, 1), 0) > 0 then
+                v_cond := '';
+                for i in 1 .. pg_catalog.array_length(v_ignored_names, 1) loop
+                    v_cond := v_cond || case when v_cond = '' then '' else E'\n            OR ' end
+                              || pgq.skyrep_capture_changed_sql(v_ignored_names[i], v_ignored_types[i]);
+                end loop;
+                v_cond2 := '';
+                for i in 1 .. coalesce(pg_catalog.array_length(v_names, 1), 0) loop
+                    v_cond2 := v_cond2 || case when v_cond2 = '' then '' else E'\n            OR ' end
+                               || pgq.skyrep_capture_changed_sql(v_names[i], v_types[i]);
+                end loop;
+                if v_cond2 = '' then
+                    v_cond2 := 'false';
+                end if;
+                v_stmts := v_stmts || pg_catalog.format(
+                    E'        IF (%s)\n           AND NOT (%s) THEN\n            RETURN NULL;\n        END IF;\n',
+                    v_cond, v_cond2);
+            end if;
+        end if;
+
+        -- text outputs into variables
+        v_setup := '';
+        for i in 1 .. coalesce(pg_catalog.array_length(v_names, 1), 0) loop
+            if pgq.skyrep_capture_kind(v_types[i]) in ('bytea', 'other') then
+                v_setup := v_setup || pg_catalog.format(E'        _skyrep_%s%s := %s;\n',
+                    case v_row when 'NEW' then 'n' else 'o' end, i,
+                    pgq.skyrep_capture_output_sql(pg_catalog.format('%s.%I', v_row, v_names[i]), v_types[i]));
+                if v_op = 'UPDATE' and a.backup then
+                    v_setup := v_setup || pg_catalog.format(E'        _skyrep_o%s := %s;\n', i,
+                        pgq.skyrep_capture_output_sql(pg_catalog.format('OLD.%I', v_names[i]), v_types[i]));
+                end if;
+            end if;
+        end loop;
+
+        v_data := pgq.skyrep_capture_data_sql(v_row, v_names, v_types, v_notnull);
+        v_backup := case when v_op = 'UPDATE' and a.backup
+                         then pgq.skyrep_capture_data_sql('OLD', v_names, v_types, v_notnull)
+                         else 'NULL' end;
+
+        v_stmts := v_stmts || pg_catalog.format(v_when_check, v_row);
+        v_stmts := v_stmts || v_setup;
+        if coalesce(pg_catalog.array_length(v_magic, 1), 0) > 0 or v_overrides <> '' then
+            v_stmts := v_stmts || pg_catalog.format(
+                E'        _skyrep_t := %L;\n        _skyrep_d := %s;\n        _skyrep_e1 := %L;\n' ||
+                E'        _skyrep_e2 := %s;\n        _skyrep_e3 := NULL;\n        _skyrep_e4 := NULL;\n',
+                pg_catalog.left(v_op, 1) || ':' || v_pkey_str, v_data, v_fq, v_backup);
+            foreach v_field in array v_magic loop
+                v_stmts := v_stmts || pg_catalog.format(E'        %s := %s;\n',
+                    case v_field when '_pgq_ev_type' then '_skyrep_t' when '_pgq_ev_data' then '_skyrep_d'
+                         else '_skyrep_e' || pg_catalog.right(v_field, 1) end,
+                    pgq.skyrep_capture_output_sql(pg_catalog.format('%s.%I', v_row, v_field),
+                        (select att.atttypid from pg_catalog.pg_attribute att
+                          where att.attrelid = i_table and att.attname = v_field)));
+            end loop;
+            v_stmts := v_stmts || pg_catalog.format(v_overrides, v_row);
+            v_stmts := v_stmts || pg_catalog.format(
+                E'        _skyrep_ev := pgq.insert_event(%L, _skyrep_t, _skyrep_d, _skyrep_e1, _skyrep_e2, _skyrep_e3, _skyrep_e4);\n',
+                i_queue);
+        else
+            v_stmts := v_stmts || pg_catalog.format(
+                E'        _skyrep_ev := pgq.insert_event(%L, %L,\n            %s,\n            %L, %s, NULL, NULL);\n',
+                i_queue, pg_catalog.left(v_op, 1) || ':' || v_pkey_str, v_data, v_fq, v_backup);
+        end if;
+        v_body := v_body || pg_catalog.format(E'    %s TG_OP = %L THEN\n',
+                                              case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op)
+                         || v_stmts;
+    end loop;
+    v_body := v_body || pg_catalog.format(
+        E'    ELSE\n        _skyrep_ev := pgq.insert_event(%L, ''R'', '''', %L, NULL, NULL, NULL);\n    END IF;\n',
+        i_queue, v_fq);
+    v_body := v_body || E'    RETURN NULL;\nEND\n';
+
+    return pg_catalog.format(
+        E'CREATE OR REPLACE FUNCTION pgq.%I() RETURNS trigger LANGUAGE plpgsql AS %L',
+        v_fname, v_body);
+end;
+$$;
+
+-- Parses pg_trigger.tgargs (NUL-terminated strings) into an array.
+create or replace function pgq.skyrep_capture_trigger_args(i_tgargs bytea, i_nargs int)
+returns text[]
+language plpgsql stable strict
+as $$
+declare
+    v_res text[] := '{}';
+    v_pos int := 1;
+    v_len int;
+    i int;
+begin
+    for i in 1 .. i_nargs loop
+        v_len := pg_catalog.position(pg_catalog.substring(i_tgargs, v_pos), '\x00'::bytea) - 1;
+        if v_len < 0 then
+            v_len := pg_catalog.length(i_tgargs) - v_pos + 1;
+        end if;
+        v_res := v_res || pg_catalog.convert_from(
+            pg_catalog.substring(i_tgargs, v_pos, v_len), pg_catalog.getdatabaseencoding());
+        v_pos := v_pos + v_len + 1;
+    end loop;
+    return v_res;
+end;
+$$;
+
+-- The capture triggers created by skyrep_capture_create, one row per row trigger (the
+-- TRUNCATE trigger of each is named trigger_name || '_truncate').
+create or replace function pgq.skyrep_capture_list(
+    out table_name regclass, out trigger_name text, out queue_name text, out args text[],
+    out function_name text)
+returns setof record
+language sql stable
+as $$
+    select t.tgrelid::pg_catalog.regclass, t.tgname::text, x.a[1], x.a[2:], p.proname::text
+      from pg_catalog.pg_trigger t
+      join pg_catalog.pg_proc p on p.oid = t.tgfoid
+      join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+      cross join lateral (select pgq.skyrep_capture_trigger_args(t.tgargs, t.tgnargs) as a) x
+     where n.nspname = 'pgq'
+       and p.proname like 'skyrep\_cap\_%'
+       and not t.tgisinternal
+       and (t.tgtype & 32) = 0          -- not the TRUNCATE trigger
+     order by t.tgrelid::pg_catalog.regclass::text, t.tgname;
+$$;
+
+-- Drops a generated function if no trigger uses it any more.
+create or replace function pgq.skyrep_capture_drop_function_if_unused(i_fname text)
+returns boolean
+language plpgsql
+as $$
+declare
+    v_oid oid;
+begin
+    select p.oid into v_oid
+      from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+     where n.nspname = 'pgq' and p.proname = i_fname and p.pronargs = 0;
+    if v_oid is null or exists (select 1 from pg_catalog.pg_trigger t where t.tgfoid = v_oid) then
+        return false;
+    end if;
+    execute pg_catalog.format('DROP FUNCTION pgq.%I()', i_fname);
+    return true;
+end;
+$$;
+
+-- Creates or replaces the generated function and the two triggers.
+create or replace function pgq.skyrep_capture_create(
+    i_table regclass, i_queue text, i_trigger text, i_args text[] default '{}')
+returns text
+language plpgsql
+as $$
+declare
+    v_fname text;
+    v_old text[];
+    v_truncate text := i_trigger || '_truncate';
+    v_parsed record;
+    v_args text;
+    v_targs text;
+    v_f text;
+begin
+    if pg_catalog.octet_length(v_truncate) > 63 then
+        raise exception 'skyrep capture: trigger name "%" is too long (at most 54 bytes)', i_trigger;
+    end if;
+    select * into v_parsed from pgq.skyrep_capture_parse_args(i_args);
+    v_fname := pgq.skyrep_capture_function_name(i_table, i_trigger);
+    -- functions the triggers used so far (dropped below when nothing else uses them)
+    select coalesce(pg_catalog.array_agg(p.proname::text), '{}') into v_old
+      from pg_catalog.pg_trigger t
+      join pg_catalog.pg_proc p on p.oid = t.tgfoid
+      join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+     where t.tgrelid = i_table and t.tgname in (i_trigger, v_truncate)
+       and n.nspname = 'pgq' and p.proname like 'skyrep\_cap\_%';
+
+    execute pgq.skyrep_capture_source(i_table, i_queue, i_trigger, i_args);
+    execute pg_catalog.format('COMMENT ON FUNCTION pgq.%I() IS %L', v_fname,
+        pg_catalog.format('skyrep capture trigger %I on %s to queue %s (generated; run '
+                          'pgq.skyrep_capture_refresh() after the table changes)',
+                          i_trigger, i_table, i_queue));
+
+    select pg_catalog.string_agg(pg_catalog.format('%L', x), ', ')
+      into v_args
+      from pg_catalog.unnest(array[i_queue] || coalesce(i_args, '{}')) x;
+    v_targs := pg_catalog.format('%L', i_queue)
+               || case when v_parsed.deny then ', ''deny''' else '' end;
+
+    for v_f in
+        select t.tgname from pg_catalog.pg_trigger t
+         where t.tgrelid = i_table and t.tgname in (i_trigger, v_truncate)
+    loop
+        execute pg_catalog.format('DROP TRIGGER %I ON %s', v_f, i_table);
+    end loop;
+    execute pg_catalog.format(
+        'CREATE TRIGGER %I %s INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION pgq.%I(%s)',
+        i_trigger, case when v_parsed.skip then 'BEFORE' else 'AFTER' end, i_table, v_fname, v_args);
+    execute pg_catalog.format(
+        'CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgq.%I(%s)',
+        v_truncate, i_table, v_fname, v_targs);
+
+    foreach v_f in array v_old loop
+        if v_f <> v_fname then
+            perform pgq.skyrep_capture_drop_function_if_unused(v_f);
+        end if;
+    end loop;
+    return v_fname;
+end;
+$$;
+
+-- Drops the two triggers and the generated function.
+create or replace function pgq.skyrep_capture_drop(i_table regclass, i_trigger text)
+returns boolean
+language plpgsql
+as $$
+declare
+    t record;
+    v_funcs text[] := '{}';
+    v_f text;
+begin
+    for t in
+        select tg.tgname, p.proname
+          from pg_catalog.pg_trigger tg
+          join pg_catalog.pg_proc p on p.oid = tg.tgfoid
+          join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+         where tg.tgrelid = i_table and tg.tgname in (i_trigger, i_trigger || '_truncate')
+           and n.nspname = 'pgq' and p.proname like 'skyrep\_cap\_%'
+    loop
+        execute pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, i_table);
+        v_funcs := v_funcs || t.proname::text;
+    end loop;
+    foreach v_f in array v_funcs loop
+        perform pgq.skyrep_capture_drop_function_if_unused(v_f);
+    end loop;
+    return pg_catalog.cardinality(v_funcs) > 0;
+end;
+$$;
+
+-- Regenerates one capture trigger from the table's current columns, with the queue and
+-- arguments it was created with.
+create or replace function pgq.skyrep_capture_refresh(i_table regclass, i_trigger text)
+returns text
+language plpgsql
+as $$
+declare
+    v_queue text;
+    v_args text[];
+begin
+    select l.queue_name, l.args into v_queue, v_args
+      from pgq.skyrep_capture_list() l
+     where l.table_name = i_table and l.trigger_name = i_trigger;
+    if not found then
+        raise exception 'skyrep capture: no capture trigger "%" on table %', i_trigger, i_table;
+    end if;
+    return pgq.skyrep_capture_create(i_table, v_queue, i_trigger, v_args);
+end;
+$$;
+
+-- Regenerates every capture trigger of the table; returns how many.
+create or replace function pgq.skyrep_capture_refresh(i_table regclass)
+returns integer
+language plpgsql
+as $$
+declare
+    t record;
+    n integer := 0;
+begin
+    for t in select l.trigger_name from pgq.skyrep_capture_list() l where l.table_name = i_table loop
+        perform pgq.skyrep_capture_refresh(i_table, t.trigger_name);
+        n := n + 1;
+    end loop;
+    return n;
+end;
+$$;

@@ -1,0 +1,1 @@
+//! Tests of the embedded pgq core SQL (queues, ticks, batches, retry, rotation) on real clusters.
