@@ -24,17 +24,27 @@
 --     apart from real PgQ (bumped whenever this schema changes).
 --   * No roles are created and pgq.grant_perms() grants only to PUBLIC or to roles that
 --     exist; administrative functions are not executable by PUBLIC.
+--   * pgq.insert_event() writes through pgq._insert_event_static(), one plain INSERT per
+--     event table generated from pgq.queue (rebuilt by create_queue, drop_queue and this
+--     script), so that each session plans its inserts once instead of once per event.
 --   * queue_per_tx_limit is checked by counting the transaction's events in the current
 --     event table, so events written before a rotation in the same transaction, and events
 --     of rolled-back subtransactions, are not counted.
---   * Ticking a queue locks its row, so two tickers cannot interleave ticks of one queue.
+--   * Ticking a queue locks its row and leaves a new row version: two tickers cannot
+--     interleave ticks of one queue, and a ticker whose REPEATABLE READ snapshot predates
+--     the latest tick fails instead of adding a tick with an older snapshot.
 --   * Rotation and batch reading add cheap data checks on top of PgQ's transaction-id rules
---     (see maint_rotate_tables_step1 and batch_event_tables), so that even a writer in a
---     REPEATABLE READ transaction that looked up the current table before a rotation
---     cannot have its events skipped.
+--     (see maint_rotate_tables_step1 and batch_event_tables): a writer in a REPEATABLE READ
+--     transaction that looked up the current table before a rotation still has its events
+--     read. (One whose transaction outlives two rotations, hours by default, is not covered.)
+--   * maint_rotate_tables_step2() leaves a rotation for the next call when its step 1 has
+--     not committed yet, or when the calling transaction already had a transaction id.
+--   * Rotation never deletes a queue's latest tick; drop_queue also removes the queue's
+--     retry events; the "does not see tick" error names the missing tick.
 --   * maint_operations() lists londiste.periodic_maintenance() when it exists, but not the
 --     cascading hooks of pgq_node and londiste.root_check_seqs.
-
+--
+-- Set for the rest of the installing transaction: no notices for objects that exist.
 set local client_min_messages = warning;
 
 create schema if not exists pgq;
@@ -321,6 +331,8 @@ begin
     if i_queue_name is null then
         raise exception 'Invalid NULL value';
     end if;
+    -- One queue creation or drop at a time: each rebuilds pgq._insert_event_static.
+    lock table pgq.queue in share row exclusive mode;
     perform 1 from pgq.queue where queue_name = i_queue_name;
     if found then
         return 0;
@@ -350,6 +362,7 @@ begin
     perform pgq.grant_perms(i_queue_name);
     perform pgq.ticker(i_queue_name);
     perform pgq.tune_storage(i_queue_name);
+    perform pgq._build_insert_event_static();
     return 1;
 end
 $$;
@@ -364,6 +377,7 @@ declare
     q record;
     v_consumer text;
 begin
+    lock table pgq.queue in share row exclusive mode;
     select queue_id, queue_name, queue_ntables, queue_data_pfx, queue_event_seq,
            queue_tick_seq into q
       from pgq.queue where queue_name = x_queue_name
@@ -395,6 +409,7 @@ begin
     execute format('drop sequence if exists %s', pgq.quote_fqname(q.queue_tick_seq));
     execute format('drop sequence if exists %s', pgq.quote_fqname(q.queue_event_seq));
     delete from pgq.queue where queue_id = q.queue_id;
+    perform pgq._build_insert_event_static();
     return 1;
 end
 $$;
@@ -435,9 +450,59 @@ $$;
 -- Producing events
 -- ------------------------------------------------------------------------------------------
 
+-- Static INSERTs for the event tables, generated from pgq.queue by create_queue, drop_queue
+-- and the install script: one plain INSERT per event table, so every session plans each of
+-- them once, instead of parsing and planning a dynamic statement for every event. Returns
+-- NULL for a table it does not know (a queue changed behind its back), and the caller falls
+-- back to dynamic SQL. Everything in the generated code is fully qualified, so it is safe
+-- without a search_path setting (a setting would cost time on every call).
+create or replace function pgq._build_insert_event_static() returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    q record;
+    v_table text;
+    v_body text := '';
+    v_count integer := 0;
+begin
+    for q in select queue_id, queue_data_pfx, queue_ntables from pgq.queue order by queue_id
+    loop
+        v_body := v_body || format($f$
+    if i_queue_id operator(pg_catalog.=) %s then$f$, q.queue_id);
+        for i in 0 .. q.queue_ntables - 1 loop
+            v_table := q.queue_data_pfx || '_' || i;
+            v_body := v_body || format($f$
+        if i_table operator(pg_catalog.=) %L then
+            insert into %s
+                (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)
+            values (pg_catalog.now(), i_type, i_data, i_extra1, i_extra2, i_extra3, i_extra4)
+            returning ev_id into v_id;
+            return v_id;
+        end if;$f$, v_table, pgq.quote_fqname(v_table));
+            v_count := v_count + 1;
+        end loop;
+        v_body := v_body || $f$
+    end if;$f$;
+    end loop;
+    execute format('create or replace function pgq._insert_event_static(i_queue_id integer,'
+                   ' i_table text, i_type text, i_data text, i_extra1 text, i_extra2 text,'
+                   ' i_extra3 text, i_extra4 text) returns bigint language plpgsql as %L',
+                   $f$
+declare
+    v_id bigint;
+begin$f$ || v_body || $f$
+    return null;
+end
+$f$);
+    return v_count;
+end
+$$;
+
 -- Writes one event into the queue's current event table and returns its id. This is the
--- hot path of every captured row, so it does one indexed lookup of the queue and one
--- INSERT, with every name fully qualified instead of a search_path setting.
+-- hot path of every captured row: one indexed lookup of the queue, then one INSERT with a
+-- cached plan (pgq._insert_event_static). SECURITY DEFINER without a search_path setting,
+-- so every function and operator is schema-qualified.
 --
 -- The transaction id is taken before the lookup: a writer that still sees the table that
 -- was current before a rotation then always has a transaction id below the rotation's
@@ -448,48 +513,55 @@ create or replace function pgq.insert_event(queue_name text, ev_type text, ev_da
 language plpgsql security definer
 as $$
 declare
+    -- (bigint, integer and boolean are keywords; text is a name, so it is qualified too.)
     v_txid bigint;
-    v_pfx text;
-    v_cur integer;
+    v_queue_id integer;
+    v_table pg_catalog.text;
     v_disabled boolean;
     v_limit integer;
-    v_seq text;
-    v_table text;
     v_id bigint;
 begin
     if $1 is null then
         raise exception 'Queue name must not be NULL';
     end if;
     v_txid := pg_catalog.txid_current();
-    select q.queue_data_pfx, q.queue_cur_table, q.queue_disable_insert, q.queue_per_tx_limit,
-           q.queue_event_seq
-      into v_pfx, v_cur, v_disabled, v_limit, v_seq
+    select q.queue_id,
+           q.queue_data_pfx operator(pg_catalog.||) '_' operator(pg_catalog.||) q.queue_cur_table,
+           q.queue_disable_insert, q.queue_per_tx_limit
+      into v_queue_id, v_table, v_disabled, v_limit
       from pgq.queue q
      where q.queue_name operator(pg_catalog.=) $1;
     if not found then
         raise exception 'No such queue';
     end if;
-    v_table := pg_catalog.quote_ident(pg_catalog.split_part(v_pfx, '.', 1))
-               operator(pg_catalog.||) '.'
-               operator(pg_catalog.||) pg_catalog.quote_ident(
-                   pg_catalog.substr(v_pfx, pg_catalog.strpos(v_pfx, '.') operator(pg_catalog.+) 1)
-                   operator(pg_catalog.||) '_' operator(pg_catalog.||) v_cur);
     if v_disabled or v_limit is not null then
-        perform pgq._insert_check(v_pfx, v_table, v_txid, v_disabled, v_limit, v_seq, $1);
+        perform pgq._insert_check($1, v_table, v_txid, v_disabled, v_limit);
     end if;
-    execute 'insert into ' operator(pg_catalog.||) v_table operator(pg_catalog.||)
-            ' (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)'
-            ' values (pg_catalog.now(), $1, $2, $3, $4, $5, $6) returning ev_id'
-       into v_id
-      using $2, $3, $4, $5, $6, $7;
+    v_id := pgq._insert_event_static(v_queue_id, v_table, $2, $3, $4, $5, $6, $7);
+    if v_id is null then
+        execute 'insert into ' operator(pg_catalog.||) pgq.quote_fqname(v_table)
+                operator(pg_catalog.||)
+                ' (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)'
+                ' values (pg_catalog.now(), $1, $2, $3, $4, $5, $6) returning ev_id'
+           into v_id
+          using $2, $3, $4, $5, $6, $7;
+    end if;
     return v_id;
 end
 $$;
 
+-- Advances a queue's event sequence by one.
+create or replace function pgq._use_event_id(i_queue_name text) returns void
+language sql
+set search_path = pg_catalog, pg_temp
+as $$
+    select nextval(pgq.quote_fqname(q.queue_event_seq)::regclass)
+      from pgq.queue q where q.queue_name = i_queue_name
+$$;
+
 -- The rarely needed checks of an insert: inserts disabled, or a per-transaction limit.
-create or replace function pgq._insert_check(i_pfx text, i_table text, i_txid bigint,
-                                             i_disabled boolean, i_limit integer,
-                                             i_event_seq text, i_queue_name text)
+create or replace function pgq._insert_check(i_queue_name text, i_table text, i_txid bigint,
+                                             i_disabled boolean, i_limit integer)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -499,14 +571,15 @@ declare
 begin
     if i_disabled and current_setting('session_replication_role') <> 'replica' then
         -- Like PgQ, a refused insert still uses up an event id.
-        perform nextval(pgq.quote_fqname(i_event_seq)::regclass);
+        perform pgq._use_event_id(i_queue_name);
         raise exception 'Insert into queue disallowed';
     end if;
     if i_limit is not null then
         execute format('select count(*) from (select 1 from %s where ev_txid = $1 limit $2) c',
-                       i_table)
+                       pgq.quote_fqname(i_table))
            into v_count using i_txid, i_limit;
         if v_count >= i_limit then
+            perform pgq._use_event_id(i_queue_name);
             raise exception 'Queue ''%'' allows max % events from one TX', i_queue_name, i_limit;
         end if;
     end if;
@@ -532,32 +605,29 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_txid bigint;
-    v_pfx text;
-    v_cur integer;
+    v_table text;
     v_disabled boolean;
     v_limit integer;
     v_seq text;
-    v_table text;
     v_id bigint;
 begin
     if $1 is null then
         raise exception 'Queue name must not be NULL';
     end if;
     v_txid := txid_current();
-    select q.queue_data_pfx, q.queue_cur_table, q.queue_disable_insert, q.queue_per_tx_limit,
-           q.queue_event_seq
-      into v_pfx, v_cur, v_disabled, v_limit, v_seq
+    select q.queue_data_pfx || '_' || q.queue_cur_table, q.queue_disable_insert,
+           q.queue_per_tx_limit, q.queue_event_seq
+      into v_table, v_disabled, v_limit, v_seq
       from pgq.queue q
      where q.queue_name = $1;
     if not found then
         raise exception 'No such queue';
     end if;
-    v_table := pgq.quote_fqname(v_pfx || '_' || v_cur);
     if v_disabled or v_limit is not null then
-        perform pgq._insert_check(v_pfx, v_table, v_txid, v_disabled, v_limit, v_seq, $1);
+        perform pgq._insert_check($1, v_table, v_txid, v_disabled, v_limit);
     end if;
     v_id := nextval(pgq.quote_fqname(v_seq)::regclass);
-    execute 'insert into ' || v_table
+    execute 'insert into ' || pgq.quote_fqname(v_table)
             || ' (ev_id, ev_time, ev_owner, ev_retry, ev_type, ev_data, ev_extra1, ev_extra2,'
                ' ev_extra3, ev_extra4) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)'
       using coalesce($2, v_id), coalesce($3, now()), $4, $5, $6, $7, $8, $9, $10, $11;
@@ -676,7 +746,7 @@ begin
     -- Leaves a new row version behind, so that a ticker in a REPEATABLE READ or
     -- SERIALIZABLE transaction whose snapshot predates this tick fails to lock the row
     -- instead of adding a tick with an older snapshot after this one.
-    update pgq.queue set queue_ticker_paused = false where queue_id = q.queue_id;
+    update pgq.queue set queue_ticker_paused = queue_ticker_paused where queue_id = q.queue_id;
     insert into pgq.tick (tick_queue, tick_id, tick_event_seq)
     values (q.queue_id, nextval(pgq.quote_fqname(q.queue_tick_seq)::regclass), v_event_seq)
     returning tick_id into v_tick_id;
@@ -725,6 +795,7 @@ begin
     if not found then
         raise exception 'queue not found or ticker disabled: %', i_queue_name;
     end if;
+    update pgq.queue set queue_ticker_paused = queue_ticker_paused where queue_id = q.queue_id;
     insert into pgq.tick (tick_queue, tick_id, tick_time, tick_event_seq)
     values (q.queue_id, i_tick_id, i_orig_timestamp, i_event_seq);
     perform pgq.seq_setval(q.queue_tick_seq, i_tick_id);
@@ -1782,6 +1853,14 @@ end
 $$;
 
 -- ------------------------------------------------------------------------------------------
+-- Static inserts for the queues that exist now (the lock keeps create_queue and drop_queue
+-- out meanwhile; producers only read pgq.queue and are not blocked).
+-- ------------------------------------------------------------------------------------------
+
+lock table pgq.queue in share row exclusive mode;
+do $$ begin perform pgq._build_insert_event_static(); end $$;
+
+-- ------------------------------------------------------------------------------------------
 -- Privileges: administrative functions are not for everyone. Consumers and producers reach
 -- the rest once an administrator grants USAGE on schema pgq (the schema grants nothing).
 -- ------------------------------------------------------------------------------------------
@@ -1796,5 +1875,8 @@ revoke execute on function
     pgq.maint_operations(), pgq.maint_rotate_tables_step1(text),
     pgq.maint_rotate_tables_step2(), pgq.maint_retry_events(), pgq.maint_tables_to_vacuum(),
     pgq.grant_perms(text), pgq.tune_storage(text), pgq.seq_setval(text, int8),
-    pgq.upgrade_schema(), pgq._insert_check(text, text, bigint, boolean, integer, text, text)
+    pgq.upgrade_schema(), pgq._insert_check(text, text, bigint, boolean, integer),
+    pgq._use_event_id(text),
+    pgq._build_insert_event_static(), pgq._insert_event_static(integer, text, text, text, text,
+        text, text, text)
 from public;
