@@ -29,8 +29,28 @@ Options:
 Commands:
   check             load the config and connect to every database it names
   install           install or upgrade pgq in `db` (a ticker config)
-  provider install  install or upgrade pgq in `provider_db` and create the queue
   ticker            tick `db`, or every database under `base_connstr`, as pgqd does
+
+  provider install  install or upgrade pgq and londiste in `provider_db`; create the queue
+  provider add TABLE... [--all]
+                    register tables and create their capture triggers
+  provider remove TABLE...
+                    drop their capture triggers and unregister them
+  provider tables   list the registered tables
+
+  subscriber install
+                    install or upgrade londiste in `subscriber_db`
+  subscriber add TABLE... [--all] [--expect-sync]
+                    register tables for replication (--expect-sync: already equal)
+  subscriber remove TABLE...
+                    stop applying events to them; their data is left alone
+  subscriber tables one row per table: table_name  merge_state  table_attrs
+  subscriber register
+                    register the job's consumer on the provider queue
+  subscriber unregister
+                    remove it and forget the position it had applied up to
+  tables, add-table, remove-table
+                    the same as subscriber tables, add, remove
 
 Exit codes: 0 success, 1 the command failed, 2 usage or config error.
 See skyrep(1) and skyrep(5).
@@ -70,11 +90,50 @@ pub enum Command {
     Check,
     /// Install or upgrade pgq in the ticker config's `db`.
     Install,
-    /// Install or upgrade pgq in `provider_db` and create the queue.
-    ProviderInstall,
     /// Run the standalone ticker.
     Ticker,
+    /// Install or upgrade pgq and londiste in `provider_db` and create the queue.
+    ProviderInstall,
+    /// Register tables on the provider.
+    ProviderAdd {
+        /// Tables as typed.
+        tables: Vec<String>,
+        /// Every user table.
+        all: bool,
+    },
+    /// Unregister tables on the provider.
+    ProviderRemove {
+        /// Tables as typed.
+        tables: Vec<String>,
+    },
+    /// List the provider's tables.
+    ProviderTables,
+    /// Install or upgrade londiste in `subscriber_db`.
+    SubscriberInstall,
+    /// Register tables on the subscriber.
+    SubscriberAdd {
+        /// Tables as typed.
+        tables: Vec<String>,
+        /// Every provider table not registered yet.
+        all: bool,
+        /// Already equal: no copy.
+        expect_sync: bool,
+    },
+    /// Unregister tables on the subscriber.
+    SubscriberRemove {
+        /// Tables as typed.
+        tables: Vec<String>,
+    },
+    /// List the subscriber's tables and their states.
+    SubscriberTables,
+    /// Register the consumer on the provider queue.
+    SubscriberRegister,
+    /// Unregister the consumer.
+    SubscriberUnregister,
 }
+
+/// Command options (after the command word) that take no value.
+const FLAGS: &[&str] = &["all", "expect-sync"];
 
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
@@ -89,6 +148,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     let mut verbosity: i8 = 0;
     let mut early: Option<Action> = None;
     let mut words: Vec<String> = Vec::new();
+    let mut flags: Vec<&'static str> = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => early = early.or(Some(Action::Help)),
@@ -96,6 +156,10 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             Long("ini") => early = early.or(Some(Action::SampleConfig)),
             Short('q') | Long("quiet") => verbosity = -1,
             Short('v') | Long("verbose") => verbosity = verbosity.max(0).saturating_add(1),
+            Long(name) if words.len() >= 2 && FLAGS.contains(&name) => {
+                let flag = FLAGS.iter().find(|f| **f == name).expect("just checked");
+                flags.push(flag);
+            }
             Value(value) => words.push(
                 value
                     .into_string()
@@ -111,39 +175,27 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     let config = words
         .next()
         .ok_or_else(|| usage("missing CONFIG.ini argument (see skyrep --help)"))?;
-    let name = words.next().ok_or_else(|| {
+    let first = words.next().ok_or_else(|| {
         usage(format!(
             "missing COMMAND after {config} (see skyrep --help)"
         ))
     })?;
     let mut rest: Vec<String> = words.collect();
-    let (name, command) = match name.as_str() {
-        "check" => (name, Command::Check),
-        "install" => (name, Command::Install),
-        "ticker" => (name, Command::Ticker),
-        "provider" => {
-            let sub = (!rest.is_empty()).then(|| rest.remove(0));
-            match sub.as_deref() {
-                Some("install") => ("provider install".to_string(), Command::ProviderInstall),
-                Some(other) => {
-                    return Err(usage(format!(
-                        "unknown command `provider {other}` (see skyrep --help)"
-                    )));
-                }
-                None => {
-                    return Err(usage(
-                        "`provider` needs a subcommand, e.g. `provider install`",
-                    ));
-                }
+    let name = match first.as_str() {
+        "provider" | "subscriber" => {
+            if rest.is_empty() {
+                return Err(usage(format!(
+                    "`{first}` needs a subcommand, e.g. `{first} install` (see skyrep --help)"
+                )));
             }
+            format!("{first} {}", rest.remove(0))
         }
-        other => {
-            return Err(usage(format!(
-                "unknown command `{other}` (see skyrep --help)"
-            )));
-        }
+        "tables" => "subscriber tables".to_string(),
+        "add-table" => "subscriber add".to_string(),
+        "remove-table" => "subscriber remove".to_string(),
+        _ => first,
     };
-    no_arguments(&name, &rest)?;
+    let command = build(&name, rest, &flags)?;
     Ok(Cli {
         verbosity,
         action: Action::Run {
@@ -153,13 +205,77 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     })
 }
 
-fn no_arguments(command: &str, rest: &[String]) -> Result<()> {
-    match rest.first() {
-        Some(extra) => Err(usage(format!(
-            "`{command}` takes no arguments, found `{extra}`"
-        ))),
-        None => Ok(()),
+/// Every command name, subcommands spelled out (the Londiste 3 short forms `tables`,
+/// `add-table`, `remove-table` are read as their `subscriber` commands).
+pub const COMMANDS: &[&str] = &[
+    "check",
+    "install",
+    "ticker",
+    "provider install",
+    "provider add",
+    "provider remove",
+    "provider tables",
+    "subscriber install",
+    "subscriber add",
+    "subscriber remove",
+    "subscriber tables",
+    "subscriber register",
+    "subscriber unregister",
+];
+
+/// The command `name` with its arguments and flags, checking that it takes them.
+fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
+    if !COMMANDS.contains(&name) {
+        return Err(usage(format!(
+            "unknown command `{name}` (see skyrep --help)"
+        )));
     }
+    let takes_tables = matches!(
+        name,
+        "provider add" | "provider remove" | "subscriber add" | "subscriber remove"
+    );
+    let allowed: &[&str] = match name {
+        "provider add" => &["all"],
+        "subscriber add" => &["all", "expect-sync"],
+        _ => &[],
+    };
+    if let Some(flag) = flags.iter().find(|f| !allowed.contains(f)) {
+        return Err(usage(format!("`{name}` does not take --{flag}")));
+    }
+    if !takes_tables && let Some(extra) = args.first() {
+        return Err(usage(format!(
+            "`{name}` takes no arguments, found `{extra}`"
+        )));
+    }
+    let all = flags.contains(&"all");
+    if takes_tables && args.is_empty() && !all {
+        return Err(usage(format!("`{name}` needs at least one table")));
+    }
+    if all && !args.is_empty() {
+        return Err(usage(format!(
+            "`{name}` takes either tables or --all, not both"
+        )));
+    }
+    Ok(match name {
+        "check" => Command::Check,
+        "install" => Command::Install,
+        "ticker" => Command::Ticker,
+        "provider install" => Command::ProviderInstall,
+        "provider add" => Command::ProviderAdd { tables: args, all },
+        "provider remove" => Command::ProviderRemove { tables: args },
+        "provider tables" => Command::ProviderTables,
+        "subscriber install" => Command::SubscriberInstall,
+        "subscriber add" => Command::SubscriberAdd {
+            tables: args,
+            all,
+            expect_sync: flags.contains(&"expect-sync"),
+        },
+        "subscriber remove" => Command::SubscriberRemove { tables: args },
+        "subscriber tables" => Command::SubscriberTables,
+        "subscriber register" => Command::SubscriberRegister,
+        "subscriber unregister" => Command::SubscriberUnregister,
+        other => unreachable!("`{other}` is listed in COMMANDS but not built"),
+    })
 }
 
 #[cfg(test)]
@@ -208,6 +324,53 @@ mod tests {
         );
         assert_eq!(cli(&["-V"]).unwrap().action, Action::Version);
         assert_eq!(cli(&["--ini"]).unwrap().action, Action::SampleConfig);
+    }
+
+    #[test]
+    fn table_commands_and_their_flags() {
+        let run = |args: &[&str]| match cli(args).unwrap().action {
+            Action::Run { command, .. } => command,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            run(&["a.ini", "provider", "add", "t1", "s.t2"]),
+            Command::ProviderAdd {
+                tables: vec!["t1".into(), "s.t2".into()],
+                all: false
+            }
+        );
+        assert_eq!(
+            run(&["a.ini", "provider", "add", "--all"]),
+            Command::ProviderAdd {
+                tables: vec![],
+                all: true
+            }
+        );
+        assert_eq!(
+            run(&["a.ini", "add-table", "t", "--expect-sync"]),
+            Command::SubscriberAdd {
+                tables: vec!["t".into()],
+                all: false,
+                expect_sync: true
+            }
+        );
+        assert_eq!(run(&["a.ini", "tables"]), Command::SubscriberTables);
+        assert_eq!(
+            fails(&["a.ini", "provider", "add"]),
+            "`provider add` needs at least one table"
+        );
+        assert_eq!(
+            fails(&["a.ini", "provider", "remove", "--all"]),
+            "`provider remove` does not take --all"
+        );
+        assert_eq!(
+            fails(&["a.ini", "subscriber", "add", "t", "--all"]),
+            "`subscriber add` takes either tables or --all, not both"
+        );
+        assert_eq!(
+            fails(&["--all", "a.ini", "tables"]),
+            "invalid option '--all' (see skyrep --help)"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::error::usage;
 const PGQ_CORE: &str = include_str!("sql/pgq_core.sql");
 const PGQ_TRIGGERS: &str = include_str!("sql/pgq_triggers.sql");
 const CAPTURE: &str = include_str!("sql/skyrep_capture.sql");
+const LONDISTE: &str = include_str!("sql/londiste.sql");
 
 /// The schema version `pgq_core.sql` installs (`pgq.skyrep_schema_version()`).
 pub const PGQ_SCHEMA_VERSION: i32 = 1;
@@ -124,6 +125,24 @@ pub fn install_pgq(client: &mut postgres::Client, name: &str) -> Result<PgqState
     Ok(after)
 }
 
+/// Installs or upgrades skyrep's `londiste` schema (table registry, merge states, applied
+/// ticks) in the database of `client`, called `name` in log lines.
+pub fn install_londiste(client: &mut postgres::Client, name: &str) -> Result<()> {
+    let mut tx = client
+        .transaction()
+        .context("starting the install transaction")?;
+    tx.batch_execute(
+        "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('skyrep install'))",
+    )
+    .context("waiting for other installers")?;
+    tx.batch_execute(LONDISTE)
+        .with_context(|| format!("{name}: installing the londiste schema"))?;
+    tx.commit()
+        .with_context(|| format!("{name}: committing the install"))?;
+    log::info!("{name}: londiste schema installed");
+    Ok(())
+}
+
 /// How soon a queue created by skyrep ticks once events wait (PgQ's default is 3 s; low lag
 /// is the point here).
 pub const NEW_QUEUE_MAX_LAG: &str = "0.5 seconds";
@@ -134,12 +153,14 @@ pub fn run(config: &Config) -> Result<()> {
     report(install_pgq(&mut client, &dbname)?, &dbname)
 }
 
-/// `provider install`: install or upgrade pgq in `provider_db` and create the queue
-/// `pgq_queue_name` if it does not exist (ticking after at most 0.5 s of pending events).
+/// `provider install`: install or upgrade pgq and the londiste schema in `provider_db` and
+/// create the queue `pgq_queue_name` if it does not exist (ticking after at most 0.5 s of
+/// pending events).
 pub fn run_provider(config: &Config) -> Result<()> {
     let queue = config.require_text("pgq_queue_name")?;
     let (mut client, dbname) = connect_key(config, "provider_db", "provider install")?;
     report(install_pgq(&mut client, &dbname)?, &dbname)?;
+    install_londiste(&mut client, &dbname)?;
     let mut tx = client
         .transaction()
         .context("starting the queue transaction")?;

@@ -8,6 +8,8 @@ use anyhow::Result;
 use skyrep::cli::{self, Action, Command};
 use skyrep::config::Config;
 use skyrep::error::{self, usage};
+use skyrep::provider::Provider;
+use skyrep::subscriber::Subscriber;
 use skyrep::{check, install, keys, logging, output, signals, ticker};
 
 fn main() -> ExitCode {
@@ -43,6 +45,23 @@ fn run() -> Result<()> {
                 Command::Check => check::run(&config),
                 Command::Install => install::run(&config),
                 Command::ProviderInstall => install::run_provider(&config),
+                Command::ProviderAdd { tables, all } => {
+                    Provider::connect(&config)?.add(&tables, all)
+                }
+                Command::ProviderRemove { tables } => Provider::connect(&config)?.remove(&tables),
+                Command::ProviderTables => Provider::connect(&config)?.tables(),
+                Command::SubscriberInstall => Subscriber::connect(&config)?.install(),
+                Command::SubscriberAdd {
+                    tables,
+                    all,
+                    expect_sync,
+                } => Subscriber::connect(&config)?.add(&tables, all, expect_sync),
+                Command::SubscriberRemove { tables } => {
+                    Subscriber::connect(&config)?.remove(&tables)
+                }
+                Command::SubscriberTables => Subscriber::connect(&config)?.tables(),
+                Command::SubscriberRegister => Subscriber::connect(&config)?.register(),
+                Command::SubscriberUnregister => Subscriber::connect(&config)?.unregister(),
                 Command::Ticker => ticker::run(&config, signals::stop_on_signal()?),
             }
         }

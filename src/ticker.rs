@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::connstr::{ConnStr, Resolved};
 use crate::db;
 use crate::error::usage;
+use crate::names::quote_ident;
 
 /// How often the ticker does each of its jobs.
 #[derive(Clone, Debug, PartialEq)]
@@ -248,11 +249,6 @@ fn quote_qualified(name: &str) -> String {
         .join(".")
 }
 
-/// An identifier in double quotes, inner quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// The `ticker` command: tick `db`, or every database under `base_connstr`, until `stop`.
 pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
     let settings = Settings::from_config(config)?;
@@ -366,6 +362,5 @@ mod tests {
             quote_qualified("pgq.maint_rotate_tables_step1"),
             "\"pgq\".\"maint_rotate_tables_step1\""
         );
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
     }
 }

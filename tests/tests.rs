@@ -10,5 +10,6 @@ mod connect;
 mod docs;
 mod harness;
 mod pgq_sql;
+mod setup;
 mod ticker;
 mod util;

@@ -48,6 +48,9 @@
 set local client_min_messages = warning;
 
 create schema if not exists pgq;
+-- Every role that writes to a captured table runs its capture trigger, which calls
+-- pgq.insert_event (SECURITY DEFINER): reaching it needs USAGE on the schema, nothing more.
+grant usage on schema pgq to public;
 
 -- ------------------------------------------------------------------------------------------
 -- Tables

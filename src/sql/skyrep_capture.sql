@@ -214,17 +214,32 @@ as $$
      where t.oid = pgq.skyrep_base_type(i_type);
 $$;
 
--- How a value of the type is turned into url-encoded text:
---   plain        its text output needs no escaping (integers, numeric, uuid ...)
---   bool         't' / 'f'
---   float        only '+' can need escaping (1e+100)
---   date, timestamp, timestamptz, time, timetz, interval
---                only the few characters their output can contain, in any DateStyle and
---                IntervalStyle, are escaped
---   net          inet, cidr, macaddr: ':' and '/'
---   bytea        hex output: only the leading backslash
---   text         text and varchar: checked with a regular expression, usually kept as is
---   other        anything else: its text output, handled like text
+-- Url-encoding of a value for the generated functions' shared escaping (see
+-- skyrep_capture_data_sql): like skyrep_urlencode, but spaces stay spaces (the generated
+-- code turns them into '+' for the whole row at once), and an empty string gives '%', a
+-- marker the generated code turns back into an empty value.
+create or replace function pgq.skyrep_capture_inner(i_value text)
+returns text
+language plpgsql immutable strict parallel safe
+as $$
+begin
+    if i_value = '' then
+        return '%';
+    end if;
+    return pg_catalog.replace(pgq.skyrep_urlencode(i_value), '+', ' ');
+end;
+$$;
+
+-- How a value of the type gets into the row's text in the generated functions:
+--   plain        its output needs no escaping (integers, numeric, uuid, boolean ...)
+--   float        can contain '+' (1e+100)
+--   date, timestamp, timestamptz, time, timetz, interval, net (inet, cidr, macaddr)
+--                can contain only a few of ':' '/' '@' '+' ' ', in any DateStyle and
+--                IntervalStyle
+--   text         text and varchar: kept as they are when they hold only letters, digits and
+--                _ . - : / @ + space, else escaped by skyrep_capture_inner
+--   other        anything else: its text output, escaped by skyrep_capture_inner
+-- The characters ':' '/' '@' '+' ' ' are escaped once for the whole row.
 create or replace function pgq.skyrep_capture_kind(i_type oid)
 returns text
 language sql stable strict
@@ -238,7 +253,7 @@ as $$
         when 'pg_catalog.cid'::pg_catalog.regtype then 'plain'
         when 'pg_catalog.numeric'::pg_catalog.regtype then 'plain'
         when 'pg_catalog.uuid'::pg_catalog.regtype then 'plain'
-        when 'pg_catalog.bool'::pg_catalog.regtype then 'bool'
+        when 'pg_catalog.bool'::pg_catalog.regtype then 'plain'
         when 'pg_catalog.float4'::pg_catalog.regtype then 'float'
         when 'pg_catalog.float8'::pg_catalog.regtype then 'float'
         when 'pg_catalog.date'::pg_catalog.regtype then 'date'
@@ -251,10 +266,28 @@ as $$
         when 'pg_catalog.cidr'::pg_catalog.regtype then 'net'
         when 'pg_catalog.macaddr'::pg_catalog.regtype then 'net'
         when 'pg_catalog.macaddr8'::pg_catalog.regtype then 'net'
-        when 'pg_catalog.bytea'::pg_catalog.regtype then 'bytea'
         when 'pg_catalog.text'::pg_catalog.regtype then 'text'
         when 'pg_catalog.varchar'::pg_catalog.regtype then 'text'
         else 'other'
+    end;
+$$;
+
+-- The characters of ':' '/' '@' '+' ' ' a value of the kind can contain.
+create or replace function pgq.skyrep_capture_kind_specials(i_kind text)
+returns text
+language sql immutable strict
+as $$
+    select case i_kind
+        when 'plain' then ''
+        when 'float' then '+'
+        when 'date' then '/ '
+        when 'timestamp' then ':/ '
+        when 'timestamptz' then ':/+ '
+        when 'time' then ':'
+        when 'timetz' then ':+'
+        when 'interval' then ':@+ '
+        when 'net' then ':/'
+        else ':/@+ '
     end;
 $$;
 
@@ -264,73 +297,146 @@ create or replace function pgq.skyrep_capture_output_sql(i_ref text, i_type oid)
 returns text
 language sql stable strict
 as $$
-    select case pgq.skyrep_capture_kind(i_type)
-        when 'text' then i_ref
-        when 'plain' then pg_catalog.format('(%s)::pg_catalog.text', i_ref)
+    select case
+        when pgq.skyrep_capture_kind(i_type) = 'text' then i_ref
         else pg_catalog.format('pg_catalog.textin(%s(%s))',
                                pgq.skyrep_type_output_function(i_type), i_ref)
     end;
 $$;
 
--- SQL expression that url-encodes i_ref, a value of type i_type (NULL stays NULL).
--- For kinds 'bytea' and 'other', i_ref must already be the value's text output, in a
--- variable (it is used more than once).
-create or replace function pgq.skyrep_capture_encode_sql(i_ref text, i_type oid)
+-- SQL expression for the url-encoded row i_row ('NEW' or 'OLD') with the given columns.
+--
+-- The row is built by one format() call: values of the kinds that need little or no
+-- escaping go in as they are (format prints them with their output functions), text
+-- values as they are when they hold no unusual character, other values escaped by
+-- skyrep_capture_inner.  The few characters the unescaped values can contain
+-- (':' '/' '@' '+' ' ') are then replaced in the whole row, once each; names and escaped
+-- values do not contain them.  A NULL prints as nothing, so 'name=&' is turned into
+-- 'name&' (no value of these types prints as an empty string; an empty text value was
+-- printed as the marker '%' and becomes empty again after that).  A trailing '&' makes
+-- the last column look like the others and is trimmed at the end.
+create or replace function pgq.skyrep_capture_data_sql(
+    i_row text, i_names text[], i_types oid[], i_notnull boolean[])
 returns text
-language plpgsql stable strict
+language plpgsql stable
 as $$
 declare
-    v_kind text := pgq.skyrep_capture_kind(i_type);
-    v_out text;
+    v_n int := coalesce(pg_catalog.array_length(i_names, 1), 0);
+    v_kind text;
+    v_specials text := '';
+    v_ref text;
+    v_name text;
+    v_template text := '';
+    v_args text[] := '{}';
+    v_chunks text[] := '{}';
+    v_nullable boolean := false;
+    v_texts boolean := false;
+    v_sentinel boolean;
+    v_expr text;
+    c text;
+    i int;
 begin
-    v_out := pgq.skyrep_capture_output_sql(i_ref, i_type);
-    case v_kind
-    when 'plain' then
-        return v_out;
-    when 'bool' then
-        return pg_catalog.format('CASE %s WHEN true THEN ''t'' WHEN false THEN ''f'' END', i_ref);
-    when 'float' then
-        return pg_catalog.format('pg_catalog.replace(%s, ''+'', ''%%2b'')', v_out);
-    when 'date' then
+    if v_n = 0 then
+        return '''''';
+    end if;
+    for i in 1 .. v_n loop
+        v_kind := pgq.skyrep_capture_kind(i_types[i]);
+        v_specials := v_specials || pgq.skyrep_capture_kind_specials(v_kind);
+        v_ref := pg_catalog.format('%s.%I', i_row, i_names[i]);
+        -- the name, url-encoded except for spaces
+        v_name := pg_catalog.replace(pgq.skyrep_urlencode(i_names[i]), '+', ' ');
+        if v_name like '% %' then
+            v_specials := v_specials || '+ ';
+        end if;
+        v_template := v_template || case when i > 1 then '&' else '' end
+                      || pg_catalog.replace(v_name, '%', '%%') || '=%s';
+        if v_kind = 'text' then
+            v_args := v_args || pg_catalog.format(
+                'CASE WHEN (%1$s COLLATE "C") ~ ''^[A-Za-z0-9_.:/@+ -]+$'' THEN %1$s '
+                'ELSE pgq.skyrep_capture_inner(%1$s) END', v_ref);
+            v_texts := true;
+        elsif v_kind = 'other' then
+            v_args := v_args || pg_catalog.format('pgq.skyrep_capture_inner(%s)',
+                                                  pgq.skyrep_capture_output_sql(v_ref, i_types[i]));
+            v_texts := true;
+        else
+            v_args := v_args || v_ref;
+        end if;
+        if not i_notnull[i] then
+            v_nullable := true;
+        end if;
+        -- the last column needs a following '&' for the fixes below when it can be empty
+        v_sentinel := i = v_n and (not i_notnull[i] or v_kind in ('text', 'other'));
+        -- format() takes at most 100 arguments: one call per 90 columns
+        if pg_catalog.cardinality(v_args) = 90 or i = v_n then
+            if v_sentinel then
+                v_template := v_template || '&';
+            end if;
+            v_chunks := v_chunks || pg_catalog.format(E'pg_catalog.format(%L,\n                %s)',
+                v_template, pg_catalog.array_to_string(v_args, E',\n                '));
+            v_template := '&';
+            v_args := '{}';
+        end if;
+    end loop;
+    v_expr := pg_catalog.array_to_string(v_chunks, ' || ');
+    -- whole-row escaping, '+' before ' '
+    foreach c in array array[':', '/', '@', '+', ' '] loop
+        if pg_catalog.strpos(v_specials, c) > 0 then
+            v_expr := pg_catalog.format('pg_catalog.replace(%s, %L, %L)', v_expr, c,
+                case c when ' ' then '+' else '%' || pg_catalog.encode(pg_catalog.convert_to(c, 'UTF8'), 'hex') end);
+        end if;
+    end loop;
+    if v_nullable or v_texts then
+        v_expr := pg_catalog.format('pg_catalog.replace(%s, ''=&'', ''&'')', v_expr);
+    end if;
+    if v_texts then
+        v_expr := pg_catalog.format('pg_catalog.replace(%s, ''=%%&'', ''=&'')', v_expr);
+    end if;
+    if v_sentinel then
+        v_expr := pg_catalog.format('pg_catalog.rtrim(%s, ''&'')', v_expr);
+    end if;
+    return v_expr;
+end;
+$$;
+
+-- SQL expression that queues one event.  Where pgq.insert_event is PgQ's own forwarder to
+-- its C function pgq.insert_event_raw, the C function is called directly (one PL/pgSQL call
+-- less per row, the same event); otherwise pgq.insert_event.
+create or replace function pgq.skyrep_capture_insert_sql(
+    i_queue text, i_type text, i_data text, i_extra1 text, i_extra2 text, i_extra3 text,
+    i_extra4 text)
+returns text
+language plpgsql stable
+as $$
+declare
+    v_direct boolean;
+begin
+    select exists (
+        select 1
+          from pg_catalog.pg_proc p
+          join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+          join pg_catalog.pg_language l on l.oid = p.prolang
+         where n.nspname = 'pgq' and p.proname = 'insert_event_raw' and l.lanname = 'c'
+           and pg_catalog.oidvectortypes(p.proargtypes)
+               = 'text, bigint, timestamp with time zone, integer, integer, text, text, text, '
+                 'text, text, text')
+       and exists (
+        select 1
+          from pg_catalog.pg_proc p
+          join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+         where n.nspname = 'pgq' and p.proname = 'insert_event' and p.pronargs = 7
+           and pg_catalog.regexp_replace(
+                   pg_catalog.regexp_replace(p.prosrc, '--[^\n]*', '', 'g'), '\s+', '', 'g')
+               = 'beginreturnpgq.insert_event_raw(queue_name,null,now(),null,null,'
+                 'ev_type,ev_data,ev_extra1,ev_extra2,ev_extra3,ev_extra4);end;')
+      into v_direct;
+    if v_direct then
         return pg_catalog.format(
-            'pg_catalog.replace(pg_catalog.replace(%s, ''/'', ''%%2f''), '' '', ''+'')', v_out);
-    when 'timestamp' then
-        return pg_catalog.format(
-            'pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(%s, '':'', ''%%3a''), '
-            '''/'', ''%%2f''), '' '', ''+'')', v_out);
-    when 'timestamptz' then
-        return pg_catalog.format(
-            'pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(%s, '
-            ''':'', ''%%3a''), ''+'', ''%%2b''), ''/'', ''%%2f''), '' '', ''+'')', v_out);
-    when 'time' then
-        return pg_catalog.format('pg_catalog.replace(%s, '':'', ''%%3a'')', v_out);
-    when 'timetz' then
-        return pg_catalog.format(
-            'pg_catalog.replace(pg_catalog.replace(%s, '':'', ''%%3a''), ''+'', ''%%2b'')', v_out);
-    when 'interval' then
-        return pg_catalog.format(
-            'pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(%s, '
-            ''':'', ''%%3a''), ''@'', ''%%40''), ''+'', ''%%2b''), '' '', ''+'')', v_out);
-    when 'net' then
-        return pg_catalog.format(
-            'pg_catalog.replace(pg_catalog.replace(%s, '':'', ''%%3a''), ''/'', ''%%2f'')', v_out);
-    when 'bytea' then
-        -- hex output starts with \x (escape output never does: it doubles backslashes)
-        return pg_catalog.format(
-            'CASE WHEN pg_catalog.left(%1$s, 2) = %2$L THEN %3$L || pg_catalog.substr(%1$s, 3) '
-            'ELSE pgq.skyrep_urlencode(%1$s) END', i_ref, '\x', '%5cx');
-    when 'text' then
-        return pg_catalog.format(
-            'CASE WHEN (%1$s COLLATE "C") !~ ''[^A-Za-z0-9_.-]'' THEN %1$s '
-            'WHEN (%1$s COLLATE "C") !~ ''[^A-Za-z0-9_. -]'' '
-            'THEN pg_catalog.replace(%1$s COLLATE "C", '' '', ''+'') '
-            'ELSE pgq.skyrep_urlencode(%1$s) END', i_ref);
-    else
-        return pg_catalog.format(
-            'CASE WHEN %1$s !~ ''[^A-Za-z0-9_.-]'' THEN %1$s '
-            'WHEN %1$s !~ ''[^A-Za-z0-9_. -]'' THEN pg_catalog.replace(%1$s, '' '', ''+'') '
-            'ELSE pgq.skyrep_urlencode(%1$s) END', i_ref);
-    end case;
+            'pgq.insert_event_raw(%L, NULL, pg_catalog.now(), NULL, NULL, %s, %s, %s, %s, %s, %s)',
+            i_queue, i_type, i_data, i_extra1, i_extra2, i_extra3, i_extra4);
+    end if;
+    return pg_catalog.format('pgq.insert_event(%L, %s, %s, %s, %s, %s, %s)',
+                             i_queue, i_type, i_data, i_extra1, i_extra2, i_extra3, i_extra4);
 end;
 $$;
 
@@ -415,39 +521,37 @@ as $$
      where c.oid = i_table;
 $$;
 
--- SQL expression for the url-encoded row i_row ('NEW' or 'OLD') with the given data columns.
--- Values of kinds 'bytea' and 'other' are read from the variables _skyrep_n<i> / _skyrep_o<i>.
-create or replace function pgq.skyrep_capture_data_sql(
-    i_row text, i_names text[], i_types oid[], i_notnull boolean[])
+-- SQL statements that evaluate EXPR of a when= or ev_*= argument for the row i_row, as
+-- "select EXPR" with the row's columns in scope, into i_var; i_out is the expression
+-- that turns the result column _x.v into the wanted value.
+create or replace function pgq.skyrep_capture_expr_sql(i_expr text, i_row text, i_var text, i_out text)
 returns text
+language sql immutable strict
+as $$
+    select pg_catalog.format(
+        E'        SELECT pg_catalog.count(*)::int4, (pg_catalog.array_agg(%s))[1]\n' ||
+        E'          INTO _skyrep_cnt, %s\n' ||
+        E'          FROM (SELECT %s.*) AS _skyrep_row, LATERAL (SELECT %s) AS _x(v);\n' ||
+        E'        IF _skyrep_cnt <> 1 THEN\n' ||
+        E'            RAISE EXCEPTION ''Expect 1 row from override query, got %%'', _skyrep_cnt;\n' ||
+        E'        END IF;\n',
+        i_out, i_var, i_row, i_expr);
+$$;
+
+-- The type of EXPR of a when= or ev_*= argument, evaluated as "select EXPR" with the
+-- columns of i_table in scope (the expression is checked, not run).
+create or replace function pgq.skyrep_capture_expr_type(i_table regclass, i_expr text)
+returns oid
 language plpgsql stable
 as $$
 declare
-    v_parts text[] := '{}';
-    v_ref text;
-    v_lit text;
-    v_enc text;
-    i int;
+    v_type oid;
 begin
-    for i in 1 .. coalesce(pg_catalog.array_length(i_names, 1), 0) loop
-        if pgq.skyrep_capture_kind(i_types[i]) in ('bytea', 'other') then
-            v_ref := pg_catalog.format('_skyrep_%s%s', case i_row when 'NEW' then 'n' else 'o' end, i);
-        else
-            v_ref := pg_catalog.format('%s.%I', i_row, i_names[i]);
-        end if;
-        v_enc := pgq.skyrep_capture_encode_sql(v_ref, i_types[i]);
-        v_lit := case when i > 1 then '&' else '' end || pgq.skyrep_urlencode(i_names[i]);
-        if i_notnull[i] then
-            v_parts := v_parts || pg_catalog.format('%L', v_lit || '=') || v_enc;
-        else
-            v_parts := v_parts || pg_catalog.format('%L', v_lit)
-                               || pg_catalog.format('COALESCE(''='' || %s, '''')', v_enc);
-        end if;
-    end loop;
-    if coalesce(pg_catalog.array_length(v_parts, 1), 0) = 0 then
-        return '''''';
-    end if;
-    return pg_catalog.array_to_string(v_parts, E'\n            || ');
+    execute pg_catalog.format(
+        'select pg_catalog.pg_typeof((select _x.v from (select (null::%s).*) as _skyrep_row, '
+        'lateral (select %s) as _x(v) limit 0))::oid', i_table, i_expr)
+        into v_type;
+    return v_type;
 end;
 $$;
 
@@ -462,35 +566,30 @@ declare
     c record;
     v_fname text;
     v_fq text;
-    v_enc_table text;
     v_names text[] := '{}';      -- data columns (not ignored, not magic), in table order
     v_types oid[] := '{}';
     v_notnull boolean[] := '{}';
     v_ignored_names text[] := '{}';
     v_ignored_types oid[] := '{}';
-    v_magic text[] := '{}';      -- magic column names present
+    v_magic text[] := '{}';      -- magic columns present
+    v_magic_types oid[] := '{}';
     v_pkey text[];
     v_pkey_str text;
     v_pkey_types oid[] := '{}';
     v_typ oid;
-    v_decl text := '';
-    v_body text := '';
+    v_body text;
     v_op text;
     v_row text;
     v_stmts text;
     v_data text;
     v_backup text;
-    v_setup text;
-    v_ret text;
-    v_when_check text := '';
-    v_overrides text := '';
-    v_expr_type oid;
-    v_slow boolean;
     v_cond text;
     v_cond2 text;
-    i int;
-    v_field text;
     v_var text;
+    v_exprs boolean;
+    v_local text;
+    v_ret text;
+    i int;
 begin
     if i_queue is null or i_queue = '' then
         raise exception 'pgq trigger must have destination queue as argument';
@@ -522,6 +621,7 @@ begin
                 raise exception 'Unknown magic column: %', c.attname;
             end if;
             v_magic := v_magic || c.attname::text;
+            v_magic_types := v_magic_types || c.atttypid;
         elsif c.attname = any(a.ignore_list) then
             v_ignored_names := v_ignored_names || c.attname::text;
             v_ignored_types := v_ignored_types || c.atttypid;
@@ -532,7 +632,7 @@ begin
         end if;
     end loop;
 
-    -- key
+    -- key: pkey= as given, else the primary key's columns in index order
     if a.pkey_raw is not null then
         v_pkey := a.pkey_list;
         v_pkey_str := a.pkey_raw;
@@ -556,169 +656,138 @@ begin
         v_pkey_types := v_pkey_types || v_typ;
     end loop;
 
-    -- declarations: text outputs of 'bytea' and 'other' columns go into variables
-    v_decl := E'    _skyrep_ev bigint;\n    _skyrep_cnt int4;\n    _skyrep_when boolean;\n' ||
-              E'    _skyrep_t text;\n    _skyrep_d text;\n    _skyrep_e1 text;\n    _skyrep_e2 text;\n' ||
-              E'    _skyrep_e3 text;\n    _skyrep_e4 text;\n';
-    for i in 1 .. coalesce(pg_catalog.array_length(v_names, 1), 0) loop
-        if pgq.skyrep_capture_kind(v_types[i]) in ('bytea', 'other') then
-            v_decl := v_decl || pg_catalog.format(E'    _skyrep_n%s text;\n    _skyrep_o%s text;\n', i, i);
-        end if;
-    end loop;
-
-    -- when= and overrides: evaluated as "select EXPR" with the row's columns in scope
+    -- expressions are checked now
     if a.when_expr is not null then
-        execute pg_catalog.format(
-            'select pg_catalog.pg_typeof((select _x.v from (select (null::%s).*) as _skyrep_row, '
-            'lateral (select %s) as _x(v) limit 0))::oid', i_table, a.when_expr)
-            into v_expr_type;
-        if v_expr_type <> 'pg_catalog.bool'::pg_catalog.regtype then
-            raise exception 'when= query result must be boolean, got=%', v_expr_type;
+        v_typ := pgq.skyrep_capture_expr_type(i_table, a.when_expr);
+        if v_typ <> 'pg_catalog.bool'::pg_catalog.regtype then
+            raise exception 'when= query result must be boolean, got=%', v_typ;
         end if;
-        v_when_check := pg_catalog.format(
-            E'        SELECT pg_catalog.count(*)::int4, (pg_catalog.array_agg(_x.v))[1]\n' ||
-            E'          INTO _skyrep_cnt, _skyrep_when\n' ||
-            E'          FROM (SELECT %%1$s.*) AS _skyrep_row, LATERAL (SELECT %s) AS _x(v);\n' ||
-            E'        IF _skyrep_cnt <> 1 THEN\n' ||
-            E'            RAISE EXCEPTION ''Expect 1 row from override query, got %%%%'', _skyrep_cnt;\n' ||
-            E'        END IF;\n' ||
-            E'        IF _skyrep_when IS NULL THEN\n' ||
-            E'            RAISE EXCEPTION ''when= should not be NULL'';\n' ||
-            E'        END IF;\n' ||
-            E'        IF NOT _skyrep_when THEN\n' ||
-            E'            RETURN NULL;\n' ||
-            E'        END IF;\n', a.when_expr);
     end if;
-    for i in 1 .. coalesce(pg_catalog.array_length(a.override_fields, 1), 0) loop
-        execute pg_catalog.format(
-            'select pg_catalog.pg_typeof((select _x.v from (select (null::%s).*) as _skyrep_row, '
-            'lateral (select %s) as _x(v) limit 0))::oid', i_table, a.override_exprs[i])
-            into v_expr_type;
-        v_var := case a.override_fields[i]
-                     when 'ev_type' then '_skyrep_t' when 'ev_data' then '_skyrep_d'
-                     else '_skyrep_e' || pg_catalog.right(a.override_fields[i], 1) end;
-        v_overrides := v_overrides || pg_catalog.format(
-            E'        SELECT pg_catalog.count(*)::int4, (pg_catalog.array_agg(%s))[1]\n' ||
-            E'          INTO _skyrep_cnt, %s\n' ||
-            E'          FROM (SELECT %%1$s.*) AS _skyrep_row, LATERAL (SELECT %s) AS _x(v);\n' ||
-            E'        IF _skyrep_cnt <> 1 THEN\n' ||
-            E'            RAISE EXCEPTION ''Expect 1 row from override query, got %%%%'', _skyrep_cnt;\n' ||
-            E'        END IF;\n',
-            pgq.skyrep_capture_output_sql('_x.v', v_expr_type), v_var, a.override_exprs[i]);
-    end loop;
+    v_exprs := pg_catalog.cardinality(v_magic) > 0 or pg_catalog.cardinality(a.override_fields) > 0;
 
-    -- header
-    v_body := E'#variable_conflict use_column\nDECLARE\n' || v_decl || E'BEGIN\n';
-    v_body := v_body || E'    IF pg_catalog.current_setting(''session_replication_role'') = ''local'' THEN\n';
-    if a.skip then
-        v_body := v_body || E'        IF TG_OP = ''DELETE'' THEN\n            RETURN OLD;\n        END IF;\n'
-                         || E'        RETURN NEW;\n';
-    else
-        v_body := v_body || E'        RETURN NULL;\n';
+    v_body := E'#variable_conflict use_column\nDECLARE\n    _skyrep_ev bigint;\n';
+    if a.when_expr is not null or v_exprs then
+        v_body := v_body || E'    _skyrep_cnt int4;\n    _skyrep_when boolean;\n    _skyrep_t text;\n'
+                         || E'    _skyrep_d text;\n    _skyrep_e1 text;\n    _skyrep_e2 text;\n'
+                         || E'    _skyrep_e3 text;\n    _skyrep_e4 text;\n';
     end if;
-    v_body := v_body || E'    END IF;\n';
+    -- Every branch is guarded by its operation and by session_replication_role <> 'local'
+    -- (PgQ's triggers do nothing in the 'local' role); one condition per branch keeps the
+    -- number of expressions PL/pgSQL evaluates per row small.
+    v_local := 'pg_catalog.current_setting(''session_replication_role'') <> ''local''';
+    v_ret := case when a.skip then E'        RETURN NULL;\n' else '' end;
+    v_body := v_body || E'BEGIN\n';
 
     if a.deny then
         v_body := v_body || pg_catalog.format(
-            E'    RAISE EXCEPTION ''%%'', %L || TG_OP || '')'';\n',
+            E'    IF %s THEN\n        RAISE EXCEPTION ''%%'', %L || TG_OP || '')'';\n    END IF;\n',
+            v_local,
             pg_catalog.format('Table ''%s'' to queue ''%s'': change not allowed (', v_fq, i_queue));
-        v_body := v_body || E'END\n';
-        return pg_catalog.format(
-            E'CREATE OR REPLACE FUNCTION pgq.%I() RETURNS trigger LANGUAGE plpgsql AS %L',
-            v_fname, v_body);
-    end if;
-
-    foreach v_op in array array['INSERT', 'UPDATE', 'DELETE'] loop
-        v_row := case v_op when 'DELETE' then 'OLD' else 'NEW' end;
-        v_stmts := '';
-        if v_op <> 'INSERT' and coalesce(pg_catalog.array_length(v_pkey, 1), 0) = 0 then
-            v_body := v_body || pg_catalog.format(
-                E'    %s TG_OP = %L THEN\n        RAISE EXCEPTION ''Update/Delete on table without pkey'';\n',
-                case v_op when 'UPDATE' then 'IF' else 'ELSIF' end, v_op);
-            continue;
-        end if;
-        if v_op = 'UPDATE' then
-            -- key change
+    else
+        foreach v_op in array array['INSERT', 'UPDATE', 'DELETE'] loop
+            v_row := case v_op when 'DELETE' then 'OLD' else 'NEW' end;
+            v_stmts := '';
             v_cond := '';
-            for i in 1 .. coalesce(pg_catalog.array_length(v_pkey, 1), 0) loop
-                v_cond := v_cond || case when v_cond = '' then '' else E'\n           OR ' end
-                          || pgq.skyrep_capture_changed_sql(v_pkey[i], v_pkey_types[i]);
-            end loop;
-            v_stmts := v_stmts || pg_catalog.format(
-                E'        IF %s THEN\n            RAISE EXCEPTION ''primary key update not allowed'';\n        END IF;\n',
-                v_cond);
-            -- an update of ignored columns only
-            if coalesce(pg_catalog.array_length(v_ignored_names, 1), 0) > 0 then
-                v_cond := '';
-                for i in 1 .. pg_catalog.array_length(v_ignored_names, 1) loop
-                    v_cond := v_cond || case when v_cond = '' then '' else E'\n            OR ' end
-                              || pgq.skyrep_capture_changed_sql(v_ignored_names[i], v_ignored_types[i]);
-                end loop;
-                v_cond2 := '';
-                for i in 1 .. coalesce(pg_catalog.array_length(v_names, 1), 0) loop
-                    v_cond2 := v_cond2 || case when v_cond2 = '' then '' else E'\n            OR ' end
-                               || pgq.skyrep_capture_changed_sql(v_names[i], v_types[i]);
-                end loop;
-                if v_cond2 = '' then
-                    v_cond2 := 'false';
-                end if;
-                v_stmts := v_stmts || pg_catalog.format(
-                    E'        IF (%s)\n           AND NOT (%s) THEN\n            RETURN NULL;\n        END IF;\n',
-                    v_cond, v_cond2);
+            if v_op <> 'INSERT' and coalesce(pg_catalog.array_length(v_pkey, 1), 0) = 0 then
+                v_body := v_body || pg_catalog.format(
+                    E'    ELSIF TG_OP = %L AND %s THEN\n' ||
+                    E'        RAISE EXCEPTION ''Update/Delete on table without pkey'';\n',
+                    v_op, v_local);
+                continue;
             end if;
-        end if;
-
-        -- text outputs into variables
-        v_setup := '';
-        for i in 1 .. coalesce(pg_catalog.array_length(v_names, 1), 0) loop
-            if pgq.skyrep_capture_kind(v_types[i]) in ('bytea', 'other') then
-                v_setup := v_setup || pg_catalog.format(E'        _skyrep_%s%s := %s;\n',
-                    case v_row when 'NEW' then 'n' else 'o' end, i,
-                    pgq.skyrep_capture_output_sql(pg_catalog.format('%s.%I', v_row, v_names[i]), v_types[i]));
-                if v_op = 'UPDATE' and a.backup then
-                    v_setup := v_setup || pg_catalog.format(E'        _skyrep_o%s := %s;\n', i,
-                        pgq.skyrep_capture_output_sql(pg_catalog.format('OLD.%I', v_names[i]), v_types[i]));
+            if v_op = 'UPDATE' then
+                -- key unchanged (a change of the key is an error, in the next branch)
+                for i in 1 .. pg_catalog.array_length(v_pkey, 1) loop
+                    v_cond := v_cond || case when i > 1 then E'\n              OR ' else '' end
+                              || pgq.skyrep_capture_changed_sql(v_pkey[i], v_pkey_types[i]);
+                end loop;
+                v_cond := pg_catalog.format(E'NOT (%s)\n          AND ', v_cond);
+                -- a change of ignored columns only: no event
+                if pg_catalog.cardinality(v_ignored_names) > 0 then
+                    v_cond2 := '';
+                    for i in 1 .. pg_catalog.array_length(v_ignored_names, 1) loop
+                        v_cond2 := v_cond2 || case when i > 1 then E'\n             OR ' else '' end
+                                   || pgq.skyrep_capture_changed_sql(v_ignored_names[i], v_ignored_types[i]);
+                    end loop;
+                    v_var := '';
+                    for i in 1 .. coalesce(pg_catalog.array_length(v_names, 1), 0) loop
+                        v_var := v_var || case when i > 1 then E'\n                 OR ' else '' end
+                                 || pgq.skyrep_capture_changed_sql(v_names[i], v_types[i]);
+                    end loop;
+                    v_stmts := v_stmts || pg_catalog.format(
+                        E'        IF (%s)\n           AND NOT (%s) THEN\n            RETURN NULL;\n        END IF;\n',
+                        v_cond2, case when v_var = '' then 'false' else v_var end);
                 end if;
+            end if;
+
+            if a.when_expr is not null then
+                v_stmts := v_stmts
+                    || pgq.skyrep_capture_expr_sql(a.when_expr, v_row, '_skyrep_when', '_x.v')
+                    || E'        IF _skyrep_when IS NULL THEN\n'
+                    || E'            RAISE EXCEPTION ''when= should not be NULL'';\n'
+                    || E'        END IF;\n'
+                    || E'        IF NOT _skyrep_when THEN\n'
+                    || E'            RETURN NULL;\n'
+                    || E'        END IF;\n';
+            end if;
+
+            v_data := pgq.skyrep_capture_data_sql(v_row, v_names, v_types, v_notnull);
+            v_backup := case when v_op = 'UPDATE' and a.backup
+                             then E'\n            ' || pgq.skyrep_capture_data_sql('OLD', v_names, v_types, v_notnull)
+                             else 'NULL' end;
+            if v_exprs then
+                v_stmts := v_stmts || pg_catalog.format(
+                    E'        _skyrep_t := %L;\n        _skyrep_d := %s;\n        _skyrep_e1 := %L;\n' ||
+                    E'        _skyrep_e2 := %s;\n        _skyrep_e3 := NULL;\n        _skyrep_e4 := NULL;\n',
+                    pg_catalog.left(v_op, 1) || ':' || v_pkey_str, v_data, v_fq, v_backup);
+                -- magic columns, then ev_*= expressions
+                for i in 1 .. coalesce(pg_catalog.array_length(v_magic, 1), 0) loop
+                    v_stmts := v_stmts || pg_catalog.format(E'        %s := %s;\n',
+                        case v_magic[i] when '_pgq_ev_type' then '_skyrep_t' when '_pgq_ev_data' then '_skyrep_d'
+                             else '_skyrep_e' || pg_catalog.right(v_magic[i], 1) end,
+                        pgq.skyrep_capture_output_sql(pg_catalog.format('%s.%I', v_row, v_magic[i]), v_magic_types[i]));
+                end loop;
+                for i in 1 .. coalesce(pg_catalog.array_length(a.override_fields, 1), 0) loop
+                    v_var := case a.override_fields[i]
+                                 when 'ev_type' then '_skyrep_t' when 'ev_data' then '_skyrep_d'
+                                 else '_skyrep_e' || pg_catalog.right(a.override_fields[i], 1) end;
+                    v_stmts := v_stmts || pgq.skyrep_capture_expr_sql(a.override_exprs[i], v_row, v_var,
+                        pgq.skyrep_capture_output_sql('_x.v',
+                            pgq.skyrep_capture_expr_type(i_table, a.override_exprs[i])));
+                end loop;
+                v_stmts := v_stmts || pg_catalog.format(E'        _skyrep_ev := %s;\n',
+                    pgq.skyrep_capture_insert_sql(i_queue, '_skyrep_t', '_skyrep_d', '_skyrep_e1',
+                                                  '_skyrep_e2', '_skyrep_e3', '_skyrep_e4'));
+            else
+                v_stmts := v_stmts || pg_catalog.format(E'        _skyrep_ev := %s;\n',
+                    pgq.skyrep_capture_insert_sql(i_queue,
+                        pg_catalog.format('%L', pg_catalog.left(v_op, 1) || ':' || v_pkey_str),
+                        E'\n            ' || v_data, pg_catalog.format('%L', v_fq),
+                        v_backup, 'NULL', 'NULL'));
+            end if;
+            v_body := v_body || pg_catalog.format(E'    %s TG_OP = %L\n          AND %s%s THEN\n',
+                                                  case v_op when 'INSERT' then 'IF' else 'ELSIF' end,
+                                                  v_op, v_cond, v_local)
+                             || v_stmts || v_ret;
+            if v_op = 'UPDATE' then
+                v_body := v_body || pg_catalog.format(
+                    E'    ELSIF TG_OP = ''UPDATE'' AND %s THEN\n' ||
+                    E'        RAISE EXCEPTION ''primary key update not allowed'';\n', v_local);
             end if;
         end loop;
-
-        v_data := pgq.skyrep_capture_data_sql(v_row, v_names, v_types, v_notnull);
-        v_backup := case when v_op = 'UPDATE' and a.backup
-                         then pgq.skyrep_capture_data_sql('OLD', v_names, v_types, v_notnull)
-                         else 'NULL' end;
-
-        v_stmts := v_stmts || pg_catalog.format(v_when_check, v_row);
-        v_stmts := v_stmts || v_setup;
-        if coalesce(pg_catalog.array_length(v_magic, 1), 0) > 0 or v_overrides <> '' then
-            v_stmts := v_stmts || pg_catalog.format(
-                E'        _skyrep_t := %L;\n        _skyrep_d := %s;\n        _skyrep_e1 := %L;\n' ||
-                E'        _skyrep_e2 := %s;\n        _skyrep_e3 := NULL;\n        _skyrep_e4 := NULL;\n',
-                pg_catalog.left(v_op, 1) || ':' || v_pkey_str, v_data, v_fq, v_backup);
-            foreach v_field in array v_magic loop
-                v_stmts := v_stmts || pg_catalog.format(E'        %s := %s;\n',
-                    case v_field when '_pgq_ev_type' then '_skyrep_t' when '_pgq_ev_data' then '_skyrep_d'
-                         else '_skyrep_e' || pg_catalog.right(v_field, 1) end,
-                    pgq.skyrep_capture_output_sql(pg_catalog.format('%s.%I', v_row, v_field),
-                        (select att.atttypid from pg_catalog.pg_attribute att
-                          where att.attrelid = i_table and att.attname = v_field)));
-            end loop;
-            v_stmts := v_stmts || pg_catalog.format(v_overrides, v_row);
-            v_stmts := v_stmts || pg_catalog.format(
-                E'        _skyrep_ev := pgq.insert_event(%L, _skyrep_t, _skyrep_d, _skyrep_e1, _skyrep_e2, _skyrep_e3, _skyrep_e4);\n',
-                i_queue);
-        else
-            v_stmts := v_stmts || pg_catalog.format(
-                E'        _skyrep_ev := pgq.insert_event(%L, %L,\n            %s,\n            %L, %s, NULL, NULL);\n',
-                i_queue, pg_catalog.left(v_op, 1) || ':' || v_pkey_str, v_data, v_fq, v_backup);
-        end if;
-        v_body := v_body || pg_catalog.format(E'    %s TG_OP = %L THEN\n',
-                                              case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op)
-                         || v_stmts;
-    end loop;
-    v_body := v_body || pg_catalog.format(
-        E'    ELSE\n        _skyrep_ev := pgq.insert_event(%L, ''R'', '''', %L, NULL, NULL, NULL);\n    END IF;\n',
-        i_queue, v_fq);
-    v_body := v_body || E'    RETURN NULL;\nEND\n';
+        v_body := v_body || pg_catalog.format(
+            E'    ELSIF TG_OP = ''TRUNCATE'' AND %s THEN\n        _skyrep_ev := %s;\n    END IF;\n',
+            v_local,
+            pgq.skyrep_capture_insert_sql(i_queue, '''R''', '''''', pg_catalog.format('%L', v_fq),
+                                          'NULL', 'NULL', 'NULL'));
+    end if;
+    -- reached without an event only in the 'local' role (and with deny)
+    if a.skip then
+        v_body := v_body || E'    IF TG_OP = ''DELETE'' THEN\n        RETURN OLD;\n    END IF;\n'
+                         || E'    RETURN NEW;\nEND\n';
+    else
+        v_body := v_body || E'    RETURN NULL;\nEND\n';
+    end if;
 
     return pg_catalog.format(
         E'CREATE OR REPLACE FUNCTION pgq.%I() RETURNS trigger LANGUAGE plpgsql AS %L',
@@ -915,3 +984,4 @@ begin
     return n;
 end;
 $$;
+

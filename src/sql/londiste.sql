@@ -1,0 +1,60 @@
+-- skyrep's londiste schema: the table registry on both sides and, on the subscriber, the
+-- per-table merge state and the record of applied ticks.
+--
+-- Installed by `provider install` and `subscriber install`, in one transaction, as often as
+-- wanted: every statement is idempotent and keeps what is there. The table names differ from
+-- Londiste 2's and 3's own, so a database that still holds those keeps them untouched.
+
+create schema if not exists londiste;
+
+-- Provider: tables whose changes go into a queue.
+create table if not exists londiste.provider_tables (
+    queue_name   text not null,
+    table_name   text not null,          -- schema.table, unquoted, as in ev_extra1
+    trigger_name text not null,          -- the capture trigger on the table
+    added_at     timestamptz not null default now(),
+    primary key (queue_name, table_name)
+);
+
+-- Subscriber: tables applied from a queue.
+create table if not exists londiste.subscriber_tables (
+    queue_name      text not null,
+    table_name      text not null,       -- the provider's schema.table
+    dest_table      text not null,       -- the local schema.table the rows go to
+    merge_state     text,                -- NULL (new), in-copy, catching-up, wanna-sync:TICK,
+                                         -- do-sync:TICK or ok
+    custom_snapshot text,                -- the copy's snapshot while it catches up
+    copy_condition  text,
+    skip_truncate   boolean not null default false,
+    added_at        timestamptz not null default now(),
+    primary key (queue_name, table_name)
+);
+
+-- Subscriber: the last tick whose batch is applied here, per consumer. Written in the same
+-- transaction as the batch's changes: a batch is applied wholly or not at all, and never twice.
+create table if not exists londiste.applied_ticks (
+    queue_name    text not null,
+    consumer_name text not null,
+    last_tick_id  bigint not null,
+    applied_at    timestamptz not null default now(),
+    primary key (queue_name, consumer_name)
+);
+
+create or replace function londiste.skyrep_schema_version() returns integer
+language sql immutable as $$ select 1 $$;
+
+-- Subscriber protection: a statement trigger on every replicated table refuses ordinary
+-- writes. skyrep's own sessions pass: with session_replication_role = replica (superuser)
+-- the trigger does not fire at all, otherwise they set skyrep.replay = on. This guards
+-- against accidents, not against a user who sets that variable on purpose.
+create or replace function londiste.deny_write() returns trigger
+language plpgsql as $$
+begin
+    if pg_catalog.current_setting('skyrep.replay', true) = 'on' then
+        return null;
+    end if;
+    raise exception 'table %.% is replicated from queue % by skyrep: % is not allowed here',
+        tg_table_schema, tg_table_name, tg_argv[0], tg_op
+        using hint = 'change it on the provider, or remove it from replication first';
+end
+$$;

@@ -1,0 +1,377 @@
+//! Subscriber side commands: `subscriber install | add | remove | tables | register |
+//! unregister`.
+//!
+//! `subscriber add` checks each table against the provider (registered there, present here
+//! with a primary key and the same columns) and records it in `londiste.subscriber_tables`
+//! with merge state NULL (waiting for its copy) or `ok` (`--expect-sync`), and puts the
+//! statement trigger on it that refuses ordinary writes. Everything in one transaction: a
+//! bad table anywhere in the list changes nothing.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use postgres::{Client, GenericClient};
+
+use crate::config::Config;
+use crate::connstr::Resolved;
+use crate::db;
+use crate::error::usage;
+use crate::install;
+use crate::names::{TableName, quote_ident, quote_literal};
+use crate::output;
+use crate::provider::check_table;
+
+/// Name of the trigger that refuses ordinary writes to a replicated table.
+pub const DENY_TRIGGER: &str = "_skyrep_deny";
+
+/// A subscriber command's two databases, queue and consumer name.
+pub struct Subscriber {
+    subscriber: Client,
+    provider_conn: Resolved,
+    provider: Option<Client>,
+    queue: String,
+    consumer: String,
+    dbname: String,
+}
+
+impl Subscriber {
+    /// Connects to `subscriber_db` (and, when a command needs it, to `provider_db`).
+    pub fn connect(config: &Config) -> Result<Subscriber> {
+        let queue = config.require_text("pgq_queue_name")?;
+        let consumer = config.job_name()?;
+        let app = format!("skyrep/{consumer}");
+        let resolve = |key: &str| -> Result<Resolved> {
+            let conn = config.connstr(key)?.ok_or_else(|| {
+                usage(format!("{}: missing key `{key}`", config.path().display()))
+            })?;
+            conn.resolve_from_env(&app)
+                .with_context(|| format!("{key}: bad connection string"))
+        };
+        let sub = resolve("subscriber_db")?;
+        let provider_conn = resolve("provider_db")?;
+        let subscriber = db::connect("subscriber_db", &sub)?;
+        Ok(Subscriber {
+            subscriber,
+            provider_conn,
+            provider: None,
+            queue,
+            consumer,
+            dbname: sub.dbname,
+        })
+    }
+
+    /// The provider connection, opened on first use (not every command needs it).
+    fn provider(&mut self) -> Result<&mut Client> {
+        if self.provider.is_none() {
+            self.provider = Some(db::connect("provider_db", &self.provider_conn)?);
+        }
+        Ok(self.provider.as_mut().expect("just connected"))
+    }
+
+    /// `subscriber install`: installs or upgrades the `londiste` schema here.
+    pub fn install(&mut self) -> Result<()> {
+        install::install_londiste(&mut self.subscriber, &self.dbname)
+    }
+
+    /// `subscriber add`: registers `tables` (or, with `all`, every provider table not yet
+    /// here); `expect_sync` marks them in sync already, so they are not copied.
+    pub fn add(&mut self, tables: &[String], all: bool, expect_sync: bool) -> Result<()> {
+        let queue = self.queue.clone();
+        let provider_tables = provider_tables(self.provider()?, &queue)?;
+        let mut tx = self.subscriber.transaction()?;
+        check_installed(&mut tx)?;
+        let here: Vec<String> = registered(&mut tx, &queue)?.into_keys().collect();
+        let names: Vec<TableName> = if all {
+            provider_tables
+                .iter()
+                .filter(|t| !here.contains(&t.qualified()))
+                .cloned()
+                .collect()
+        } else {
+            parse_names(tables)?
+        };
+        if names.is_empty() {
+            bail!("no tables to add");
+        }
+        let provider = self.provider.as_mut().expect("connected above");
+        for table in &names {
+            if !provider_tables.contains(table) {
+                bail!(
+                    "{table} is not added on the provider for queue {queue}: run `provider add {table}` first"
+                );
+            }
+            check_table(&mut tx, table).map_err(|e| anyhow::anyhow!("on the subscriber: {e:#}"))?;
+            let theirs = columns(provider, table).context("reading the provider's columns")?;
+            let ours = columns(&mut tx, table)?;
+            let differences = compare_columns(&theirs, &ours);
+            if !differences.is_empty() {
+                bail!(
+                    "{table} differs between provider and subscriber: {}",
+                    differences.join("; ")
+                );
+            }
+        }
+        let state: Option<&str> = expect_sync.then_some("ok");
+        for table in &names {
+            if here.contains(&table.qualified()) {
+                log::info!("{}: {table} is already added", self.dbname);
+                continue;
+            }
+            tx.execute(
+                "insert into londiste.subscriber_tables (queue_name, table_name, dest_table, merge_state) \
+                 values ($1, $2, $2, $3)",
+                &[&queue, &table.qualified(), &state],
+            )?;
+            tx.batch_execute(&format!(
+                "drop trigger if exists {trigger} on {table}; \
+                 create trigger {trigger} before insert or update or delete or truncate on {table} \
+                 for each statement execute function londiste.deny_write({queue})",
+                trigger = quote_ident(DENY_TRIGGER),
+                table = table.quoted(),
+                queue = quote_literal(&queue),
+            ))
+            .with_context(|| format!("protecting {table} against ordinary writes"))?;
+            log::info!(
+                "{}: added {table}{}",
+                self.dbname,
+                if expect_sync { " (in sync)" } else { "" }
+            );
+        }
+        tx.commit().context("committing subscriber add")
+    }
+
+    /// `subscriber remove`: stops applying events to `tables`; their data is left alone.
+    pub fn remove(&mut self, tables: &[String]) -> Result<()> {
+        let names = parse_names(tables)?;
+        if names.is_empty() {
+            return Err(usage("`subscriber remove` needs at least one table"));
+        }
+        let mut tx = self.subscriber.transaction()?;
+        check_installed(&mut tx)?;
+        for table in &names {
+            let dest: Option<String> = tx
+                .query_opt(
+                    "delete from londiste.subscriber_tables where queue_name = $1 and table_name = $2 \
+                     returning dest_table",
+                    &[&self.queue, &table.qualified()],
+                )?
+                .map(|row| row.get(0));
+            let Some(dest) = dest else {
+                bail!(
+                    "{table} is not added on the subscriber for queue {}",
+                    self.queue
+                );
+            };
+            let dest = TableName::from_qualified(&dest)?;
+            let exists: bool = tx
+                .query_one("select to_regclass($1) is not null", &[&dest.quoted()])?
+                .get(0);
+            if exists {
+                tx.batch_execute(&format!(
+                    "drop trigger if exists {} on {}",
+                    quote_ident(DENY_TRIGGER),
+                    dest.quoted()
+                ))?;
+            }
+            log::info!("{}: removed {table}", self.dbname);
+        }
+        tx.commit().context("committing subscriber remove")
+    }
+
+    /// `subscriber tables`: one row per table, `table_name  merge_state  table_attrs`.
+    pub fn tables(&mut self) -> Result<()> {
+        check_installed(&mut self.subscriber)?;
+        let rows = self.subscriber.query(
+            "select table_name, coalesce(merge_state, 'new'), \
+                    case when dest_table <> table_name then 'dest_table=' || dest_table else '' end \
+             from londiste.subscriber_tables where queue_name = $1 order by 1",
+            &[&self.queue],
+        )?;
+        let rows: Vec<[String; 3]> = rows
+            .iter()
+            .map(|r| [r.get(0), r.get(1), r.get(2)])
+            .collect();
+        let width = |i: usize, title: &str| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+        };
+        let (w0, w1) = (width(0, "table_name"), width(1, "merge_state"));
+        output::line(&format!(
+            "{:w0$}  {:w1$}  table_attrs",
+            "table_name", "merge_state"
+        ))?;
+        output::line(&format!(
+            "{}  {}  {}",
+            "-".repeat(w0),
+            "-".repeat(w1),
+            "-".repeat(11)
+        ))?;
+        for [name, state, attrs] in rows {
+            output::line(format!("{name:w0$}  {state:w1$}  {attrs}").trim_end())?;
+        }
+        Ok(())
+    }
+
+    /// `subscriber register`: registers this job's consumer on the provider queue.
+    pub fn register(&mut self) -> Result<()> {
+        let (queue, consumer) = (self.queue.clone(), self.consumer.clone());
+        let n: i32 = self
+            .provider()?
+            .query_one("select pgq.register_consumer($1, $2)", &[&queue, &consumer])
+            .with_context(|| format!("registering consumer {consumer} on queue {queue}"))?
+            .get(0);
+        log::info!(
+            "consumer {consumer} {} on queue {queue}",
+            if n == 1 {
+                "registered"
+            } else {
+                "was already registered"
+            }
+        );
+        Ok(())
+    }
+
+    /// `subscriber unregister`: removes this job's consumer from the provider queue and
+    /// forgets the applied position here, so a later registration starts afresh.
+    pub fn unregister(&mut self) -> Result<()> {
+        let (queue, consumer) = (self.queue.clone(), self.consumer.clone());
+        let n: i32 = self
+            .provider()?
+            .query_one(
+                "select pgq.unregister_consumer($1, $2)",
+                &[&queue, &consumer],
+            )
+            .with_context(|| format!("unregistering consumer {consumer} from queue {queue}"))?
+            .get(0);
+        if to_regclass(&mut self.subscriber, "londiste.applied_ticks")? {
+            self.subscriber.execute(
+                "delete from londiste.applied_ticks where queue_name = $1 and consumer_name = $2",
+                &[&queue, &consumer],
+            )?;
+        }
+        log::info!(
+            "consumer {consumer} {} queue {queue}",
+            if n > 0 {
+                "unregistered from"
+            } else {
+                "was not registered on"
+            }
+        );
+        Ok(())
+    }
+}
+
+fn to_regclass(client: &mut impl GenericClient, name: &str) -> Result<bool> {
+    Ok(client
+        .query_one("select to_regclass($1) is not null", &[&name])?
+        .get(0))
+}
+
+fn check_installed(client: &mut impl GenericClient) -> Result<()> {
+    if !to_regclass(client, "londiste.subscriber_tables")? {
+        bail!("the subscriber database is not set up: run `subscriber install` first");
+    }
+    Ok(())
+}
+
+fn parse_names(tables: &[String]) -> Result<Vec<TableName>> {
+    let mut names = Vec::new();
+    for text in tables {
+        let name = TableName::parse(text).map_err(|e| usage(format!("{e:#}")))?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Tables registered on the provider for `queue`.
+fn provider_tables(provider: &mut Client, queue: &str) -> Result<Vec<TableName>> {
+    if !to_regclass(provider, "londiste.provider_tables")? {
+        bail!("the provider database is not set up: run `provider install` first");
+    }
+    let rows = provider.query(
+        "select table_name from londiste.provider_tables where queue_name = $1 order by 1",
+        &[&queue],
+    )?;
+    rows.iter()
+        .map(|r| TableName::from_qualified(r.get(0)))
+        .collect()
+}
+
+/// Tables registered here for `queue`, with their merge state.
+fn registered(
+    client: &mut impl GenericClient,
+    queue: &str,
+) -> Result<BTreeMap<String, Option<String>>> {
+    let rows = client.query(
+        "select table_name, merge_state from londiste.subscriber_tables where queue_name = $1",
+        &[&queue],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Column name → type, in column order.
+fn columns(client: &mut impl GenericClient, table: &TableName) -> Result<Vec<(String, String)>> {
+    let rows = client.query(
+        "select a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) \
+         from pg_catalog.pg_attribute a \
+         join pg_catalog.pg_class c on c.oid = a.attrelid \
+         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped \
+         order by a.attnum",
+        &[&table.schema, &table.name],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// What differs between the provider's and the subscriber's columns, for an error.
+fn compare_columns(provider: &[(String, String)], subscriber: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, ty) in provider {
+        match subscriber.iter().find(|(n, _)| n == name) {
+            None => out.push(format!("column {name} is missing on the subscriber")),
+            Some((_, theirs)) if theirs != ty => {
+                out.push(format!(
+                    "column {name} is {ty} on the provider but {theirs} on the subscriber"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, _) in subscriber {
+        if !provider.iter().any(|(n, _)| n == name) {
+            out.push(format!("column {name} exists only on the subscriber"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare_columns;
+
+    #[test]
+    fn column_differences_are_listed() {
+        let p = vec![
+            ("id".to_string(), "integer".to_string()),
+            ("a".to_string(), "text".to_string()),
+        ];
+        let s = vec![
+            ("id".to_string(), "bigint".to_string()),
+            ("b".to_string(), "text".to_string()),
+        ];
+        assert_eq!(
+            compare_columns(&p, &s),
+            [
+                "column id is integer on the provider but bigint on the subscriber",
+                "column a is missing on the subscriber",
+                "column b exists only on the subscriber",
+            ]
+        );
+        assert!(compare_columns(&p, &p).is_empty());
+    }
+}
