@@ -30,6 +30,7 @@ Commands:
   check             load the config and connect to every database it names
   install           install or upgrade pgq in `db` (a ticker config)
   ticker            tick `db`, or every database under `base_connstr`, as pgqd does
+  replay            the replication daemon: ticker, replay and copy threads (alias: worker)
 
   provider install  install or upgrade pgq and londiste in `provider_db`; create the queue
   provider add TABLE... [--all]
@@ -92,6 +93,8 @@ pub enum Command {
     Install,
     /// Run the standalone ticker.
     Ticker,
+    /// Run the replication daemon.
+    Replay,
     /// Install or upgrade pgq and londiste in `provider_db` and create the queue.
     ProviderInstall,
     /// Register tables on the provider.
@@ -193,6 +196,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         "tables" => "subscriber tables".to_string(),
         "add-table" => "subscriber add".to_string(),
         "remove-table" => "subscriber remove".to_string(),
+        "worker" => "replay".to_string(),
         _ => first,
     };
     let command = build(&name, rest, &flags)?;
@@ -211,6 +215,7 @@ pub const COMMANDS: &[&str] = &[
     "check",
     "install",
     "ticker",
+    "replay",
     "provider install",
     "provider add",
     "provider remove",
@@ -260,6 +265,7 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         "check" => Command::Check,
         "install" => Command::Install,
         "ticker" => Command::Ticker,
+        "replay" => Command::Replay,
         "provider install" => Command::ProviderInstall,
         "provider add" => Command::ProviderAdd { tables: args, all },
         "provider remove" => Command::ProviderRemove { tables: args },

@@ -4,10 +4,12 @@
 //! The binary (`src/main.rs`) parses the command line and runs one of the commands below; the
 //! modules are public so that the integration tests can drive the roles directly.
 
+pub mod apply;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod connstr;
+pub mod copy;
 pub mod db;
 pub mod error;
 pub mod install;
@@ -19,7 +21,9 @@ pub mod output;
 pub mod pgpass;
 pub mod pgq;
 pub mod provider;
+pub mod replay;
 pub mod signals;
+pub mod state;
 pub mod subscriber;
 pub mod ticker;
 pub mod tls;

@@ -10,7 +10,7 @@ use skyrep::config::Config;
 use skyrep::error::{self, usage};
 use skyrep::provider::Provider;
 use skyrep::subscriber::Subscriber;
-use skyrep::{check, install, keys, logging, output, signals, ticker};
+use skyrep::{check, install, keys, logging, output, replay, signals, ticker};
 
 fn main() -> ExitCode {
     match run() {
@@ -63,6 +63,7 @@ fn run() -> Result<()> {
                 Command::SubscriberRegister => Subscriber::connect(&config)?.register(),
                 Command::SubscriberUnregister => Subscriber::connect(&config)?.unregister(),
                 Command::Ticker => ticker::run(&config, signals::stop_on_signal()?),
+                Command::Replay => replay::run(&config, signals::stop_on_signal()?),
             }
         }
     }

@@ -70,6 +70,38 @@ impl Event {
     }
 }
 
+/// A transaction snapshot as `txid_current_snapshot()` prints it: `xmin:xmax:xip,...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    xmin: i64,
+    xmax: i64,
+    xip: Vec<i64>,
+}
+
+impl Snapshot {
+    /// Parses `xmin:xmax:xip1,xip2`.
+    pub fn parse(text: &str) -> Result<Snapshot> {
+        let bad = || anyhow::anyhow!("bad snapshot `{text}`");
+        let mut parts = text.trim().splitn(3, ':');
+        let xmin = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let xmax = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let xip = match parts.next() {
+            Some("") | None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|x| x.parse().map_err(|_| bad()))
+                .collect::<Result<Vec<i64>>>()?,
+        };
+        Ok(Snapshot { xmin, xmax, xip })
+    }
+
+    /// Whether transaction `txid` had committed when the snapshot was taken (its changes are
+    /// in what the snapshot sees).
+    pub fn sees(&self, txid: i64) -> bool {
+        txid < self.xmin || (txid < self.xmax && !self.xip.contains(&txid))
+    }
+}
+
 /// A named consumer of one queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Consumer {
@@ -218,5 +250,19 @@ impl Consumer {
             self.queue
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Snapshot;
+
+    #[test]
+    fn snapshot_visibility() {
+        let s = Snapshot::parse("100:110:102,105").unwrap();
+        assert!(s.sees(99) && s.sees(101) && s.sees(109));
+        assert!(!s.sees(102) && !s.sees(105) && !s.sees(110) && !s.sees(200));
+        assert!(Snapshot::parse("5:5:").unwrap().sees(4));
+        assert!(Snapshot::parse("x:1:").is_err());
     }
 }

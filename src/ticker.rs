@@ -69,12 +69,20 @@ enum SessionEnd {
     NoPgq,
 }
 
-/// Ticks the database `conn` (called `name` in log lines) until `stop` disconnects.
-/// Errors are logged and retried; this only returns when asked to stop.
-pub fn tick_database(name: &str, conn: &Resolved, settings: &Settings, stop: &Receiver<()>) {
+/// Ticks the database `conn` (called `name` in log lines) until `stop` disconnects. After
+/// each call that made a tick, `wake` (if given) gets a message, so that a consumer waiting
+/// for the next batch can start at once. Errors are logged and retried; this only returns
+/// when asked to stop.
+pub fn tick_database(
+    name: &str,
+    conn: &Resolved,
+    settings: &Settings,
+    stop: &Receiver<()>,
+    wake: Option<&Sender<()>>,
+) {
     let mut said_no_pgq = false;
     loop {
-        let pause = match session(name, conn, settings, stop, &mut said_no_pgq) {
+        let pause = match session(name, conn, settings, stop, wake, &mut said_no_pgq) {
             Ok(SessionEnd::Stopped) => return,
             Ok(SessionEnd::NoPgq) => settings.check_period,
             Err(err) => {
@@ -98,6 +106,7 @@ fn session(
     conn: &Resolved,
     settings: &Settings,
     stop: &Receiver<()>,
+    wake: Option<&Sender<()>>,
     said_no_pgq: &mut bool,
 ) -> Result<SessionEnd> {
     let mut client = db::connect(name, conn)?;
@@ -127,6 +136,12 @@ fn session(
             .with_context(|| format!("{name}: ticking"))?
             .get(0);
         stats.ticks += ticked;
+        if ticked > 0
+            && let Some(wake) = wake
+        {
+            // A full channel means a wake-up is pending already.
+            let _ = wake.try_send(());
+        }
         let now = Instant::now();
         if now >= next_retry {
             stats.retry += move_retry_events(&mut client)
@@ -258,7 +273,7 @@ pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
             .resolve_from_env(&app)
             .context("db: bad connection string")?;
         let name = resolved.dbname.clone();
-        tick_database(&name, &resolved, &settings, &stop);
+        tick_database(&name, &resolved, &settings, &stop, None);
         return Ok(());
     }
     let base = config.connstr("base_connstr")?.unwrap_or_default();
@@ -324,7 +339,7 @@ fn tick_all_databases(
                     std::thread::Builder::new()
                         .name(format!("ticker-{db}"))
                         .spawn_scoped(scope, move || {
-                            tick_database(&name, &resolved, settings, &db_stopped)
+                            tick_database(&name, &resolved, settings, &db_stopped, None)
                         })
                         .context("starting a ticker thread")?;
                     running.insert(db, db_stop);

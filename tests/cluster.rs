@@ -427,7 +427,7 @@ fn server_user() -> Option<(u32, u32)> {
 }
 
 /// The directory with the PostgreSQL server binaries.
-fn bindir() -> &'static Path {
+pub fn bindir() -> &'static Path {
     static BINDIR: OnceLock<PathBuf> = OnceLock::new();
     BINDIR.get_or_init(find_bindir)
 }

@@ -12,9 +12,13 @@ const MAN5: &str = include_str!("../man/skyrep.5");
 fn every_command_is_in_the_help_and_the_man_page() {
     let (_, help, _) = run(&["--help"]);
     for command in skyrep::cli::COMMANDS {
-        assert!(help.contains(&format!("\n  {command}")), "--help lacks command {command}");
         assert!(
-            MAN1.lines().any(|l| l.starts_with(&format!(".B {command}"))),
+            help.contains(&format!("\n  {command}")),
+            "--help lacks command {command}"
+        );
+        assert!(
+            MAN1.lines()
+                .any(|l| l.starts_with(&format!(".B {command}"))),
             "skyrep.1 lacks command {command}"
         );
     }

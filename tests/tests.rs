@@ -3,6 +3,7 @@
 //!
 //! Run the whole suite with `tests/run.sh`.
 
+mod apply;
 mod capture;
 mod cli;
 mod cluster;
@@ -10,6 +11,7 @@ mod connect;
 mod docs;
 mod harness;
 mod pgq_sql;
+mod replay;
 mod setup;
 mod ticker;
 mod util;

@@ -352,7 +352,8 @@ fn skyrep_ticks_and_consumes_real_pgq() {
         .resolve_from_env("skyrep/test")
         .unwrap();
     let (stop, stopped) = bounded::<()>(0);
-    let ticker = std::thread::spawn(move || tick_database("postgres", &conn, &settings, &stopped));
+    let ticker =
+        std::thread::spawn(move || tick_database("postgres", &conn, &settings, &stopped, None));
     insert_events(&cluster, "q", 1, 300);
     let mut seen = Vec::new();
     wait_until(

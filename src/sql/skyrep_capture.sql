@@ -291,6 +291,16 @@ as $$
     end;
 $$;
 
+-- A field of the trigger's row in generated code: i_row ('NEW' or 'OLD') and the column
+-- name, always in double quotes (PL/pgSQL reads some unquoted names, like "by", as its own
+-- keywords).
+create or replace function pgq.skyrep_capture_field(i_row text, i_name text)
+returns text
+language sql immutable strict
+as $$
+    select i_row || '."' || pg_catalog.replace(i_name, '"', '""') || '"';
+$$;
+
 -- SQL expression giving the text output of i_ref (an expression of type i_type), exactly
 -- what the type's output function prints (casts to text differ for bool, inet, char(n) ...).
 create or replace function pgq.skyrep_capture_output_sql(i_ref text, i_type oid)
@@ -342,7 +352,7 @@ begin
     for i in 1 .. v_n loop
         v_kind := pgq.skyrep_capture_kind(i_types[i]);
         v_specials := v_specials || pgq.skyrep_capture_kind_specials(v_kind);
-        v_ref := pg_catalog.format('%s.%I', i_row, i_names[i]);
+        v_ref := pgq.skyrep_capture_field(i_row, i_names[i]);
         -- the name, url-encoded except for spaces
         v_name := pg_catalog.replace(pgq.skyrep_urlencode(i_names[i]), '+', ' ');
         if v_name like '% %' then
@@ -401,7 +411,8 @@ $$;
 
 -- SQL expression that queues one event.  Where pgq.insert_event is PgQ's own forwarder to
 -- its C function pgq.insert_event_raw, the C function is called directly (one PL/pgSQL call
--- less per row, the same event); otherwise pgq.insert_event.
+-- less per row, the same event: a NULL ev_time is the transaction's now() there);
+-- otherwise pgq.insert_event.
 create or replace function pgq.skyrep_capture_insert_sql(
     i_queue text, i_type text, i_data text, i_extra1 text, i_extra2 text, i_extra3 text,
     i_extra4 text)
@@ -432,7 +443,7 @@ begin
       into v_direct;
     if v_direct then
         return pg_catalog.format(
-            'pgq.insert_event_raw(%L, NULL, pg_catalog.now(), NULL, NULL, %s, %s, %s, %s, %s, %s)',
+            'pgq.insert_event_raw(%L, NULL, NULL, NULL, NULL, %s, %s, %s, %s, %s, %s)',
             i_queue, i_type, i_data, i_extra1, i_extra2, i_extra3, i_extra4);
     end if;
     return pg_catalog.format('pgq.insert_event(%L, %s, %s, %s, %s, %s, %s)',
@@ -448,10 +459,11 @@ language sql stable strict
 as $$
     select case
         when not pgq.skyrep_type_is_array(i_type) and pgq.skyrep_type_has_equality(i_type)
-        then pg_catalog.format('NEW.%1$I IS DISTINCT FROM OLD.%1$I', i_col)
+        then pg_catalog.format('%s IS DISTINCT FROM %s', pgq.skyrep_capture_field('NEW', i_col),
+                               pgq.skyrep_capture_field('OLD', i_col))
         else pg_catalog.format('%s IS DISTINCT FROM %s',
-                               pgq.skyrep_capture_output_sql(pg_catalog.format('NEW.%I', i_col), i_type),
-                               pgq.skyrep_capture_output_sql(pg_catalog.format('OLD.%I', i_col), i_type))
+                               pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field('NEW', i_col), i_type),
+                               pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field('OLD', i_col), i_type))
     end;
 $$;
 
@@ -745,7 +757,7 @@ begin
                     v_stmts := v_stmts || pg_catalog.format(E'        %s := %s;\n',
                         case v_magic[i] when '_pgq_ev_type' then '_skyrep_t' when '_pgq_ev_data' then '_skyrep_d'
                              else '_skyrep_e' || pg_catalog.right(v_magic[i], 1) end,
-                        pgq.skyrep_capture_output_sql(pg_catalog.format('%s.%I', v_row, v_magic[i]), v_magic_types[i]));
+                        pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field(v_row, v_magic[i]), v_magic_types[i]));
                 end loop;
                 for i in 1 .. coalesce(pg_catalog.array_length(a.override_fields, 1), 0) loop
                     v_var := case a.override_fields[i]

@@ -1,0 +1,364 @@
+//! The copy thread: the initial copy of a newly added table and its hand-over to replay.
+//!
+//! For a table in state `in-copy` it registers a copy consumer on the queue, opens a
+//! REPEATABLE READ transaction on the provider, records its snapshot and the queue's last
+//! tick, empties the subscriber table and streams `COPY ... TO STDOUT` straight into
+//! `COPY ... FROM STDIN`, then commits the copy together with state `catching-up` and the
+//! snapshot. The copy consumer, positioned at that tick, then applies this table's events
+//! that the snapshot did not see, batch by batch and exactly once (like replay), until the
+//! queue has no more batches: state `wanna-sync:TICK`. Replay answers `do-sync:POS` once it
+//! has applied up to POS (at least TICK) and waits; the copy catches up to exactly POS and
+//! sets `ok` in the transaction of its last batch. A crash anywhere leaves a state this
+//! thread or replay continues from: a half-done copy is rolled back and done again.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use crossbeam_channel::{Receiver, select};
+use postgres::{Client, IsolationLevel};
+
+use crate::apply::Applier;
+use crate::db;
+use crate::error::one_line;
+use crate::names::{TableName, quote_ident};
+use crate::pgq::{Consumer, Snapshot};
+use crate::replay::{Job, Route, apply_batch, stopped_within};
+use crate::state::{
+    MergeState, SubscriberTable, applied_tick, forget_tick, load_tables, set_state,
+};
+
+/// How long the copy thread sleeps when it has nothing to do and nobody wakes it.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// The copy thread: works on tables in copy-owned states until asked to stop.
+pub fn run(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) {
+    loop {
+        match session(job, stop, woken) {
+            Ok(()) => return,
+            Err(err) => log::error!("copy: {}", one_line(&err)),
+        }
+        if stopped_within(stop, job.exception_sleep) {
+            return;
+        }
+    }
+}
+
+/// The copy consumer's name for a table.
+fn copy_consumer(job: &Job, table: &TableName) -> Consumer {
+    Consumer::new(
+        &job.queue,
+        &format!("{}.copy.{}", job.consumer, table.qualified()),
+    )
+}
+
+fn session(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) -> Result<()> {
+    let mut provider = db::connect("provider_db", &job.provider)?;
+    let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
+    let mut applier = Applier::new();
+    loop {
+        if stopped_within(stop, Duration::ZERO) {
+            return Ok(());
+        }
+        let tables = load_tables(&mut subscriber, &job.queue)?;
+        let work = tables.iter().find(|t| {
+            matches!(
+                t.state,
+                MergeState::InCopy | MergeState::CatchingUp | MergeState::DoSync(_)
+            )
+        });
+        let Some(table) = work else {
+            select! {
+                recv(stop) -> _ => return Ok(()),
+                recv(woken) -> _ => {},
+                default(IDLE) => {},
+            }
+            continue;
+        };
+        match table.state {
+            MergeState::InCopy => copy_table(job, &mut provider, &mut subscriber, table)?,
+            MergeState::CatchingUp => {
+                if !catch_up(
+                    job,
+                    &mut provider,
+                    &mut subscriber,
+                    &mut applier,
+                    table,
+                    None,
+                )? {
+                    // Caught up with the queue: ask replay to take over.
+                    let position = position(&mut provider, &copy_consumer(job, &table.table))?;
+                    set_state(
+                        &mut subscriber,
+                        &job.queue,
+                        &table.table,
+                        MergeState::CatchingUp,
+                        MergeState::WannaSync(position),
+                        table.snapshot.as_deref(),
+                    )?;
+                }
+            }
+            MergeState::DoSync(target) => {
+                catch_up(
+                    job,
+                    &mut provider,
+                    &mut subscriber,
+                    &mut applier,
+                    table,
+                    Some(target),
+                )?;
+            }
+            _ => unreachable!("filtered above"),
+        }
+    }
+}
+
+/// Where the consumer is: the tick its next batch starts after.
+fn position(provider: &mut Client, consumer: &Consumer) -> Result<i64> {
+    let row = provider
+        .query_opt(
+            "select last_tick from pgq.get_consumer_info($1, $2)",
+            &[&consumer.queue(), &consumer.name()],
+        )?
+        .with_context(|| format!("copy consumer {} is not registered", consumer.name()))?;
+    Ok(row.get(0))
+}
+
+/// `in-copy` → `catching-up`: copies the table in one subscriber transaction.
+fn copy_table(
+    job: &Job,
+    provider: &mut Client,
+    subscriber: &mut Client,
+    table: &SubscriberTable,
+) -> Result<()> {
+    let consumer = copy_consumer(job, &table.table);
+    // Register first, at the queue's newest tick, so that no event table the copy will need
+    // is rotated away while the COPY runs; it is moved to the copy's own tick below.
+    consumer.unregister(provider)?;
+    consumer.register(provider)?;
+    let columns = provider_columns(provider, &table.table)?;
+    let mut ptx = provider
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .context("starting the copy transaction")?;
+    // The first statement fixes the snapshot that the COPY below reads.
+    let row = ptx.query_one(
+        "select pg_catalog.txid_current_snapshot()::text, (select last_tick_id from pgq.get_queue_info($1))",
+        &[&job.queue],
+    )?;
+    let (snapshot, tick): (String, i64) = (row.get(0), row.get(1));
+    let mut stx = subscriber.transaction()?;
+    stx.batch_execute("set local skyrep.replay = on")?;
+    forget_tick(&mut stx, &job.queue, consumer.name())?;
+    if !table.skip_truncate {
+        stx.batch_execute(&format!("truncate {}", table.dest.quoted()))
+            .with_context(|| format!("emptying {}", table.dest))?;
+    }
+    let column_list = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    log::info!(
+        "{}: copying from the provider (snapshot {snapshot}, tick {tick})",
+        table.table
+    );
+    let mut reader = ptx
+        .copy_out(&format!(
+            "copy (select {column_list} from only {}) to stdout",
+            table.table.quoted()
+        ))
+        .with_context(|| format!("reading {} from the provider", table.table))?;
+    let mut writer = stx
+        .copy_in(&format!(
+            "copy {} ({column_list}) from stdin",
+            table.dest.quoted()
+        ))
+        .with_context(|| format!("writing {}", table.dest))?;
+    let bytes =
+        pipe(&mut reader, &mut writer).with_context(|| format!("copying {}", table.table))?;
+    drop(reader);
+    let rows = writer
+        .finish()
+        .with_context(|| format!("finishing the copy of {}", table.dest))?;
+    ptx.commit()?;
+    // The copy consumer starts at the last tick the snapshot saw: later batches hold every
+    // event the snapshot missed (and some it saw, which catching up skips).
+    provider
+        .query_one(
+            "select pgq.register_consumer_at($1, $2, $3)",
+            &[&job.queue, &consumer.name(), &tick],
+        )
+        .context("positioning the copy consumer")?;
+    set_state(
+        &mut stx,
+        &job.queue,
+        &table.table,
+        MergeState::InCopy,
+        MergeState::CatchingUp,
+        Some(&snapshot),
+    )?;
+    stx.commit()
+        .with_context(|| format!("committing the copy of {}", table.dest))?;
+    log::info!(
+        "{}: copied {rows} rows, {:.1} MB",
+        table.table,
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// Streams the COPY data from the provider to the subscriber; returns the bytes moved.
+fn pipe(reader: &mut impl Read, writer: &mut impl Write) -> Result<u64> {
+    Ok(std::io::copy(reader, writer)?)
+}
+
+/// The provider table's columns, in order.
+fn provider_columns(provider: &mut Client, table: &TableName) -> Result<Vec<String>> {
+    let rows = provider.query(
+        "select a.attname::text from pg_catalog.pg_attribute a \
+         join pg_catalog.pg_class c on c.oid = a.attrelid \
+         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped \
+         order by a.attnum",
+        &[&table.schema, &table.name],
+    )?;
+    if rows.is_empty() {
+        bail!("table {table} does not exist on the provider");
+    }
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Applies the table's events the copy did not see, batch by batch. With `target`, stops at
+/// that tick and hands the table to replay (`ok`) in the same transaction as the last batch;
+/// without, stops when the queue has no more batches. Returns true if it stopped at the
+/// target, false if the queue ran out of batches.
+fn catch_up(
+    job: &Job,
+    provider: &mut Client,
+    subscriber: &mut Client,
+    applier: &mut Applier,
+    table: &SubscriberTable,
+    target: Option<i64>,
+) -> Result<bool> {
+    let consumer = copy_consumer(job, &table.table);
+    let snapshot = Snapshot::parse(
+        table
+            .snapshot
+            .as_deref()
+            .context("no copy snapshot recorded")?,
+    )?;
+    let name = table.table.qualified();
+    let dest = table.dest.clone();
+    let route = |ev: &crate::pgq::Event| -> Route {
+        if ev.extra1.as_deref() == Some(name.as_str()) && !snapshot.sees(ev.txid) {
+            Route::Apply(dest.clone())
+        } else {
+            Route::Later
+        }
+    };
+    let mut applied_total = 0;
+    loop {
+        let at = {
+            let mut tx = subscriber.transaction()?;
+            let at = applied_tick(&mut tx, &job.queue, consumer.name())?;
+            tx.commit()?;
+            match at {
+                Some(at) => at,
+                None => position(provider, &consumer)?,
+            }
+        };
+        if let Some(target) = target {
+            if at == target {
+                hand_to_replay(job, provider, subscriber, table, &consumer, target)?;
+                return Ok(true);
+            }
+            if at > target {
+                bail!(
+                    "{}: the copy is at tick {at}, past replay's {target}",
+                    table.table
+                );
+            }
+        }
+        let Some(batch) = consumer.next_batch(provider)? else {
+            if target.is_some() {
+                // The tick replay waits at is not there yet for this consumer: look again soon.
+                std::thread::sleep(job.loop_delay);
+                continue;
+            }
+            log::info!(
+                "{}: caught up ({applied_total} events applied)",
+                table.table
+            );
+            return Ok(false);
+        };
+        let last = target == Some(batch.tick_id);
+        let (queue, table_name, consumer_name) = (
+            job.queue.clone(),
+            table.table.clone(),
+            consumer.name().to_string(),
+        );
+        let stats = apply_batch(
+            provider,
+            subscriber,
+            &consumer,
+            &batch,
+            applier,
+            &route,
+            &mut |tx| {
+                if last {
+                    set_state(
+                        tx,
+                        &queue,
+                        &table_name,
+                        MergeState::DoSync(batch.tick_id),
+                        MergeState::Ok,
+                        None,
+                    )?;
+                    forget_tick(tx, &queue, &consumer_name)?;
+                }
+                Ok(())
+            },
+        )?;
+        applied_total += stats.applied;
+        if last {
+            consumer.unregister(provider)?;
+            log::info!(
+                "{}: in sync at tick {}; replay takes over",
+                table.table,
+                batch.tick_id
+            );
+            return Ok(true);
+        }
+    }
+}
+
+/// The copy is already at replay's tick: `ok`, and the copy consumer goes away.
+fn hand_to_replay(
+    job: &Job,
+    provider: &mut Client,
+    subscriber: &mut Client,
+    table: &SubscriberTable,
+    consumer: &Consumer,
+    target: i64,
+) -> Result<()> {
+    let mut tx = subscriber.transaction()?;
+    set_state(
+        &mut tx,
+        &job.queue,
+        &table.table,
+        MergeState::DoSync(target),
+        MergeState::Ok,
+        None,
+    )?;
+    forget_tick(&mut tx, &job.queue, consumer.name())?;
+    tx.commit()?;
+    consumer.unregister(provider)?;
+    log::info!(
+        "{}: in sync at tick {target}; replay takes over",
+        table.table
+    );
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! `replay` (alias `worker`): the replication daemon.
+//!
+//! One process, three threads (SPEC §6): the ticker thread (unless `ticker = off`) ticks the
+//! provider queue and wakes the replay thread after each tick; the replay thread (this
+//! module) takes each batch and applies its events for tables in state `ok` to the
+//! subscriber in one transaction, together with the record of the applied tick; the copy
+//! thread ([`crate::copy`]) copies new tables and hands them over. They share no memory: the
+//! merge states in the subscriber database are the truth, channels only carry wake-ups.
+//!
+//! Exactly once: the subscriber stores the last applied tick of the consumer in
+//! `londiste.applied_ticks`, in the same transaction as the batch's changes. The batch is
+//! finished on the provider only after that commit. After a crash between the two the queue
+//! hands out the same batch again, and the stored tick shows it is applied already.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
+use postgres::{Client, Transaction};
+
+use crate::apply::{Applier, Decoded, decode};
+use crate::config::Config;
+use crate::connstr::Resolved;
+use crate::copy;
+use crate::db;
+use crate::error::one_line;
+use crate::names::TableName;
+use crate::pgq::{Batch, Consumer, Event};
+use crate::state::{
+    MergeState, SubscriberTable, applied_tick, load_tables, record_tick, set_state,
+};
+use crate::ticker;
+
+/// Events fetched from the batch cursor at a time.
+const FETCH: i32 = 1000;
+
+/// Everything the replay threads need to know about the job.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The queue on the provider.
+    pub queue: String,
+    /// The consumer name (`job_name`).
+    pub consumer: String,
+    /// Where the queue is.
+    pub provider: Resolved,
+    /// Where the tables are applied.
+    pub subscriber: Resolved,
+    /// Seconds to wait for a batch when no tick wakes the thread.
+    pub loop_delay: Duration,
+    /// Seconds to wait after an error.
+    pub exception_sleep: Duration,
+}
+
+impl Job {
+    /// The job of a config file.
+    pub fn from_config(config: &Config) -> Result<Job> {
+        let consumer = config.job_name()?;
+        let app = format!("skyrep/{consumer}");
+        let resolve = |key: &str| -> Result<Resolved> {
+            let conn = config.connstr(key)?.ok_or_else(|| {
+                crate::error::usage(format!("{}: missing key `{key}`", config.path().display()))
+            })?;
+            conn.resolve_from_env(&app)
+                .with_context(|| format!("{key}: bad connection string"))
+        };
+        Ok(Job {
+            queue: config.require_text("pgq_queue_name")?,
+            provider: resolve("provider_db")?,
+            subscriber: resolve("subscriber_db")?,
+            consumer,
+            loop_delay: config.seconds("loop_delay")?,
+            exception_sleep: config.seconds("exception_sleep")?,
+        })
+    }
+}
+
+/// Runs the daemon until `stop` disconnects.
+pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
+    let job = Job::from_config(config)?;
+    let ticker_settings = ticker::Settings::from_config(config)?;
+    let run_ticker = config.flag("ticker")?;
+    let (wake, woken) = bounded::<()>(1);
+    let (copy_wake, copy_woken) = bounded::<()>(1);
+    log::info!(
+        "replaying queue {} from {} to {} as {}",
+        job.queue,
+        job.provider.describe(),
+        job.subscriber.describe(),
+        job.consumer
+    );
+    std::thread::scope(|scope| -> Result<()> {
+        if run_ticker {
+            let (job, stop, wake) = (&job, &stop, &wake);
+            std::thread::Builder::new()
+                .name("ticker".into())
+                .spawn_scoped(scope, move || {
+                    ticker::tick_database(
+                        "provider_db",
+                        &job.provider,
+                        &ticker_settings,
+                        stop,
+                        Some(wake),
+                    )
+                })
+                .context("starting the ticker thread")?;
+        }
+        {
+            let (job, stop) = (&job, &stop);
+            std::thread::Builder::new()
+                .name("copy".into())
+                .spawn_scoped(scope, move || copy::run(job, stop, &copy_woken))
+                .context("starting the copy thread")?;
+        }
+        replay_loop(&job, &stop, &woken, &copy_wake);
+        Ok(())
+    })
+}
+
+/// The replay thread: sessions until asked to stop, an error ending a session after a pause.
+fn replay_loop(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>, copy_wake: &Sender<()>) {
+    loop {
+        match replay_session(job, stop, woken, copy_wake) {
+            Ok(()) => return,
+            Err(err) => log::error!("replay: {}", one_line(&err)),
+        }
+        if stopped_within(stop, job.exception_sleep) {
+            return;
+        }
+    }
+}
+
+/// Waits up to `pause` for a stop; true if asked to stop.
+pub(crate) fn stopped_within(stop: &Receiver<()>, pause: Duration) -> bool {
+    !matches!(stop.recv_timeout(pause), Err(RecvTimeoutError::Timeout))
+}
+
+/// Waits up to `pause` for a wake-up or a stop; true if asked to stop.
+fn wait_for_tick(stop: &Receiver<()>, woken: &Receiver<()>, pause: Duration) -> bool {
+    select! {
+        recv(stop) -> _ => true,
+        recv(woken) -> _ => false,
+        default(pause) => false,
+    }
+}
+
+fn replay_session(
+    job: &Job,
+    stop: &Receiver<()>,
+    woken: &Receiver<()>,
+    copy_wake: &Sender<()>,
+) -> Result<()> {
+    let mut provider = db::connect("provider_db", &job.provider)?;
+    let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
+    let consumer = Consumer::new(&job.queue, &job.consumer);
+    if consumer.register(&mut provider)? {
+        log::info!(
+            "consumer {} registered on queue {}",
+            job.consumer,
+            job.queue
+        );
+    }
+    let mut applier = Applier::new();
+    loop {
+        if stopped_within(stop, Duration::ZERO) {
+            return Ok(());
+        }
+        let tables = load_tables(&mut subscriber, &job.queue)?;
+        if hand_over(job, &mut subscriber, &tables, copy_wake)? {
+            // A copy is finishing at our position: wait for it to say ok.
+            if wait_for_tick(stop, woken, job.loop_delay) {
+                return Ok(());
+            }
+            continue;
+        }
+        let Some(batch) = consumer.next_batch(&mut provider)? else {
+            if wait_for_tick(stop, woken, job.loop_delay) {
+                return Ok(());
+            }
+            continue;
+        };
+        let ok: HashMap<String, TableName> = tables
+            .iter()
+            .filter(|t| t.state == MergeState::Ok)
+            .map(|t| (t.table.qualified(), t.dest.clone()))
+            .collect();
+        let route = |ev: &Event| -> Route {
+            let table = ev.extra1.as_deref().unwrap_or("");
+            match ok.get(table) {
+                Some(dest) => Route::Apply(dest.clone()),
+                None if tables.iter().any(|t| t.table.qualified() == table) => Route::Later,
+                None => Route::Ignore,
+            }
+        };
+        let stats = apply_batch(
+            &mut provider,
+            &mut subscriber,
+            &consumer,
+            &batch,
+            &mut applier,
+            &route,
+            &mut |_| Ok(()),
+        )?;
+        log::info!(
+            "{{count: {}, ignored: {}, duration: {:.3}, lag: {:.1}}}",
+            stats.applied,
+            stats.ignored,
+            stats.duration.as_secs_f64(),
+            SystemTime::now()
+                .duration_since(batch.tick_time)
+                .unwrap_or_default()
+                .as_secs_f64()
+        );
+    }
+}
+
+/// Does the replay thread's part of the copy protocol; true if replay must wait.
+fn hand_over(
+    job: &Job,
+    subscriber: &mut Client,
+    tables: &[SubscriberTable],
+    copy_wake: &Sender<()>,
+) -> Result<bool> {
+    if tables
+        .iter()
+        .any(|t| matches!(t.state, MergeState::DoSync(_)))
+    {
+        return Ok(true);
+    }
+    let copying = tables.iter().any(|t| {
+        matches!(
+            t.state,
+            MergeState::InCopy | MergeState::CatchingUp | MergeState::WannaSync(_)
+        )
+    });
+    if !copying && let Some(next) = tables.iter().find(|t| t.state == MergeState::New) {
+        set_state(
+            subscriber,
+            &job.queue,
+            &next.table,
+            MergeState::New,
+            MergeState::InCopy,
+            None,
+        )?;
+        let _ = copy_wake.try_send(());
+        return Ok(false);
+    }
+    for table in tables {
+        if let MergeState::WannaSync(tick) = table.state {
+            let mut tx = subscriber.transaction()?;
+            let position = applied_tick(&mut tx, &job.queue, &job.consumer)?;
+            if let Some(position) = position.filter(|p| *p >= tick) {
+                set_state(
+                    &mut tx,
+                    &job.queue,
+                    &table.table,
+                    table.state,
+                    MergeState::DoSync(position),
+                    None,
+                )?;
+                tx.commit()?;
+                let _ = copy_wake.try_send(());
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// What to do with one event of a batch.
+pub(crate) enum Route {
+    /// Apply it to this table.
+    Apply(TableName),
+    /// A registered table that is not replicated by this consumer yet: not counted.
+    Later,
+    /// Not a table of this subscriber: counted as ignored.
+    Ignore,
+}
+
+/// What a batch did.
+pub(crate) struct BatchStats {
+    /// Events applied.
+    pub applied: u64,
+    /// Events for tables this subscriber does not replicate.
+    pub ignored: u64,
+    /// Time taken.
+    pub duration: Duration,
+}
+
+/// Applies the events of `batch` that `route` sends somewhere, exactly once, in one
+/// subscriber transaction that also records the tick (and runs `before_commit`), then
+/// finishes the batch on the provider.
+pub(crate) fn apply_batch(
+    provider: &mut Client,
+    subscriber: &mut Client,
+    consumer: &Consumer,
+    batch: &Batch,
+    applier: &mut Applier,
+    route: &dyn Fn(&Event) -> Route,
+    before_commit: &mut dyn FnMut(&mut Transaction<'_>) -> Result<()>,
+) -> Result<BatchStats> {
+    let start = Instant::now();
+    let (queue, name) = (consumer.queue(), consumer.name());
+    let mut stats = BatchStats {
+        applied: 0,
+        ignored: 0,
+        duration: Duration::ZERO,
+    };
+    let mut ptx = provider
+        .transaction()
+        .context("starting the provider transaction")?;
+    let mut stx = subscriber
+        .transaction()
+        .context("starting the subscriber transaction")?;
+    stx.batch_execute("set local skyrep.replay = on")?;
+    match applied_tick(&mut stx, queue, name)? {
+        Some(done) if done == batch.tick_id => {
+            log::info!("{name}: batch up to tick {done} was applied before; finishing it");
+            drop(stx);
+        }
+        Some(done) if done != batch.prev_tick_id => bail!(
+            "{name}: the subscriber has applied up to tick {done}, but the queue hands out ticks {} to {}: \
+             the consumer was moved on the provider; unregister and resync",
+            batch.prev_tick_id,
+            batch.tick_id
+        ),
+        _ => {
+            consumer.for_each_event(&mut ptx, batch, FETCH, |ev| {
+                let dest = match route(&ev) {
+                    Route::Apply(dest) => dest,
+                    Route::Later => return Ok(()),
+                    Route::Ignore => {
+                        stats.ignored += 1;
+                        return Ok(());
+                    }
+                };
+                match decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
+                    .with_context(|| format!("event {} of batch {}", ev.id, batch.id))?
+                {
+                    Decoded::Row(row) => applier.push(&mut stx, &dest, row)?,
+                    Decoded::Truncate => applier.truncate(&mut stx, &dest)?,
+                    Decoded::Other => {
+                        stats.ignored += 1;
+                        return Ok(());
+                    }
+                }
+                stats.applied += 1;
+                Ok(())
+            })?;
+            applier.flush(&mut stx)?;
+            record_tick(&mut stx, queue, name, batch.tick_id)?;
+            before_commit(&mut stx)?;
+            stx.commit()
+                .context("committing the batch on the subscriber")?;
+        }
+    }
+    consumer.finish_batch(&mut ptx, batch)?;
+    ptx.commit()
+        .context("finishing the batch on the provider")?;
+    stats.duration = start.elapsed();
+    Ok(stats)
+}

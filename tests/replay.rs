@@ -1,0 +1,313 @@
+//! Replication end to end: copy while writes go on, replay exactly once, and survive being
+//! killed anywhere.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, bindir};
+use crate::util::{TempDir, skyrep};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A provider, a subscriber, a config for replicating between them, and a scratch dir.
+pub struct Pair {
+    pub provider: Cluster,
+    pub subscriber: Cluster,
+    pub dir: TempDir,
+    pub conf: PathBuf,
+}
+
+impl Pair {
+    /// Two clusters with `schema` on both, installed and ready for `provider add`.
+    pub fn new(schema: &str) -> Pair {
+        let provider = Cluster::start();
+        let subscriber = Cluster::start();
+        provider.execute(schema);
+        subscriber.execute(schema);
+        let dir = TempDir::new("replay");
+        let conf = dir.write(
+            "login.ini",
+            &format!(
+                "[skyrep]\njob_name = login_sub\nprovider_db = {}\nsubscriber_db = {}\n\
+                 pgq_queue_name = login\nexception_sleep = 1\n",
+                provider.connstr("postgres"),
+                subscriber.connstr("postgres")
+            ),
+        );
+        let pair = Pair {
+            provider,
+            subscriber,
+            dir,
+            conf,
+        };
+        pair.ok(&["provider", "install"]);
+        pair.ok(&["subscriber", "install"]);
+        pair
+    }
+
+    /// Runs a skyrep command with the config; panics unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = skyrep()
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .expect("skyrep runs");
+        assert!(
+            out.status.success(),
+            "skyrep {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `skyrep CONFIG replay`, logging to `replay.log` in the scratch dir.
+    pub fn start_replay(&self) -> Child {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("replay.log"))
+            .unwrap();
+        skyrep()
+            .arg(&self.conf)
+            .arg("replay")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("replay starts")
+    }
+
+    /// What replay has logged so far.
+    pub fn replay_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("replay.log")).unwrap_or_default()
+    }
+
+    /// The merge state of each subscriber table.
+    pub fn states(&self) -> Vec<(String, String)> {
+        self.subscriber
+            .query_strings(
+                "postgres",
+                "select table_name, coalesce(merge_state, 'new') from londiste.subscriber_tables order by 1",
+            )
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect()
+    }
+
+    /// Row count and a digest of every row of `table` (ordered by `key`), on both sides.
+    pub fn digests(&self, table: &str, key: &str) -> (String, String) {
+        let sql = format!(
+            "select count(*) || ':' || coalesce(md5(string_agg(t::text, '|' order by {key})), '') from {table} t"
+        );
+        let one = |c: &Cluster| c.query_strings("postgres", &sql)[0][0].clone().unwrap();
+        (one(&self.provider), one(&self.subscriber))
+    }
+
+    /// Waits until every table is `ok` and equal on both sides; panics with the log if not.
+    pub fn wait_equal(&self, tables: &[(&str, &str)]) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let all_ok = self.states().iter().all(|(_, s)| s == "ok");
+            let equal = tables.iter().all(|(t, k)| {
+                let (p, s) = self.digests(t, k);
+                p == s
+            });
+            if all_ok && equal {
+                return;
+            }
+            if Instant::now() > deadline {
+                let detail: Vec<String> = tables
+                    .iter()
+                    .map(|(t, k)| format!("{t}: {:?}", self.digests(t, k)))
+                    .collect();
+                panic!(
+                    "tables did not become equal: states {:?}, {}\n--- replay log ---\n{}",
+                    self.states(),
+                    detail.join(", "),
+                    self.replay_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Sends `signal` and waits for the process to end; returns its exit code (None if killed).
+pub fn stop(child: &mut Child, signal: i32) -> Option<i32> {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replay did not stop on signal {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const SEED_TABLES: [(&str, &str); 4] = [
+    ("user_info", "userid"),
+    ("user_session", "userid"),
+    ("user_login_rec", "id"),
+    ("user_logout_rec", "id"),
+];
+
+/// Runs the seed's login/logout pgbench workload against the provider.
+fn pgbench(provider: &Cluster, transactions: u32) -> std::process::Child {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    Command::new(bindir().join("pgbench"))
+        .args(["-n", "-c", "2", "-j", "2", "-t", &transactions.to_string()])
+        .arg("-f")
+        .arg(fixtures.join("login.sql"))
+        .arg("-f")
+        .arg(fixtures.join("logout.sql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &provider.port().to_string(),
+            "-U",
+            "postgres",
+            "postgres",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pgbench starts")
+}
+
+#[test]
+fn seed_workload_copies_two_tables_under_load_and_replays_two() {
+    let pair = Pair::new(include_str!("fixtures/seed.sql"));
+    pair.provider.execute(
+        "insert into user_info select g, 'user' || g, '用户' || g, 'engineer', date '1980-01-01' + g % 10000, \
+         'hello world', 'user' || g || '@example.com', 10000000 + g, now(), now() from generate_series(1, 20000) g; \
+         insert into user_session (userid) select g from generate_series(1, 20000) g;",
+    );
+    pair.ok(&["provider", "add", "--all"]);
+    pair.ok(&[
+        "subscriber",
+        "add",
+        "user_login_rec",
+        "user_logout_rec",
+        "--expect-sync",
+    ]);
+    let mut replay = pair.start_replay();
+    // Writes go on while the two big tables are copied.
+    let load = pgbench(&pair.provider, 400);
+    pair.ok(&["subscriber", "add", "user_info", "user_session"]);
+    let out = load.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut load = pgbench(&pair.provider, 200);
+    assert!(load.wait().unwrap().success());
+    pair.wait_equal(&SEED_TABLES);
+    assert_eq!(
+        stop(&mut replay, libc::SIGINT),
+        Some(0),
+        "{}",
+        pair.replay_log()
+    );
+    let log = pair.replay_log();
+    assert!(
+        log.contains("{count: ") && log.contains("user_info: copied 20000 rows"),
+        "{log}"
+    );
+    assert!(
+        pair.ok(&["subscriber", "tables"])
+            .lines()
+            .skip(2)
+            .all(|l| l.contains("  ok"))
+    );
+}
+
+/// A provider writer that inserts rows with increasing keys into `ledger` until stopped; a
+/// row applied twice would violate the key.
+fn ledger_writer(provider: &Cluster, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<i64> {
+    let mut client = provider.connect("postgres");
+    std::thread::spawn(move || {
+        let mut next: i64 = 1;
+        let mut round = 0;
+        while !stop.load(Ordering::Relaxed) {
+            round += 1;
+            let rows = 1 + round % 7;
+            let mut tx = client.transaction().unwrap();
+            for _ in 0..rows {
+                tx.execute(
+                    "insert into ledger (id, note) values ($1, $2)",
+                    &[&next, &format!("row {next}")],
+                )
+                .unwrap();
+                next += 1;
+            }
+            if round % 5 == 0 {
+                tx.execute(
+                    "update ledger set note = note || '+' where id = $1",
+                    &[&(next - 1)],
+                )
+                .unwrap();
+            }
+            if round % 11 == 0 {
+                tx.rollback().unwrap();
+                next -= rows;
+            } else {
+                tx.commit().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        next - 1
+    })
+}
+
+#[test]
+fn replay_killed_at_random_moments_applies_every_change_exactly_once() {
+    let pair = Pair::new(
+        "create table ledger (id bigint primary key, note text); \
+         create table big (id int primary key, pad text);",
+    );
+    pair.provider
+        .execute("insert into big select g, repeat('x', 200) from generate_series(1, 30000) g");
+    pair.ok(&["provider", "add", "ledger", "big"]);
+    pair.ok(&["subscriber", "add", "ledger", "--expect-sync"]);
+    pair.ok(&["subscriber", "add", "big"]);
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let writer = ledger_writer(&pair.provider, stop_writer.clone());
+    let mut seen_states = std::collections::BTreeSet::new();
+    // Kill replay with SIGKILL at varying moments, during the copy and during plain replay.
+    for round in 0..10u64 {
+        let mut replay = pair.start_replay();
+        let until = Instant::now() + Duration::from_millis(150 + (round * 137) % 700);
+        while Instant::now() < until {
+            for (_, state) in pair.states() {
+                seen_states.insert(state.split(':').next().unwrap().to_string());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop(&mut replay, libc::SIGKILL);
+    }
+    stop_writer.store(true, Ordering::Relaxed);
+    let last = writer.join().unwrap();
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("ledger", "id"), ("big", "id")]);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+    let count = pair
+        .subscriber
+        .query_strings("postgres", "select count(*), max(id) from ledger");
+    assert_eq!(count[0][0].as_deref(), Some(last.to_string().as_str()));
+    assert!(
+        !pair.replay_log().contains("duplicate key"),
+        "{}",
+        pair.replay_log()
+    );
+    eprintln!("merge states seen while killing: {seen_states:?}");
+}
