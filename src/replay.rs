@@ -89,6 +89,8 @@ pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
         job.subscriber.describe(),
         job.consumer
     );
+    // Register before the ticker thread starts, so that no tick passes events by unseen.
+    register(&job)?;
     std::thread::scope(|scope| -> Result<()> {
         if run_ticker {
             let (job, stop, wake) = (&job, &stop, &wake);
@@ -115,6 +117,19 @@ pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
         replay_loop(&job, &stop, &woken, &copy_wake);
         Ok(())
     })
+}
+
+/// Registers the job's consumer on the queue unless it is registered.
+fn register(job: &Job) -> Result<()> {
+    let mut provider = db::connect("provider_db", &job.provider)?;
+    if Consumer::new(&job.queue, &job.consumer).register(&mut provider)? {
+        log::info!(
+            "consumer {} registered on queue {}",
+            job.consumer,
+            job.queue
+        );
+    }
+    Ok(())
 }
 
 /// The replay thread: sessions until asked to stop, an error ending a session after a pause.
@@ -153,13 +168,6 @@ fn replay_session(
     let mut provider = db::connect("provider_db", &job.provider)?;
     let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
     let consumer = Consumer::new(&job.queue, &job.consumer);
-    if consumer.register(&mut provider)? {
-        log::info!(
-            "consumer {} registered on queue {}",
-            job.consumer,
-            job.queue
-        );
-    }
     let mut applier = Applier::new();
     loop {
         if stopped_within(stop, Duration::ZERO) {

@@ -137,7 +137,10 @@ impl Subscriber {
                 if expect_sync { " (in sync)" } else { "" }
             );
         }
-        tx.commit().context("committing subscriber add")
+        tx.commit().context("committing subscriber add")?;
+        // From now on the queue keeps every change for this subscriber: events of tables
+        // added `--expect-sync` are applied from this point, and copies start from here.
+        self.register()
     }
 
     /// `subscriber remove`: stops applying events to `tables`; their data is left alone.
