@@ -311,3 +311,100 @@ fn replay_killed_at_random_moments_applies_every_change_exactly_once() {
     );
     eprintln!("merge states seen while killing: {seen_states:?}");
 }
+
+/// Waits until `table` is in a state starting with `prefix` and holds that state by locking
+/// its registry row in an open transaction of `client` (its owner cannot move it on; end it
+/// with `rollback`). Returns false if the table went past that state first.
+fn catch_state(client: &mut postgres::Client, table: &str, prefix: &str) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        client.batch_execute("begin").unwrap();
+        let row = client
+            .query_opt(
+                "select coalesce(merge_state, 'new') from londiste.subscriber_tables \
+                 where table_name = $1 for update",
+                &[&table],
+            )
+            .unwrap();
+        let state: String = row.map(|r| r.get(0)).unwrap_or_default();
+        if state.starts_with(prefix) {
+            return true;
+        }
+        client.batch_execute("rollback").unwrap();
+        if state == "ok" {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("{table} never reached {prefix}");
+}
+
+#[test]
+fn replay_killed_in_each_merge_state_resumes_and_ends_equal() {
+    let mut schema = String::from("create table ledger (id bigint primary key, note text);");
+    let targets = ["in-copy", "catching-up", "wanna-sync", "do-sync"];
+    for i in 0..targets.len() * 3 {
+        schema.push_str(&format!(
+            "create table big{i:02} (id int primary key, n int, pad text);"
+        ));
+    }
+    let pair = Pair::new(&schema);
+    for i in 0..targets.len() * 3 {
+        pair.provider.execute(&format!(
+            "insert into big{i:02} select g, 0, repeat('x', 100) from generate_series(1, 20000) g"
+        ));
+    }
+    pair.ok(&["provider", "add", "--all"]);
+    pair.ok(&["subscriber", "add", "ledger", "--expect-sync"]);
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let writer = ledger_writer(&pair.provider, stop_writer.clone());
+    // Another writer keeps changing the big tables, so that catching up has work to do.
+    let stop_updates = stop_writer.clone();
+    let mut updater = pair.provider.connect("postgres");
+    let tables = targets.len() * 3;
+    let updates = std::thread::spawn(move || {
+        let mut round: i32 = 0;
+        while !stop_updates.load(Ordering::Relaxed) {
+            round += 1;
+            let table = format!("big{:02}", round as usize % tables);
+            updater
+                .execute(
+                    &format!("update {table} set n = n + 1 where id % 97 = $1"),
+                    &[&(round % 97)],
+                )
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let mut locker = pair.subscriber.connect("postgres");
+    let mut caught = Vec::new();
+    let mut next_table = 0;
+    for target in targets {
+        // A few tries per state: a state can pass between two looks.
+        for _ in 0..3 {
+            let table = format!("big{next_table:02}");
+            next_table += 1;
+            pair.ok(&["subscriber", "add", &table]);
+            let mut replay = pair.start_replay();
+            let held = catch_state(&mut locker, &format!("public.{table}"), target);
+            stop(&mut replay, libc::SIGKILL);
+            if held {
+                locker.batch_execute("rollback").unwrap();
+                caught.push(target);
+                break;
+            }
+        }
+    }
+    stop_writer.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    updates.join().unwrap();
+    let mut replay = pair.start_replay();
+    let mut all: Vec<(String, &str)> = (0..next_table)
+        .map(|i| (format!("big{i:02}"), "id"))
+        .collect();
+    all.push(("ledger".to_string(), "id"));
+    let all: Vec<(&str, &str)> = all.iter().map(|(t, k)| (t.as_str(), *k)).collect();
+    pair.wait_equal(&all);
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+    assert_eq!(caught, targets, "killed in these states");
+}
