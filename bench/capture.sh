@@ -159,7 +159,7 @@ setup_variant() { # $1 = variant; creates and fills its database; returns 1 if u
         psql -d "$db" -c "$(c_triggers pgq.logutriga)" >/dev/null
         ;;
     skyrep-core)
-        psql -d "$db" -f "$repo/src/sql/pgq_core.sql" >/dev/null 2>&1 || return 1
+        psql -1 -d "$db" -f "$repo/src/sql/pgq_core.sql" >/dev/null 2>&1 || return 1
         psql -d "$db" -c "select pgq.create_queue('bench')" >/dev/null || return 1
         psql -d "$db" -f "$repo/src/sql/skyrep_capture.sql" >/dev/null
         psql -d "$db" -c "$(generated_triggers)" >/dev/null

@@ -1155,3 +1155,39 @@ fn generated_and_generic_triggers_work_on_skyreps_own_queue() {
         &statements,
     );
 }
+
+#[test]
+fn wide_tables_are_captured_like_pgq() {
+    // More columns than one format() call takes (100 arguments).
+    let columns: Vec<String> = (1..=205)
+        .map(|i| match i % 3 {
+            0 => format!("c{i} text"),
+            1 => format!("c{i} int"),
+            _ => format!("c{i} timestamp"),
+        })
+        .collect();
+    let setup = format!(
+        "create table w (id int primary key, {})",
+        columns.join(", ")
+    );
+    let values: Vec<String> = (1..=205)
+        .map(|i| match i % 3 {
+            0 if i % 2 == 0 => "null".to_owned(),
+            0 => format!("'v {i}'"),
+            1 => i.to_string(),
+            _ => "'2020-01-01 00:00'".to_owned(),
+        })
+        .collect();
+    let insert = format!("insert into w values (1, {})", values.join(", "));
+    assert_same_events(
+        "logutriga",
+        &setup,
+        "w",
+        &["backup"],
+        &[
+            &insert,
+            "update w set c3 = '', c205 = null",
+            "delete from w",
+        ],
+    );
+}

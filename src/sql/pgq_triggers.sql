@@ -37,6 +37,10 @@
 -- need a key.  A column counts as changed by the type's default equality (by its text for
 -- arrays and for types without one).
 --
+-- The table's columns, types and key are read from the catalog once per session and kept
+-- in the setting skyrep.trigger_table_<table oid>; a cheap check of the column names, types
+-- and primary key on every row notices when the table changed.
+--
 -- Installed only where PgQ's own C triggers are not: it replaces pgq.logutriga,
 -- pgq.sqltriga and pgq.jsontriga.  Requires PostgreSQL 12 or newer; idempotent.
 
@@ -126,17 +130,18 @@ begin
           join pg_catalog.pg_am am on am.oid = oc.opcmethod
          where oc.opcdefault
            and am.amname in ('btree', 'hash')
-           and (oc.opcintype = t.oid
-                or (t.typtype = 'e' and oc.opcintype = 'pg_catalog.anyenum'::pg_catalog.regtype)
-                or (t.typtype = 'r' and oc.opcintype = 'pg_catalog.anyrange'::pg_catalog.regtype)
-                or (t.typtype = 'm'
-                    and oc.opcintype = pg_catalog.to_regtype('pg_catalog.anymultirange'))
-                or exists (select 1
-                             from pg_catalog.pg_cast c
-                            where c.castsource = t.oid
-                              and c.casttarget = oc.opcintype
-                              and c.castmethod = 'b'
-                              and c.castcontext = 'i')));
+           and oc.opcintype = any (
+                   array[t.oid,
+                         case t.typtype
+                             when 'e' then 'pg_catalog.anyenum'::pg_catalog.regtype::oid
+                             when 'r' then 'pg_catalog.anyrange'::pg_catalog.regtype::oid
+                             when 'm' then pg_catalog.to_regtype('pg_catalog.anymultirange')::oid
+                         end]
+                   || array(select c.casttarget
+                              from pg_catalog.pg_cast c
+                             where c.castsource = t.oid
+                               and c.castmethod = 'b'
+                               and c.castcontext = 'i')));
 end;
 $$;
 
@@ -174,6 +179,78 @@ begin
     if v_count <> 1 then
         raise exception 'Expect 1 row from override query, got %', v_count;
     end if;
+end;
+$$;
+
+-- The table's columns (names, types, output functions, whether they compare by equality:
+-- arrays and types without a default equality compare by text) and primary key.  Kept for
+-- the session in a setting, and used while the columns and the key stay the same.
+create or replace function pgq._skyrep_trg_table_info(
+    i_relid oid, out names text[], out types oid[], out outf text[], out has_eq boolean[],
+    out pkey text[])
+language plpgsql
+as $$
+declare
+    v_sig text;
+    v_setting text := 'skyrep.trigger_table_' || i_relid;
+    v_cache text[];
+begin
+    select pg_catalog.string_agg(pg_catalog.format('%s %s', att.atttypid, att.attname), ',' order by att.attnum)
+           || '|' || coalesce((select ix.indkey::text from pg_catalog.pg_index ix
+                                where ix.indrelid = i_relid and ix.indisprimary), '')
+      into v_sig
+      from pg_catalog.pg_attribute att
+     where att.attrelid = i_relid and att.attnum > 0 and not att.attisdropped;
+    v_cache := nullif(pg_catalog.current_setting(v_setting, true), '')::text[];
+    if v_cache[1] = v_sig then
+        names := v_cache[2]::text[];
+        types := v_cache[3]::oid[];
+        outf := v_cache[4]::text[];
+        has_eq := v_cache[5]::boolean[];
+        pkey := v_cache[6]::text[];
+        return;
+    end if;
+    select pg_catalog.array_agg(att.attname::text order by att.attnum),
+           pg_catalog.array_agg(att.atttypid order by att.attnum),
+           pg_catalog.array_agg(pg_catalog.format('%I.%I', pn.nspname, p.proname) order by att.attnum),
+           pg_catalog.array_agg(
+               case when bt.typelem <> 0 and bt.typlen = -1 then false
+                    when bt.typtype = 'c' then pgq._skyrep_trg_has_equality(bt.oid)
+                    else exists (
+                        select 1
+                          from pg_catalog.pg_opclass oc
+                          join pg_catalog.pg_am am on am.oid = oc.opcmethod
+                         where oc.opcdefault
+                           and am.amname in ('btree', 'hash')
+                           and oc.opcintype = any (
+                                   array[bt.oid,
+                                         case bt.typtype
+                                             when 'e' then 'pg_catalog.anyenum'::pg_catalog.regtype::oid
+                                             when 'r' then 'pg_catalog.anyrange'::pg_catalog.regtype::oid
+                                             when 'm' then pg_catalog.to_regtype('pg_catalog.anymultirange')::oid
+                                         end]
+                                   || array(select c.casttarget
+                                              from pg_catalog.pg_cast c
+                                             where c.castsource = bt.oid
+                                               and c.castmethod = 'b'
+                                               and c.castcontext = 'i')))
+               end order by att.attnum)
+      into names, types, outf, has_eq
+      from pg_catalog.pg_attribute att
+      join pg_catalog.pg_type ty on ty.oid = att.atttypid
+      join pg_catalog.pg_type bt
+        on bt.oid = case when ty.typtype = 'd' then pgq._skyrep_trg_base_type(ty.oid) else ty.oid end
+      join pg_catalog.pg_proc p on p.oid = bt.typoutput
+      join pg_catalog.pg_namespace pn on pn.oid = p.pronamespace
+     where att.attrelid = i_relid and att.attnum > 0 and not att.attisdropped;
+    select coalesce(pg_catalog.array_agg(att.attname::text order by k.ord), '{}')
+      into pkey
+      from pg_catalog.pg_index ix
+           cross join lateral pg_catalog.unnest(ix.indkey::int2[]) with ordinality as k(attnum, ord)
+           join pg_catalog.pg_attribute att on att.attrelid = ix.indrelid and att.attnum = k.attnum
+     where ix.indrelid = i_relid and ix.indisprimary;
+    perform pg_catalog.set_config(v_setting,
+        array[v_sig, names::text, types::text, outf::text, has_eq::text, pkey::text]::text, false);
 end;
 $$;
 
@@ -276,7 +353,8 @@ declare
     v_is_data boolean[] := '{}';   -- not ignored, not magic
     v_is_key boolean[] := '{}';
     v_is_ign boolean[] := '{}';
-    v_has_eq boolean[] := '{}';
+    v_has_eq boolean[];
+    v_outf text[];              -- output function of each column
     v_new text[];               -- text output of each column
     v_old text[];
     v_eqchg boolean[];          -- changed by equality (columns with one)
@@ -358,26 +436,15 @@ begin
     end if;
 
     -- key: pkey= (names trimmed; unknown names match nothing), else the primary key
+    select * into v_names, v_types, v_outf, v_has_eq, v_pkey
+      from pgq._skyrep_trg_table_info(i_relid);
     if v_pkey_raw is not null then
         select coalesce(pg_catalog.array_agg(pg_catalog.btrim(x, E' \t\n\r')), '{}')
           into v_pkey
           from pg_catalog.unnest(pg_catalog.string_to_array(v_pkey_raw, ',')) x;
     else
-        select coalesce(pg_catalog.array_agg(att.attname::text order by k.ord), '{}')
-          into v_pkey
-          from pg_catalog.pg_index ix
-               cross join lateral pg_catalog.unnest(ix.indkey::int2[]) with ordinality as k(attnum, ord)
-               join pg_catalog.pg_attribute att on att.attrelid = ix.indrelid and att.attnum = k.attnum
-         where ix.indrelid = i_relid and ix.indisprimary;
         v_pkey_raw := pg_catalog.array_to_string(v_pkey, ',');
     end if;
-
-    -- columns
-    select pg_catalog.array_agg(att.attname::text order by att.attnum),
-           pg_catalog.array_agg(att.atttypid order by att.attnum)
-      into v_names, v_types
-      from pg_catalog.pg_attribute att
-     where att.attrelid = i_relid and att.attnum > 0 and not att.attisdropped;
     v_n := coalesce(pg_catalog.array_length(v_names, 1), 0);
     for i in 1 .. v_n loop
         if pg_catalog.left(v_names[i], 8) = '_pgq_ev_'
@@ -388,14 +455,10 @@ begin
         v_is_ign := v_is_ign || (v_names[i] = any(v_ignore));
         v_is_data := v_is_data || (pg_catalog.left(v_names[i], 8) <> '_pgq_ev_' and not v_names[i] = any(v_ignore));
         v_is_key := v_is_key || (v_names[i] = any(v_pkey));
-        v_has_eq := v_has_eq || (pgq._skyrep_trg_has_equality(v_types[i])
-                                 and not (select t.typelem <> 0 and t.typlen = -1
-                                            from pg_catalog.pg_type t
-                                           where t.oid = pgq._skyrep_trg_base_type(v_types[i])));
         v_exprs_new := v_exprs_new || case when i > 1 then ', ' else '' end
-                       || pgq._skyrep_trg_output_sql(pg_catalog.format('($1).%I', v_names[i]), v_types[i]);
+                       || pg_catalog.format('pg_catalog.textin(%s(($1).%I))', v_outf[i], v_names[i]);
         v_exprs_old := v_exprs_old || case when i > 1 then ', ' else '' end
-                       || pgq._skyrep_trg_output_sql(pg_catalog.format('($2).%I', v_names[i]), v_types[i]);
+                       || pg_catalog.format('pg_catalog.textin(%s(($2).%I))', v_outf[i], v_names[i]);
         v_exprs_chg := v_exprs_chg || case when i > 1 then ', ' else '' end
                        || case when v_has_eq[i]
                                then pg_catalog.format('($1).%1$I IS DISTINCT FROM ($2).%1$I', v_names[i])

@@ -14,7 +14,20 @@
 --             (lowercase hex) of each byte in the database encoding; TRUNCATE -> ''
 --   ev_extra1 'schema.table', unquoted
 --   ev_extra2 with 'backup': the old row, url-encoded (UPDATE only)
--- and are inserted with pgq.insert_event(queue, type, data, extra1, extra2, extra3, extra4).
+-- and are inserted with pgq.insert_event(queue, type, data, extra1, extra2, extra3, extra4),
+-- or, where that is PgQ's own forwarder to its C function pgq.insert_event_raw, with the C
+-- function directly (the same event, one PL/pgSQL call less).
+--
+-- Why the generated code looks the way it does: PL/pgSQL prepares every expression it
+-- evaluates once per transaction, and that costs about as much per function call in the
+-- expression as evaluating it.  So the row is built with one format() call (which prints
+-- each value with its type's output function), values that need no or little escaping go
+-- in as they are, and the few characters they can contain (':' '/' '@' '+' ' ') are escaped
+-- for the whole row at once with replace(); text values are checked with one regular
+-- expression and only escaped by a function when they hold other characters.  NULLs and
+-- empty strings are told apart by markers fixed with one replace() each (see
+-- skyrep_capture_data_sql).  Each operation has one IF condition that also checks
+-- session_replication_role.
 --
 -- API
 --   pgq.skyrep_capture_create(i_table regclass, i_queue text, i_trigger text,
@@ -74,8 +87,11 @@
 --
 -- Differences from PgQ's C trigger that only show in corner cases: PgQ reads the table
 -- name and columns at run time, the generated function has them compiled in (hence
--- refresh); argument and pkey= errors come at registration instead of at the first row;
--- on a partitioned table, ev_extra1 names the partitioned table, not the partition.
+-- refresh); bad arguments, a non-boolean when= and unknown _pgq_ev_* columns are refused
+-- at registration instead of at the first row; a pkey= name that is not a column is
+-- refused (PgQ ignores it); when= and ev_*= may use quoted column names (PgQ's parser
+-- refuses them); on a partitioned table, ev_extra1 names the partitioned table, not the
+-- partition.
 --
 -- Requires PostgreSQL 12 or newer.  Idempotent: every object is created with
 -- CREATE OR REPLACE.
@@ -188,17 +204,18 @@ begin
           join pg_catalog.pg_am am on am.oid = oc.opcmethod
          where oc.opcdefault
            and am.amname in ('btree', 'hash')
-           and (oc.opcintype = t.oid
-                or (t.typtype = 'e' and oc.opcintype = 'pg_catalog.anyenum'::pg_catalog.regtype)
-                or (t.typtype = 'r' and oc.opcintype = 'pg_catalog.anyrange'::pg_catalog.regtype)
-                or (t.typtype = 'm'
-                    and oc.opcintype = pg_catalog.to_regtype('pg_catalog.anymultirange'))
-                or exists (select 1
-                             from pg_catalog.pg_cast c
-                            where c.castsource = t.oid
-                              and c.casttarget = oc.opcintype
-                              and c.castmethod = 'b'
-                              and c.castcontext = 'i')));
+           and oc.opcintype = any (
+                   array[t.oid,
+                         case t.typtype
+                             when 'e' then 'pg_catalog.anyenum'::pg_catalog.regtype::oid
+                             when 'r' then 'pg_catalog.anyrange'::pg_catalog.regtype::oid
+                             when 'm' then pg_catalog.to_regtype('pg_catalog.anymultirange')::oid
+                         end]
+                   || array(select c.casttarget
+                              from pg_catalog.pg_cast c
+                             where c.castsource = t.oid
+                               and c.castmethod = 'b'
+                               and c.castcontext = 'i')));
 end;
 $$;
 
@@ -384,7 +401,7 @@ begin
             end if;
             v_chunks := v_chunks || pg_catalog.format(E'pg_catalog.format(%L,\n                %s)',
                 v_template, pg_catalog.array_to_string(v_args, E',\n                '));
-            v_template := '&';
+            v_template := '';
             v_args := '{}';
         end if;
     end loop;
