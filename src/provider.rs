@@ -165,7 +165,8 @@ fn check_installed(client: &mut impl GenericClient, queue: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_names(tables: &[String]) -> Result<Vec<TableName>> {
+/// Parses table names as typed, dropping repeats; a bad name is a usage error.
+pub fn parse_names(tables: &[String]) -> Result<Vec<TableName>> {
     let mut names = Vec::new();
     for text in tables {
         let name = TableName::parse(text).map_err(|e| usage(format!("{e:#}")))?;

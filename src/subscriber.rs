@@ -19,7 +19,7 @@ use crate::error::usage;
 use crate::install;
 use crate::names::{TableName, quote_ident, quote_literal};
 use crate::output;
-use crate::provider::check_table;
+use crate::provider::{check_table, parse_names};
 
 /// Name of the trigger that refuses ordinary writes to a replicated table.
 pub const DENY_TRIGGER: &str = "_skyrep_deny";
@@ -278,17 +278,6 @@ fn check_installed(client: &mut impl GenericClient) -> Result<()> {
         bail!("the subscriber database is not set up: run `subscriber install` first");
     }
     Ok(())
-}
-
-fn parse_names(tables: &[String]) -> Result<Vec<TableName>> {
-    let mut names = Vec::new();
-    for text in tables {
-        let name = TableName::parse(text).map_err(|e| usage(format!("{e:#}")))?;
-        if !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    Ok(names)
 }
 
 /// Tables registered on the provider for `queue`.
