@@ -215,20 +215,13 @@ fn pipe(reader: &mut impl Read, writer: &mut impl Write) -> Result<u64> {
     Ok(std::io::copy(reader, writer)?)
 }
 
-/// The provider table's columns, in order.
+/// The provider table's column names, in order.
 fn provider_columns(provider: &mut Client, table: &TableName) -> Result<Vec<String>> {
-    let rows = provider.query(
-        "select a.attname::text from pg_catalog.pg_attribute a \
-         join pg_catalog.pg_class c on c.oid = a.attrelid \
-         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-         where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped \
-         order by a.attnum",
-        &[&table.schema, &table.name],
-    )?;
-    if rows.is_empty() {
+    let columns = crate::subscriber::columns(provider, table)?;
+    if columns.is_empty() {
         bail!("table {table} does not exist on the provider");
     }
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(columns.into_iter().map(|(name, _)| name).collect())
 }
 
 /// Applies the table's events the copy did not see, batch by batch. With `target`, stops at

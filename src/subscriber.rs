@@ -306,8 +306,11 @@ fn registered(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Column name → type, in column order.
-fn columns(client: &mut impl GenericClient, table: &TableName) -> Result<Vec<(String, String)>> {
+/// Column name → type, in column order (empty if the table does not exist).
+pub fn columns(
+    client: &mut impl GenericClient,
+    table: &TableName,
+) -> Result<Vec<(String, String)>> {
     let rows = client.query(
         "select a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) \
          from pg_catalog.pg_attribute a \
