@@ -72,7 +72,8 @@ impl Provider {
                 )?
                 .get(0);
             tx.query_one(
-                "select pgq.skyrep_capture_create($1::text::regclass, $2, $3)",
+                // keymove: an update of the key reaches the subscriber as delete + insert
+                "select pgq.skyrep_capture_create($1::text::regclass, $2, $3, array['keymove'])",
                 &[&table.quoted(), &self.queue, &trigger],
             )
             .with_context(|| format!("creating the capture trigger on {table}"))?;

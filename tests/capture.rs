@@ -852,6 +852,72 @@ fn primary_key_update_is_refused_like_pgq() {
 }
 
 #[test]
+fn keymove_queues_a_key_update_as_delete_and_insert() {
+    // With keymove, a key update queues exactly what PgQ's C trigger queues for deleting the
+    // old row and inserting the new one; when= is judged on the old row for the delete and
+    // on the new row for the insert.
+    let cluster = Cluster::start();
+    let mut reference = Db::with_extension(&cluster, "c", Capture::Function("logutriga"), &[]);
+    let mut ours = Db::with_extension(&cluster, "gen", Capture::Generated, &[CAPTURE]);
+    let setup = "create table k (a int, b text, v int, primary key (b, a))";
+    let cases: [(&[&str], &[&str], &[&str]); 2] = [
+        (
+            &["keymove", "backup"],
+            &[
+                "insert into k values (1, 'x', 1), (2, 'y', 2)",
+                "update k set a = a + 10, v = 5",
+                "update k set v = 6 where a = 11",
+            ],
+            &[
+                "insert into k values (1, 'x', 1), (2, 'y', 2)",
+                "delete from k where a = 1",
+                "insert into k values (11, 'x', 5)",
+                "delete from k where a = 2",
+                "insert into k values (12, 'y', 5)",
+                "update k set v = 6 where a = 11",
+            ],
+        ),
+        (
+            &["keymove", "when=v > 0"],
+            &[
+                "insert into k values (1, 'x', 1)",
+                "update k set a = 2, v = 0",
+                "update k set a = 3, v = 3",
+            ],
+            &[
+                "insert into k values (1, 'x', 1)",
+                "delete from k where a = 1",
+                "insert into k values (2, 'x', 0)",
+                "delete from k where a = 2",
+                "insert into k values (3, 'x', 3)",
+            ],
+        ),
+    ];
+    for (args, updates, equivalent) in cases {
+        for db in [&mut reference, &mut ours] {
+            exec(&mut db.client, &format!("drop table if exists k; {setup}"));
+            exec(&mut db.client, "delete from pgq.event_template");
+        }
+        let mut reference_args: Vec<&str> = args.to_vec();
+        reference_args.retain(|a| *a != "keymove");
+        reference.capture("k", &reference_args);
+        ours.capture("k", args);
+        assert_eq!(
+            reference.run(equivalent),
+            vec![Ok(()); equivalent.len()],
+            "{args:?}"
+        );
+        assert_eq!(ours.run(updates), vec![Ok(()); updates.len()], "{args:?}");
+        assert_eq!(ours.events(), reference.events(), "{args:?}");
+        assert_eq!(
+            ours.query("select * from k order by a"),
+            reference.query("select * from k order by a"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
 fn tables_without_key_queue_inserts_only() {
     for function in ["logutriga", "sqltriga", "jsontriga"] {
         assert_same_events(

@@ -408,3 +408,149 @@ fn replay_killed_in_each_merge_state_resumes_and_ends_equal() {
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
     assert_eq!(caught, targets, "killed in these states");
 }
+
+/// Polls `sql` (one boolean) on `client` until it is true.
+fn wait_until(client: &mut postgres::Client, sql: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !client.query_one(sql, &[]).unwrap().get::<_, bool>(0) {
+        assert!(Instant::now() < deadline, "never true: {sql}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True when another session of the database waits for a lock.
+const SOMEONE_WAITS: &str = "select exists (select 1 from pg_stat_activity \
+     where wait_event_type = 'Lock' and pid <> pg_backend_pid())";
+
+#[test]
+fn replay_killed_mid_batch_and_between_apply_and_finish_applies_each_batch_once() {
+    // On the provider every ledger insert also bumps a counter in `side`, so a batch holds
+    // ledger events followed by side events.
+    let pair = Pair::new(
+        "create table ledger (id bigint primary key, note text); \
+         create table side (id int primary key, n bigint); insert into side values (1, 0);",
+    );
+    pair.provider.execute(
+        "create function bump() returns trigger language plpgsql as \
+         $$ begin update side set n = n + 1 where id = 1; return null; end $$; \
+         create trigger bump after insert on ledger for each row execute function bump();",
+    );
+    pair.ok(&["provider", "add", "ledger", "side"]);
+    pair.ok(&["subscriber", "add", "ledger", "side", "--expect-sync"]);
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let writer = ledger_writer(&pair.provider, stop_writer.clone());
+    let mut sub_locker = pair.subscriber.connect("postgres");
+    let mut prov_locker = pair.provider.connect("postgres");
+
+    // Mid-batch: ledger rows of the batch are applied in the open transaction when the apply
+    // of `side` waits for our lock; kill it there.
+    let mut replay = pair.start_replay();
+    wait_until(&mut sub_locker, "select count(*) > 20 from ledger");
+    sub_locker
+        .batch_execute("begin; lock table side in exclusive mode")
+        .unwrap();
+    wait_until(
+        &mut prov_locker,
+        "select count(*) > 0 from pgq.subscription where sub_batch is not null",
+    );
+    let mut watcher = pair.subscriber.connect("postgres");
+    wait_until(&mut watcher, SOMEONE_WAITS);
+    stop(&mut replay, libc::SIGKILL);
+    sub_locker.batch_execute("rollback").unwrap();
+
+    // Between apply and finish: the batch is committed on the subscriber, and finishing it
+    // on the provider waits for our lock on the consumer's subscription row; kill it there.
+    let mut replay = pair.start_replay();
+    // (first it registers and finishes the batch left open, which our lock would block)
+    let applied: i64 = watcher
+        .query_one("select max(last_tick_id) from londiste.applied_ticks", &[])
+        .unwrap()
+        .get(0);
+    wait_until(
+        &mut watcher,
+        &format!("select max(last_tick_id) > {applied} + 1 from londiste.applied_ticks"),
+    );
+    loop {
+        prov_locker.batch_execute("begin").unwrap();
+        let open: Option<i64> = prov_locker
+            .query_one(
+                "select s.sub_next_tick from pgq.subscription s \
+                 join pgq.consumer c on c.co_id = s.sub_consumer \
+                 where c.co_name = 'login_sub' for update of s",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if let Some(tick) = open {
+            wait_until(
+                &mut watcher,
+                &format!(
+                    "select coalesce(max(last_tick_id), 0) = {tick} from londiste.applied_ticks"
+                ),
+            );
+            break;
+        }
+        prov_locker.batch_execute("rollback").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut provider_watcher = pair.provider.connect("postgres");
+    wait_until(&mut provider_watcher, SOMEONE_WAITS);
+    stop(&mut replay, libc::SIGKILL);
+    prov_locker.batch_execute("rollback").unwrap();
+
+    stop_writer.store(true, Ordering::Relaxed);
+    let last = writer.join().unwrap();
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("ledger", "id"), ("side", "id")]);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+    let log = pair.replay_log();
+    assert!(log.contains("was applied before; finishing it"), "{log}");
+    assert!(!log.contains("duplicate key"), "{log}");
+    let counts = pair.subscriber.query_strings(
+        "postgres",
+        "select count(*), (select n from side) from ledger",
+    );
+    assert_eq!(counts[0][0].as_deref(), Some(last.to_string().as_str()));
+    assert_eq!(counts[0][1].as_deref(), Some(last.to_string().as_str()));
+}
+
+#[test]
+fn primary_key_updates_move_rows_on_the_subscriber() {
+    let pair =
+        Pair::new(r#"create table "Moves" (a int, "B k" text, v text, primary key (a, "B k"));"#);
+    pair.provider.execute(
+        r#"insert into "Moves" select g, 'k' || g, 'v' || g from generate_series(1, 200) g"#,
+    );
+    pair.ok(&["provider", "add", r#""Moves""#]);
+    pair.ok(&["subscriber", "add", r#""Moves""#]);
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[(r#""Moves""#, "a")]);
+    // Key changes in one statement, chained within a transaction, back to an old key, and
+    // mixed with plain updates and deletes in one batch.
+    pair.provider.execute(
+        r#"update "Moves" set a = a + 1000 where a % 2 = 0;
+           begin;
+           update "Moves" set "B k" = "B k" || '!', v = 'moved' where a = 1;
+           update "Moves" set a = 5000 where a = 1;
+           update "Moves" set v = 'after move' where a = 5000;
+           commit;
+           update "Moves" set a = 3 - 2, "B k" = 'k1' where a = 5000;
+           update "Moves" set a = -a where a between 3 and 50;
+           delete from "Moves" where a = -3;
+           insert into "Moves" values (3, 'k3', 'reborn');"#,
+    );
+    pair.wait_equal(&[(r#""Moves""#, "a")]);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+    let rows = pair.subscriber.query_strings(
+        "postgres",
+        r#"select count(*), count(*) filter (where a > 1000), max(v) filter (where a = 1) from "Moves""#,
+    );
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("200".into()),
+            Some("100".into()),
+            Some("after move".into())
+        ]
+    );
+}

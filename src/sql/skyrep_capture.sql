@@ -64,6 +64,10 @@
 --   pkey=a,b      key columns instead of the primary key (written into ev_type as given).
 --                 Every name must be a column of the table (checked at registration).
 --   backup        ev_extra2 = the old row, url-encoded, for UPDATE.
+--   keymove       (skyrep's own; PgQ's triggers refuse it) an UPDATE that changes a key
+--                 column queues the events of deleting the old row and inserting the new
+--                 one, in that order, each as DELETE and INSERT would (when= is evaluated
+--                 on the old row for the delete and on the new row for the insert).
 --   when=EXPR     queue the event only when EXPR is true.  EXPR is evaluated as
 --                 "select EXPR" with the row's columns in scope (the new row for INSERT and
 --                 UPDATE, the old row for DELETE).  It is compiled into the generated
@@ -76,9 +80,9 @@
 -- are not part of ev_data; other _pgq_ev_* names are refused.
 --
 -- As in PgQ: with session_replication_role = 'local' the trigger does nothing; an UPDATE
--- that changes a key column fails with 'primary key update not allowed'; UPDATE and DELETE
--- on a table without a key fail with 'Update/Delete on table without pkey' (INSERT gives
--- 'I:').  A column counts as changed when the type's default equality says so (numeric
+-- that changes a key column fails with 'primary key update not allowed' (unless keymove);
+-- UPDATE and DELETE on a table without a key fail with 'Update/Delete on table without
+-- pkey' (INSERT gives 'I:').  A column counts as changed when the type's default equality says so (numeric
 -- 1.0 -> 1.00 is no change), and by its text for arrays and for types without a default
 -- btree or hash equality (json, xml, point, box ...).
 --
@@ -487,7 +491,7 @@ $$;
 -- Trigger arguments, parsed and checked the way PgQ's triggers read them.
 create or replace function pgq.skyrep_capture_parse_args(
     i_args text[],
-    out skip boolean, out deny boolean, out backup boolean,
+    out skip boolean, out deny boolean, out backup boolean, out keymove boolean,
     out ignore_list text[], out pkey_raw text, out pkey_list text[],
     out when_expr text, out override_fields text[], out override_exprs text[])
 language plpgsql immutable
@@ -499,6 +503,7 @@ begin
     skip := false;
     deny := false;
     backup := false;
+    keymove := false;
     ignore_list := '{}';
     override_fields := '{}';
     override_exprs := '{}';
@@ -509,6 +514,8 @@ begin
             deny := true;
         elsif a = 'backup' then
             backup := true;
+        elsif a = 'keymove' then
+            keymove := true;
         elsif a like 'ignore=%' then
             select coalesce(pg_catalog.array_agg(pg_catalog.btrim(x, E' \t\n\r')), '{}')
               into ignore_list
@@ -610,6 +617,9 @@ declare
     v_op text;
     v_row text;
     v_stmts text;
+    v_event text;                -- the statements that queue the event of v_op
+    v_insert_event text;         -- v_event of INSERT and of DELETE, for keymove
+    v_delete_event text;
     v_data text;
     v_backup text;
     v_cond text;
@@ -713,9 +723,11 @@ begin
             v_local,
             pg_catalog.format('Table ''%s'' to queue ''%s'': change not allowed (', v_fq, i_queue));
     else
-        foreach v_op in array array['INSERT', 'UPDATE', 'DELETE'] loop
+        -- UPDATE last: with keymove, a key change queues the events of DELETE and INSERT
+        foreach v_op in array array['INSERT', 'DELETE', 'UPDATE'] loop
             v_row := case v_op when 'DELETE' then 'OLD' else 'NEW' end;
             v_stmts := '';
+            v_event := '';
             v_cond := '';
             if v_op <> 'INSERT' and coalesce(pg_catalog.array_length(v_pkey, 1), 0) = 0 then
                 v_body := v_body || pg_catalog.format(
@@ -749,29 +761,19 @@ begin
                 end if;
             end if;
 
-            if a.when_expr is not null then
-                v_stmts := v_stmts
-                    || pgq.skyrep_capture_expr_sql(a.when_expr, v_row, '_skyrep_when', '_x.v')
-                    || E'        IF _skyrep_when IS NULL THEN\n'
-                    || E'            RAISE EXCEPTION ''when= should not be NULL'';\n'
-                    || E'        END IF;\n'
-                    || E'        IF NOT _skyrep_when THEN\n'
-                    || E'            RETURN NULL;\n'
-                    || E'        END IF;\n';
-            end if;
 
             v_data := pgq.skyrep_capture_data_sql(v_row, v_names, v_types, v_notnull);
             v_backup := case when v_op = 'UPDATE' and a.backup
                              then E'\n            ' || pgq.skyrep_capture_data_sql('OLD', v_names, v_types, v_notnull)
                              else 'NULL' end;
             if v_exprs then
-                v_stmts := v_stmts || pg_catalog.format(
+                v_event := pg_catalog.format(
                     E'        _skyrep_t := %L;\n        _skyrep_d := %s;\n        _skyrep_e1 := %L;\n' ||
                     E'        _skyrep_e2 := %s;\n        _skyrep_e3 := NULL;\n        _skyrep_e4 := NULL;\n',
                     pg_catalog.left(v_op, 1) || ':' || v_pkey_str, v_data, v_fq, v_backup);
                 -- magic columns, then ev_*= expressions
                 for i in 1 .. coalesce(pg_catalog.array_length(v_magic, 1), 0) loop
-                    v_stmts := v_stmts || pg_catalog.format(E'        %s := %s;\n',
+                    v_event := v_event || pg_catalog.format(E'        %s := %s;\n',
                         case v_magic[i] when '_pgq_ev_type' then '_skyrep_t' when '_pgq_ev_data' then '_skyrep_d'
                              else '_skyrep_e' || pg_catalog.right(v_magic[i], 1) end,
                         pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field(v_row, v_magic[i]), v_magic_types[i]));
@@ -780,25 +782,45 @@ begin
                     v_var := case a.override_fields[i]
                                  when 'ev_type' then '_skyrep_t' when 'ev_data' then '_skyrep_d'
                                  else '_skyrep_e' || pg_catalog.right(a.override_fields[i], 1) end;
-                    v_stmts := v_stmts || pgq.skyrep_capture_expr_sql(a.override_exprs[i], v_row, v_var,
+                    v_event := v_event || pgq.skyrep_capture_expr_sql(a.override_exprs[i], v_row, v_var,
                         pgq.skyrep_capture_output_sql('_x.v',
                             pgq.skyrep_capture_expr_type(i_table, a.override_exprs[i])));
                 end loop;
-                v_stmts := v_stmts || pg_catalog.format(E'        _skyrep_ev := %s;\n',
+                v_event := v_event || pg_catalog.format(E'        _skyrep_ev := %s;\n',
                     pgq.skyrep_capture_insert_sql(i_queue, '_skyrep_t', '_skyrep_d', '_skyrep_e1',
                                                   '_skyrep_e2', '_skyrep_e3', '_skyrep_e4'));
             else
-                v_stmts := v_stmts || pg_catalog.format(E'        _skyrep_ev := %s;\n',
+                v_event := pg_catalog.format(E'        _skyrep_ev := %s;\n',
                     pgq.skyrep_capture_insert_sql(i_queue,
                         pg_catalog.format('%L', pg_catalog.left(v_op, 1) || ':' || v_pkey_str),
                         E'\n            ' || v_data, pg_catalog.format('%L', v_fq),
                         v_backup, 'NULL', 'NULL'));
             end if;
+            -- when=: the event only where EXPR is true for the row
+            if a.when_expr is not null then
+                v_event := pgq.skyrep_capture_expr_sql(a.when_expr, v_row, '_skyrep_when', '_x.v')
+                    || E'        IF _skyrep_when IS NULL THEN\n'
+                    || E'            RAISE EXCEPTION ''when= should not be NULL'';\n'
+                    || E'        END IF;\n'
+                    || E'        IF _skyrep_when THEN\n'
+                    || v_event
+                    || E'        END IF;\n';
+            end if;
+            if v_op = 'INSERT' then
+                v_insert_event := v_event;
+            elsif v_op = 'DELETE' then
+                v_delete_event := v_event;
+            end if;
+            v_stmts := v_stmts || v_event;
             v_body := v_body || pg_catalog.format(E'    %s TG_OP = %L\n          AND %s%s THEN\n',
                                                   case v_op when 'INSERT' then 'IF' else 'ELSIF' end,
                                                   v_op, v_cond, v_local)
                              || v_stmts || v_ret;
-            if v_op = 'UPDATE' then
+            if v_op = 'UPDATE' and a.keymove then
+                -- the key changed: the old row goes, the new row comes
+                v_body := v_body || pg_catalog.format(E'    ELSIF TG_OP = ''UPDATE'' AND %s THEN\n', v_local)
+                                 || v_delete_event || v_insert_event || v_ret;
+            elsif v_op = 'UPDATE' then
                 v_body := v_body || pg_catalog.format(
                     E'    ELSIF TG_OP = ''UPDATE'' AND %s THEN\n' ||
                     E'        RAISE EXCEPTION ''primary key update not allowed'';\n', v_local);
