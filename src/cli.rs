@@ -53,6 +53,15 @@ Commands:
   tables, add-table, remove-table
                     the same as subscriber tables, add, remove
 
+  compare [TABLE...]
+                    wait until replay has caught up (provider locked at most
+                    lock_timeout), then count and checksum both sides; exit 1 if any differ
+  repair [TABLE...] [--apply]
+                    the same wait, then a row-by-row diff written as SQL to
+                    fix.SCHEMA.TABLE.sql (--apply: also run it on the subscriber)
+  status [--json]   the queue, the ticker and every consumer with its lag, this
+                    subscriber's tables ok/copying/other and last errors
+
 Exit codes: 0 success, 1 the command failed, 2 usage or config error.
 See skyrep(1) and skyrep(5).
 ";
@@ -133,10 +142,27 @@ pub enum Command {
     SubscriberRegister,
     /// Unregister the consumer.
     SubscriberUnregister,
+    /// Count and checksum tables on both sides at one point of the stream.
+    Compare {
+        /// Tables as typed (none: every table in state `ok`).
+        tables: Vec<String>,
+    },
+    /// Diff tables row by row and write (or run) the SQL that makes the subscriber equal.
+    Repair {
+        /// Tables as typed (none: every table in state `ok`).
+        tables: Vec<String>,
+        /// Run the fix on the subscriber too.
+        apply: bool,
+    },
+    /// The queue, its consumers, this subscriber's tables and last errors.
+    Status {
+        /// One JSON object instead of text.
+        json: bool,
+    },
 }
 
 /// Command options (after the command word) that take no value.
-const FLAGS: &[&str] = &["all", "expect-sync"];
+const FLAGS: &[&str] = &["all", "expect-sync", "apply", "json"];
 
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
@@ -226,6 +252,9 @@ pub const COMMANDS: &[&str] = &[
     "subscriber tables",
     "subscriber register",
     "subscriber unregister",
+    "compare",
+    "repair",
+    "status",
 ];
 
 /// The command `name` with its arguments and flags, checking that it takes them.
@@ -235,13 +264,16 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
             "unknown command `{name}` (see skyrep --help)"
         )));
     }
-    let takes_tables = matches!(
+    let needs_tables = matches!(
         name,
         "provider add" | "provider remove" | "subscriber add" | "subscriber remove"
     );
+    let takes_tables = needs_tables || matches!(name, "compare" | "repair");
     let allowed: &[&str] = match name {
         "provider add" => &["all"],
         "subscriber add" => &["all", "expect-sync"],
+        "repair" => &["apply"],
+        "status" => &["json"],
         _ => &[],
     };
     if let Some(flag) = flags.iter().find(|f| !allowed.contains(f)) {
@@ -253,7 +285,7 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         )));
     }
     let all = flags.contains(&"all");
-    if takes_tables && args.is_empty() && !all {
+    if needs_tables && args.is_empty() && !all {
         return Err(usage(format!("`{name}` needs at least one table")));
     }
     if all && !args.is_empty() {
@@ -280,6 +312,14 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         "subscriber tables" => Command::SubscriberTables,
         "subscriber register" => Command::SubscriberRegister,
         "subscriber unregister" => Command::SubscriberUnregister,
+        "compare" => Command::Compare { tables: args },
+        "repair" => Command::Repair {
+            tables: args,
+            apply: flags.contains(&"apply"),
+        },
+        "status" => Command::Status {
+            json: flags.contains(&"json"),
+        },
         other => unreachable!("`{other}` is listed in COMMANDS but not built"),
     })
 }
@@ -361,6 +401,34 @@ mod tests {
             }
         );
         assert_eq!(run(&["a.ini", "tables"]), Command::SubscriberTables);
+        assert_eq!(
+            run(&["a.ini", "compare"]),
+            Command::Compare { tables: vec![] }
+        );
+        assert_eq!(
+            run(&["a.ini", "repair", "t", "--apply"]),
+            Command::Repair {
+                tables: vec!["t".into()],
+                apply: true
+            }
+        );
+        assert_eq!(
+            fails(&["a.ini", "compare", "--apply"]),
+            "`compare` does not take --apply"
+        );
+        assert_eq!(
+            run(&["a.ini", "status", "--json"]),
+            Command::Status { json: true }
+        );
+        assert_eq!(run(&["a.ini", "status"]), Command::Status { json: false });
+        assert_eq!(
+            fails(&["a.ini", "status", "t"]),
+            "`status` takes no arguments, found `t`"
+        );
+        assert_eq!(
+            fails(&["a.ini", "check", "--json"]),
+            "`check` does not take --json"
+        );
         assert_eq!(
             fails(&["a.ini", "provider", "add"]),
             "`provider add` needs at least one table"

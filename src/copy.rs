@@ -20,28 +20,22 @@ use postgres::{Client, IsolationLevel};
 
 use crate::apply::Applier;
 use crate::db;
-use crate::error::one_line;
 use crate::names::{TableName, quote_ident};
 use crate::pgq::{Consumer, Snapshot};
-use crate::replay::{Job, Route, apply_batch, stopped_within};
+use crate::replay::{Job, LastError, Route, apply_batch, sessions, stopped_within};
 use crate::state::{
     MergeState, SubscriberTable, applied_tick, forget_tick, load_tables, set_state,
 };
+use crate::status::Thread;
 
 /// How long the copy thread sleeps when it has nothing to do and nobody wakes it.
 const IDLE: Duration = Duration::from_secs(1);
 
 /// The copy thread: works on tables in copy-owned states until asked to stop.
 pub fn run(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) {
-    loop {
-        match session(job, stop, woken) {
-            Ok(()) => return,
-            Err(err) => log::error!("copy: {}", one_line(&err)),
-        }
-        if stopped_within(stop, job.exception_sleep) {
-            return;
-        }
-    }
+    sessions(job, Thread::Copy, stop, |last_error| {
+        session(job, stop, woken, last_error)
+    });
 }
 
 /// The copy consumer's name for a table.
@@ -52,7 +46,12 @@ fn copy_consumer(job: &Job, table: &TableName) -> Consumer {
     )
 }
 
-fn session(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) -> Result<()> {
+fn session(
+    job: &Job,
+    stop: &Receiver<()>,
+    woken: &Receiver<()>,
+    last_error: &mut LastError,
+) -> Result<()> {
     let mut provider = db::connect("provider_db", &job.provider)?;
     let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
     let mut applier = Applier::new();
@@ -68,6 +67,7 @@ fn session(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) -> Result<()> {
             )
         });
         let Some(table) = work else {
+            last_error.succeeded(&mut subscriber)?;
             select! {
                 recv(stop) -> _ => return Ok(()),
                 recv(woken) -> _ => {},
@@ -110,6 +110,7 @@ fn session(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) -> Result<()> {
             }
             _ => unreachable!("filtered above"),
         }
+        last_error.succeeded(&mut subscriber)?;
     }
 }
 

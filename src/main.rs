@@ -10,7 +10,9 @@ use skyrep::config::Config;
 use skyrep::error::{self, usage};
 use skyrep::provider::Provider;
 use skyrep::subscriber::Subscriber;
-use skyrep::{check, install, keys, logging, output, replay, signals, ticker};
+use skyrep::{
+    check, compare, install, keys, logging, output, repair, replay, signals, status, ticker,
+};
 
 fn main() -> ExitCode {
     match run() {
@@ -64,6 +66,9 @@ fn run() -> Result<()> {
                 Command::SubscriberUnregister => Subscriber::connect(&config)?.unregister(),
                 Command::Ticker => ticker::run(&config, signals::stop_on_signal()?),
                 Command::Replay => replay::run(&config, signals::stop_on_signal()?),
+                Command::Compare { tables } => compare::compare(&config, &tables),
+                Command::Repair { tables, apply } => repair::repair(&config, &tables, apply),
+                Command::Status { json } => status::run(&config, json),
             }
         }
     }

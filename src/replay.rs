@@ -11,13 +11,17 @@
 //! `londiste.applied_ticks`, in the same transaction as the batch's changes. The batch is
 //! finished on the provider only after that commit. After a crash between the two the queue
 //! hands out the same batch again, and the stored tick shows it is applied already.
+//!
+//! An error ends a thread's session: it is logged, recorded in the subscriber's
+//! `londiste.replay_status` for `status` ([`LastError`]), and the session starts again after
+//! `exception_sleep`. The record is deleted once the thread gets work done again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
-use postgres::{Client, Transaction};
+use postgres::{Client, GenericClient, Transaction};
 
 use crate::apply::{Applier, Decoded, decode};
 use crate::config::Config;
@@ -30,6 +34,7 @@ use crate::pgq::{Batch, Consumer, Event};
 use crate::state::{
     MergeState, SubscriberTable, applied_tick, load_tables, record_tick, set_state,
 };
+use crate::status::{self, Thread};
 use crate::ticker;
 
 /// Events fetched from the batch cursor at a time.
@@ -132,16 +137,79 @@ fn register(job: &Job) -> Result<()> {
     Ok(())
 }
 
-/// The replay thread: sessions until asked to stop, an error ending a session after a pause.
+/// The replay thread: sessions until asked to stop.
 fn replay_loop(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>, copy_wake: &Sender<()>) {
+    sessions(job, Thread::Replay, stop, |last_error| {
+        replay_session(job, stop, woken, copy_wake, last_error)
+    });
+}
+
+/// Runs `session` of `thread` until it returns without error (asked to stop); after each
+/// error, logs and records it and pauses for `exception_sleep`.
+pub(crate) fn sessions(
+    job: &Job,
+    thread: Thread,
+    stop: &Receiver<()>,
+    mut session: impl FnMut(&mut LastError) -> Result<()>,
+) {
+    let mut last_error = LastError {
+        job,
+        thread,
+        // A record may be left from an earlier run: clear it at the first success.
+        recorded: true,
+    };
     loop {
-        match replay_session(job, stop, woken, copy_wake) {
+        match session(&mut last_error) {
             Ok(()) => return,
-            Err(err) => log::error!("replay: {}", one_line(&err)),
+            Err(err) => last_error.record(&err),
         }
         if stopped_within(stop, job.exception_sleep) {
             return;
         }
+    }
+}
+
+/// A thread's last error as `status` shows it: written to the subscriber when a session
+/// fails, deleted by the first success after it. Only the first success after an error
+/// writes, so a healthy thread costs nothing.
+pub(crate) struct LastError<'a> {
+    job: &'a Job,
+    thread: Thread,
+    /// An error may be recorded.
+    recorded: bool,
+}
+
+impl LastError<'_> {
+    /// Logs `err` and records it on a connection of its own (the session's may be broken or
+    /// inside a failed transaction). Where the subscriber cannot be reached it is only logged.
+    fn record(&mut self, err: &anyhow::Error) {
+        let (thread, message) = (self.thread.name(), one_line(err));
+        log::error!("{thread}: {message}");
+        self.recorded = true;
+        let job = self.job;
+        match db::connect("subscriber_db", &job.subscriber) {
+            Err(e) => log::debug!("{thread}: error not recorded: {}", one_line(&e)),
+            Ok(mut client) => {
+                if let Err(e) = status::record_error(
+                    &mut client,
+                    &job.queue,
+                    &job.consumer,
+                    self.thread,
+                    &message,
+                ) {
+                    log::warn!("{thread}: {}", one_line(&e));
+                }
+            }
+        }
+    }
+
+    /// The thread got work done: clears a recorded error.
+    pub(crate) fn succeeded(&mut self, subscriber: &mut impl GenericClient) -> Result<()> {
+        if self.recorded {
+            status::clear_error(subscriber, &self.job.queue, &self.job.consumer, self.thread)?;
+            self.recorded = false;
+        }
+        Ok(())
     }
 }
 
@@ -164,6 +232,7 @@ fn replay_session(
     stop: &Receiver<()>,
     woken: &Receiver<()>,
     copy_wake: &Sender<()>,
+    last_error: &mut LastError,
 ) -> Result<()> {
     let mut provider = db::connect("provider_db", &job.provider)?;
     let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
@@ -182,6 +251,8 @@ fn replay_session(
             continue;
         }
         let Some(batch) = consumer.next_batch(&mut provider)? else {
+            // Caught up with the queue.
+            last_error.succeeded(&mut subscriber)?;
             if wait_for_tick(stop, woken, job.loop_delay) {
                 return Ok(());
             }
@@ -209,6 +280,7 @@ fn replay_session(
             &route,
             &mut |_| Ok(()),
         )?;
+        last_error.succeeded(&mut subscriber)?;
         log::info!(
             "{{count: {}, ignored: {}, duration: {:.3}, lag: {:.1}}}",
             stats.applied,

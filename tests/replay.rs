@@ -233,7 +233,7 @@ fn seed_workload_copies_two_tables_under_load_and_replays_two() {
 
 /// A provider writer that inserts rows with increasing keys into `ledger` until stopped; a
 /// row applied twice would violate the key.
-fn ledger_writer(provider: &Cluster, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<i64> {
+pub fn ledger_writer(provider: &Cluster, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<i64> {
     let mut client = provider.connect("postgres");
     std::thread::spawn(move || {
         let mut next: i64 = 1;

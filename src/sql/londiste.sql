@@ -40,6 +40,19 @@ create table if not exists londiste.applied_ticks (
     primary key (queue_name, consumer_name)
 );
 
+-- Subscriber: the last error of each thread of `replay`, shown by `status` until the thread
+-- next gets work done (the row is then deleted). consumer_name is the job's consumer for the
+-- replay thread and `CONSUMER.copy` for the copy thread. Written by a connection of its own,
+-- so the error survives the rollback of the failed work.
+create table if not exists londiste.replay_status (
+    queue_name    text not null,
+    consumer_name text not null,
+    last_error    text not null,         -- one line, passwords masked
+    error_at      timestamptz not null default now(),
+    failures      integer not null default 1,  -- failed attempts in a row
+    primary key (queue_name, consumer_name)
+);
+
 create or replace function londiste.skyrep_schema_version() returns integer
 language sql immutable as $$ select 1 $$;
 

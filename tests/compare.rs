@@ -1,0 +1,174 @@
+//! `compare` and `repair`: both sides at one point of the stream, differences found, shown
+//! as SQL and fixed.
+
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::replay::{Pair, ledger_writer, stop};
+use crate::util::skyrep;
+
+/// A table with an odd name, a text key and values of many types.
+const ODD: &str = r#""Odd ""Tab"" é""#;
+
+const SCHEMA: &str = r#"
+create table ledger (id bigint primary key, note text);
+create type mood as enum ('sad', 'happy ☺');
+create table "Odd ""Tab"" é" (
+    "Key" text primary key, n numeric, b bytea, arr int[], j jsonb, ts timestamptz,
+    m mood, "Note Text" text
+);"#;
+
+/// Runs `skyrep CONFIG args...` in the pair's scratch dir.
+fn run(pair: &Pair, args: &[&str]) -> Output {
+    skyrep()
+        .current_dir(pair.dir.path())
+        .arg(&pair.conf)
+        .args(args)
+        .output()
+        .expect("skyrep runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A pair replicating `ledger` (written to all along) and the odd table, both `ok`.
+fn replicating() -> (Pair, std::process::Child) {
+    let pair = Pair::new(SCHEMA);
+    pair.provider.execute(&format!(
+        r#"insert into {ODD} select 'k' || g || case when g % 7 = 0 then E' \'\\\n"' else '' end,
+               g / 3.0, decode(md5(g::text), 'hex'), array[g, null, -g],
+               jsonb_build_object('g', g, 's', 'ü'), '2026-01-01 00:00+00'::timestamptz + g * interval '1 hour',
+               case when g % 2 = 0 then 'happy ☺' end::mood,
+               case when g % 5 = 0 then null else 'line' || E'\n\t' || g end
+             from generate_series(1, 500) g"#
+    ));
+    pair.ok(&["provider", "add", "ledger", ODD]);
+    pair.ok(&["subscriber", "add", "ledger", ODD]);
+    let replay = pair.start_replay();
+    pair.wait_equal(&[("ledger", "id"), (ODD, r#""Key""#)]);
+    (pair, replay)
+}
+
+#[test]
+fn compare_waits_for_replay_and_repair_makes_changed_tables_equal() {
+    let (pair, mut replay) = replicating();
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let writer = ledger_writer(&pair.provider, stop_writer.clone());
+    // Right after a change on the provider, compare waits for replay and finds both equal.
+    pair.provider.execute(&format!(
+        r#"update {ODD} set n = n + 1 where "Key" like 'k1%'"#
+    ));
+    let out = run(&pair, &["compare"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("public.ledger\n  srcdb: "), "{stdout}");
+    let odd_lines: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("Odd"))
+        .take(3)
+        .collect();
+    assert!(
+        odd_lines[1].contains("srcdb: 500 rows, checksum=")
+            && odd_lines[1][9..] == odd_lines[2][9..],
+        "{stdout}"
+    );
+
+    // Rows changed behind replay's back: one deleted, one updated, one inserted.
+    pair.subscriber.execute(&format!(
+        r#"set skyrep.replay = on;
+           delete from {ODD} where "Key" = 'k7 ''\' || E'\n"';
+           update {ODD} set "Note Text" = E'changed\\here', arr = null where "Key" = 'k10';
+           insert into {ODD} ("Key", n) values ('stray', 1);
+           delete from ledger where id = 3;"#
+    ));
+    let out = run(&pair, &["compare", ODD]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("DIFFERENT"), "{}", text(&out));
+
+    let out = run(&pair, &["repair", ODD, "ledger"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let fix_name = r#"fix.public.Odd "Tab" é.sql"#;
+    let fix = std::fs::read_to_string(pair.dir.path().join(fix_name)).expect("fix file");
+    let statements: Vec<&str> = fix
+        .lines()
+        .filter(|l| {
+            ["insert", "update", "delete"]
+                .iter()
+                .any(|s| l.starts_with(s))
+        })
+        .collect();
+    assert_eq!(statements.len(), 3, "{fix}");
+    assert!(
+        text(&out).contains("3 rows differ (1 missing on the subscriber, 1 changed, 1 extra)"),
+        "{}",
+        text(&out)
+    );
+    let ledger_fix =
+        std::fs::read_to_string(pair.dir.path().join("fix.public.ledger.sql")).unwrap();
+    assert!(
+        ledger_fix.contains(r#"insert into "public"."ledger" ("id", "note") values ('3'"#),
+        "{ledger_fix}"
+    );
+    // The file is what a user would run with psql; here it is the tables that prove it.
+    let out = run(&pair, &["repair", "--apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("fix applied"), "{}", text(&out));
+
+    // Equal again while the writer goes on, and a second repair finds nothing.
+    let out = run(&pair, &["compare"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&pair, &["repair"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(": equal"), "{}", text(&out));
+    stop_writer.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    pair.wait_equal(&[("ledger", "id"), (ODD, r#""Key""#)]);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn compare_refuses_when_replay_lags_or_tables_are_unknown() {
+    let (pair, mut replay) = replicating();
+    stop(&mut replay, libc::SIGTERM);
+    std::fs::write(
+        &pair.conf,
+        std::fs::read_to_string(&pair.conf).unwrap() + "lock_timeout = 1\n",
+    )
+    .unwrap();
+    // Replay is down: no tick comes, and compare gives up after lock_timeout.
+    let out = run(&pair, &["compare", "ledger"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no new tick"), "{}", text(&out));
+    // A backlog older than lock_timeout: compare does not even lock.
+    pair.provider
+        .execute("insert into ledger values (1, 'x'); select pgq.ticker('login');");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = run(&pair, &["compare"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("replay is lagging too much"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("Locking"), "{}", text(&out));
+    // Unknown tables are usage errors.
+    let out = run(&pair, &["compare", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("public.nosuch is not registered on the subscriber"),
+        "{}",
+        text(&out)
+    );
+    // Once replay runs again, compare passes.
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("ledger", "id")]);
+    let out = run(&pair, &["compare"]);
+    assert!(out.status.success(), "{}", text(&out));
+    stop(&mut replay, libc::SIGTERM);
+}
