@@ -3,8 +3,8 @@
 //! PgQ's `logutriga` queues one event per changed row: `ev_type` `I:pk1,pk2` / `U:..` / `D:..`
 //! (or `R` for TRUNCATE) and the row url-encoded in `ev_data`. [`decode`] reads that format and
 //! [`Applier`] replays the rows on the subscriber. Replaying event by event costs one round
-//! trip per row, so the applier groups consecutive changes of one table and kind into a single
-//! prepared statement over `unnest` of text arrays (one array per column, values as
+//! trip per row, so the applier adds up each row's changes and applies them per table and kind
+//! with one prepared statement over `unnest` of text arrays (one array per column, values as
 //! parameters, never in the SQL), which keeps the outcome of applying the events one by one.
 
 use std::collections::hash_map::Entry;
@@ -18,10 +18,10 @@ use postgres::{Statement, Transaction};
 
 use crate::names::{TableName, quote_ident};
 
-/// Rows in one group before it is applied.
-const GROUP_ROWS: usize = 5000;
-/// Bytes of values in one group before it is applied (keeps wide rows from piling up).
-const GROUP_BYTES: usize = 16 << 20;
+/// Events queued before they are applied.
+const PENDING_EVENTS: usize = 20_000;
+/// Bytes of values queued before they are applied (keeps wide rows from piling up).
+const PENDING_BYTES: usize = 16 << 20;
 
 /// What a row event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -429,7 +429,7 @@ fn join(separator: &str, items: impl Iterator<Item = String>) -> String {
     items.collect::<Vec<_>>().join(separator)
 }
 
-/// Consecutive changes waiting to be applied with one statement.
+/// Changes of one table and kind, with the same key and columns, applied with one statement.
 struct Group {
     key: GroupKey,
     plan: Arc<Plan>,
@@ -437,7 +437,6 @@ struct Group {
     arrays: Vec<Vec<Option<String>>>,
     /// Events taken in (more than the rows in `arrays` when updates of one key merged).
     events: usize,
-    bytes: usize,
     /// Updates: row index in `arrays` by key values.
     rows_by_key: HashMap<Vec<Option<String>>, usize>,
 }
@@ -449,7 +448,6 @@ impl Group {
             key,
             plan,
             events: 0,
-            bytes: 0,
             rows_by_key: HashMap::new(),
         }
     }
@@ -463,7 +461,6 @@ impl Group {
             event.values.into_iter().map(|(_, value)| value).collect();
         let mut row: Vec<Option<String>> =
             self.plan.params.iter().map(|&i| values[i].take()).collect();
-        self.bytes += row.iter().flatten().map(String::len).sum::<usize>();
         if self.key.op == RowOp::Update {
             // The event carries the whole new row, so a later update of the key replaces an
             // earlier one (one source row per target row, as UPDATE ... FROM needs).
@@ -485,14 +482,166 @@ impl Group {
             array.push(value);
         }
     }
+}
 
-    fn full(&self) -> bool {
-        self.events >= GROUP_ROWS || self.bytes >= GROUP_BYTES
+/// What the events queued for one row add up to.
+struct Net {
+    /// The table, as an index into [`Pending::tables`].
+    table: usize,
+    /// A delete of the row as it was before these events (the first event that removed it).
+    delete: Option<RowEvent>,
+    /// The row as the events leave it: an insert (the row is new, or back after `delete`) or
+    /// an update of the existing row; `None` when the row ends up absent.
+    write: Option<RowEvent>,
+}
+
+impl Net {
+    /// Takes in the next event of this row. Returns false if its outcome depends on the
+    /// subscriber's data (an insert of a row the events say is there), so only replaying the
+    /// events in order gives the right answer.
+    fn add(&mut self, event: &RowEvent) -> bool {
+        match (event.op, &mut self.write) {
+            (RowOp::Insert, Some(_)) => return false,
+            (RowOp::Insert, write @ None) => *write = Some(event.clone()),
+            (RowOp::Update, Some(image)) => merge(image, event),
+            // The row is gone: like the UPDATE it stands for, this changes nothing.
+            (RowOp::Update, None) => {}
+            (RowOp::Delete, write) => {
+                if let Some(image) = write.take()
+                    && image.op == RowOp::Update
+                {
+                    self.delete = Some(event.clone());
+                }
+            }
+        }
+        true
     }
 }
 
-/// Applies row changes to subscriber tables inside the caller's transaction, in event order,
-/// grouping consecutive changes of one table and kind into one statement.
+/// Lays the columns of update `event` over `image` (an update carries the columns it sets).
+fn merge(image: &mut RowEvent, event: &RowEvent) {
+    for (name, value) in &event.values {
+        match image.values.iter_mut().find(|(column, _)| column == name) {
+            Some((_, old)) => old.clone_from(value),
+            None => image.values.push((name.clone(), value.clone())),
+        }
+    }
+}
+
+/// The events queued since the last flush, in order and added up per row.
+#[derive(Default)]
+struct Pending {
+    /// Tables in the order of their first event.
+    tables: Vec<TableName>,
+    /// Each table's key columns, as its first event named them.
+    pkeys: Vec<Vec<String>>,
+    /// The events in order, with their table's index.
+    events: Vec<(usize, RowEvent)>,
+    /// Each row's net change, in the order of the row's first event.
+    nets: Vec<Net>,
+    /// Index into `nets` by table and key values.
+    rows: HashMap<(usize, Vec<Option<String>>), usize>,
+    /// Each (table, kind) in the order of its first event.
+    kinds: Vec<(usize, RowOp)>,
+    /// Set when the events must be applied in order (see [`Net::add`]).
+    in_order_only: bool,
+    /// Bytes of values queued.
+    bytes: usize,
+    /// Events queued, by kind.
+    counts: [u64; 3],
+}
+
+impl Pending {
+    fn push(&mut self, dest: &TableName, event: RowEvent) {
+        let table = match self.tables.iter().position(|t| t == dest) {
+            Some(table) => table,
+            None => {
+                self.tables.push(dest.clone());
+                self.pkeys.push(event.pkey.clone());
+                self.tables.len() - 1
+            }
+        };
+        self.bytes += event
+            .values
+            .iter()
+            .filter_map(|(_, value)| value.as_ref())
+            .map(String::len)
+            .sum::<usize>();
+        self.counts[event.op.index()] += 1;
+        if !self.kinds.contains(&(table, event.op)) {
+            self.kinds.push((table, event.op));
+        }
+        if !self.in_order_only {
+            self.in_order_only = !self.add_net(table, &event);
+        }
+        self.events.push((table, event));
+    }
+
+    /// Adds `event` to its row's net change; false if the events must be applied in order.
+    fn add_net(&mut self, table: usize, event: &RowEvent) -> bool {
+        if event.pkey != self.pkeys[table] {
+            return false;
+        }
+        let key: Option<Vec<Option<String>>> = event
+            .pkey
+            .iter()
+            .map(|column| {
+                let (_, value) = event.values.iter().find(|(name, _)| name == column)?;
+                Some(value.clone())
+            })
+            .collect();
+        let Some(key) = key else {
+            return false;
+        };
+        match self.rows.entry((table, key)) {
+            Entry::Occupied(e) => self.nets[*e.get()].add(event),
+            Entry::Vacant(e) => {
+                e.insert(self.nets.len());
+                let mut net = Net {
+                    table,
+                    delete: None,
+                    write: None,
+                };
+                match event.op {
+                    RowOp::Delete => net.delete = Some(event.clone()),
+                    RowOp::Insert | RowOp::Update => net.write = Some(event.clone()),
+                }
+                self.nets.push(net);
+                true
+            }
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.events.len() >= PENDING_EVENTS || self.bytes >= PENDING_BYTES
+    }
+
+    /// Where a group of `op` changes to `table` goes among the statements of the net changes:
+    /// deletes, then updates, then inserts, each kind in the order of its first event.
+    fn rank(&self, table: &TableName, op: RowOp) -> (usize, usize) {
+        let phase = match op {
+            RowOp::Delete => 0,
+            RowOp::Update => 1,
+            RowOp::Insert => 2,
+        };
+        let first = self
+            .kinds
+            .iter()
+            .position(|&(t, o)| o == op && self.tables[t] == *table);
+        (phase, first.unwrap_or(usize::MAX))
+    }
+}
+
+/// Applies row changes to subscriber tables inside the caller's transaction.
+///
+/// Changes are queued until [`Applier::flush`] (or until enough are queued), and then each
+/// row's changes are added up to one net change (the row deleted, updated to its last image, or
+/// inserted), applied as one statement per table, kind and column list: deletes, then updates,
+/// then inserts, each kind table by table in the order of its first event. The tables end up
+/// as if the events had been applied one by one. Where the new order trips a constraint (a
+/// foreign key between tables, a unique column whose values moved between rows) the applier
+/// rolls back to a savepoint and applies the same events in their order, one statement per
+/// run of consecutive changes of one table and kind; if that fails too, one event at a time.
 ///
 /// Statements are prepared on the connection of the first transaction and cached, so one
 /// applier serves one connection for its lifetime (call [`Applier::reset`] after reconnecting
@@ -502,7 +651,7 @@ impl Group {
 pub struct Applier {
     tables: HashMap<TableName, Table>,
     plans: HashMap<GroupKey, Arc<Plan>>,
-    pending: Option<Group>,
+    pending: Pending,
     counts: [u64; 3],
 }
 
@@ -512,32 +661,18 @@ impl Applier {
         Applier::default()
     }
 
-    /// Queues one change for `dest`; first applies the pending group if the change does not
-    /// belong to it (other table, kind, key or columns), and afterwards if the group is full.
+    /// Queues one change for `dest`, and applies what is queued when that is much.
     pub fn push(
         &mut self,
         tx: &mut Transaction<'_>,
         dest: &TableName,
         event: RowEvent,
     ) -> Result<()> {
-        let mut group = match self.pending.take() {
-            Some(group) if group.key.matches(dest, &event) => group,
-            other => {
-                if let Some(group) = other {
-                    self.execute(tx, group)?;
-                }
-                let key = GroupKey::of(dest, &event);
-                let plan = self.plan(tx, &key)?;
-                Group::new(key, plan)
-            }
-        };
-        group.add(event);
-        if group.full() {
-            self.execute(tx, group)
-        } else {
-            self.pending = Some(group);
-            Ok(())
+        self.pending.push(dest, event);
+        if self.pending.full() {
+            self.flush(tx)?;
         }
+        Ok(())
     }
 
     /// Applies what is pending, then truncates `dest`.
@@ -549,10 +684,30 @@ impl Applier {
 
     /// Applies what is pending; call before committing. After an error nothing is pending.
     pub fn flush(&mut self, tx: &mut Transaction<'_>) -> Result<()> {
-        match self.pending.take() {
-            Some(group) => self.execute(tx, group),
-            None => Ok(()),
+        let mut pending = std::mem::take(&mut self.pending);
+        if pending.events.is_empty() {
+            return Ok(());
         }
+        let nets = std::mem::take(&mut pending.nets);
+        let several = pending.events.len() > 1;
+        let mut done = false;
+        if several && !pending.in_order_only {
+            done = self.attempt(tx, "net changes", |applier, sp| {
+                applier.apply_net(sp, &pending, nets)
+            })?;
+        }
+        if several && !done {
+            done = self.attempt(tx, "runs of events", |applier, sp| {
+                applier.apply_in_order(sp, &pending, false)
+            })?;
+        }
+        if !done {
+            self.apply_in_order(tx, &pending, true)?;
+        }
+        for (total, n) in self.counts.iter_mut().zip(pending.counts) {
+            *total += n;
+        }
+        Ok(())
     }
 
     /// Row events applied since creation: (inserts, updates, deletes).
@@ -566,7 +721,92 @@ impl Applier {
     pub fn reset(&mut self) {
         self.tables.clear();
         self.plans.clear();
-        self.pending = None;
+        self.pending = Pending::default();
+    }
+
+    /// Runs `apply` inside a savepoint; on an error rolls back to it and returns false.
+    fn attempt(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        what: &str,
+        apply: impl FnOnce(&mut Applier, &mut Transaction<'_>) -> Result<()>,
+    ) -> Result<bool> {
+        let mut savepoint = tx.transaction().context("setting a savepoint")?;
+        match apply(self, &mut savepoint) {
+            Ok(()) => {
+                savepoint.commit().context("releasing a savepoint")?;
+                Ok(true)
+            }
+            Err(e) => {
+                savepoint
+                    .rollback()
+                    .context("rolling back to a savepoint")?;
+                log::debug!("applying {what} failed, trying smaller steps: {e:#}");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Applies each row's net change: deletes, updates, inserts.
+    fn apply_net(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        pending: &Pending,
+        nets: Vec<Net>,
+    ) -> Result<()> {
+        // Few groups, so finding one by comparing beats hashing a key made for every event.
+        let mut groups: Vec<Group> = Vec::new();
+        for net in nets {
+            let dest = &pending.tables[net.table];
+            for event in [net.delete, net.write].into_iter().flatten() {
+                let at = match groups.iter().position(|g| g.key.matches(dest, &event)) {
+                    Some(at) => at,
+                    None => {
+                        let key = GroupKey::of(dest, &event);
+                        let plan = self.plan(tx, &key)?;
+                        groups.push(Group::new(key, plan));
+                        groups.len() - 1
+                    }
+                };
+                groups[at].add(event);
+            }
+        }
+        groups.sort_by_key(|group| pending.rank(&group.key.table, group.key.op));
+        for group in groups {
+            self.execute(tx, group)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the events in their order: one statement per run of consecutive changes of one
+    /// table and kind, or with `one_by_one` one statement per event.
+    fn apply_in_order(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        pending: &Pending,
+        one_by_one: bool,
+    ) -> Result<()> {
+        let mut group: Option<Group> = None;
+        for (table, event) in &pending.events {
+            let dest = &pending.tables[*table];
+            let mut current = match group.take() {
+                Some(current) if !one_by_one && current.key.matches(dest, event) => current,
+                other => {
+                    if let Some(done) = other {
+                        self.execute(tx, done)?;
+                    }
+                    let key = GroupKey::of(dest, event);
+                    let plan = self.plan(tx, &key)?;
+                    Group::new(key, plan)
+                }
+            };
+            current.add(event.clone());
+            group = Some(current);
+        }
+        match group {
+            Some(last) => self.execute(tx, last),
+            None => Ok(()),
+        }
     }
 
     /// The cached statement for `key`, else checks the columns and prepares one.
@@ -597,7 +837,6 @@ impl Applier {
                 )
             })?;
         }
-        self.counts[group.key.op.index()] += group.events as u64;
         Ok(())
     }
 }
