@@ -38,7 +38,9 @@ use crate::status::{self, Thread};
 use crate::ticker;
 
 /// Events fetched from the batch cursor at a time.
-const FETCH: i32 = 1000;
+const FETCH: i32 = 250;
+/// Events the reader may fetch ahead of the applier.
+const READ_AHEAD: usize = 2 * FETCH as usize;
 
 /// Everything the replay threads need to know about the job.
 #[derive(Clone, Debug)]
@@ -405,26 +407,41 @@ pub(crate) fn apply_batch(
             batch.tick_id
         ),
         _ => {
-            consumer.for_each_event(&mut ptx, batch, FETCH, |ev| {
-                let dest = match route(&ev) {
-                    Route::Apply(dest) => dest,
-                    Route::Later => return Ok(()),
-                    Route::Ignore => {
-                        stats.ignored += 1;
-                        return Ok(());
+            // A reader thread fetches the events from the provider while this one decodes and
+            // queues those already read.
+            std::thread::scope(|scope| -> Result<()> {
+                let (send, events) = bounded::<Event>(READ_AHEAD);
+                let ptx = &mut ptx;
+                let reader = scope.spawn(move || {
+                    consumer.for_each_event(ptx, batch, FETCH, |ev| {
+                        send.send(ev)
+                            .map_err(|_| anyhow::anyhow!("the applying side stopped"))
+                    })
+                });
+                for ev in &events {
+                    let dest = match route(&ev) {
+                        Route::Apply(dest) => dest,
+                        Route::Later => continue,
+                        Route::Ignore => {
+                            stats.ignored += 1;
+                            continue;
+                        }
+                    };
+                    match decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
+                        .with_context(|| format!("event {} of batch {}", ev.id, batch.id))?
+                    {
+                        Decoded::Row(row) => applier.push(&mut stx, &dest, row)?,
+                        Decoded::Truncate => applier.truncate(&mut stx, &dest)?,
+                        Decoded::Other => {
+                            stats.ignored += 1;
+                            continue;
+                        }
                     }
-                };
-                match decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
-                    .with_context(|| format!("event {} of batch {}", ev.id, batch.id))?
-                {
-                    Decoded::Row(row) => applier.push(&mut stx, &dest, row)?,
-                    Decoded::Truncate => applier.truncate(&mut stx, &dest)?,
-                    Decoded::Other => {
-                        stats.ignored += 1;
-                        return Ok(());
-                    }
+                    stats.applied += 1;
                 }
-                stats.applied += 1;
+                reader.join().map_err(|_| {
+                    anyhow::anyhow!("the thread reading batch {} panicked", batch.id)
+                })??;
                 Ok(())
             })?;
             applier.flush(&mut stx)?;
