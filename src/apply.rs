@@ -430,19 +430,20 @@ fn join(separator: &str, items: impl Iterator<Item = String>) -> String {
 }
 
 /// Changes of one table and kind, with the same key and columns, applied with one statement.
-struct Group {
+/// The values are borrowed from the queued events.
+struct Group<'a> {
     key: GroupKey,
     plan: Arc<Plan>,
     /// One text array per statement parameter.
-    arrays: Vec<Vec<Option<String>>>,
+    arrays: Vec<Vec<Option<&'a str>>>,
     /// Events taken in (more than the rows in `arrays` when updates of one key merged).
     events: usize,
     /// Updates: row index in `arrays` by key values.
-    rows_by_key: HashMap<Vec<Option<String>>, usize>,
+    rows_by_key: HashMap<Vec<Option<&'a str>>, usize>,
 }
 
-impl Group {
-    fn new(key: GroupKey, plan: Arc<Plan>) -> Group {
+impl<'a> Group<'a> {
+    fn new(key: GroupKey, plan: Arc<Plan>) -> Group<'a> {
         Group {
             arrays: vec![Vec::new(); plan.params.len()],
             key,
@@ -452,15 +453,17 @@ impl Group {
         }
     }
 
-    fn add(&mut self, event: RowEvent) {
+    fn add(&mut self, event: &'a RowEvent) {
         self.events += 1;
         if self.plan.statement.is_none() {
             return;
         }
-        let mut values: Vec<Option<String>> =
-            event.values.into_iter().map(|(_, value)| value).collect();
-        let mut row: Vec<Option<String>> =
-            self.plan.params.iter().map(|&i| values[i].take()).collect();
+        let mut row: Vec<Option<&'a str>> = self
+            .plan
+            .params
+            .iter()
+            .map(|&i| event.values[i].1.as_deref())
+            .collect();
         if self.key.op == RowOp::Update {
             // The event carries the whole new row, so a later update of the key replaces an
             // earlier one (one source row per target row, as UPDATE ... FROM needs).
@@ -484,33 +487,57 @@ impl Group {
     }
 }
 
+/// A row as queued events leave it: one of the events, with any later updates laid over it.
+struct Image {
+    /// The event's index in [`Pending::events`].
+    event: usize,
+    /// The event with later updates merged in, once there are any.
+    merged: Option<RowEvent>,
+}
+
+impl Image {
+    fn row<'a>(&'a self, events: &'a [(usize, RowEvent)]) -> &'a RowEvent {
+        self.merged.as_ref().unwrap_or(&events[self.event].1)
+    }
+}
+
 /// What the events queued for one row add up to.
 struct Net {
     /// The table, as an index into [`Pending::tables`].
     table: usize,
-    /// A delete of the row as it was before these events (the first event that removed it).
-    delete: Option<RowEvent>,
+    /// A delete of the row as it was before these events (the index of the first event that
+    /// removed it).
+    delete: Option<usize>,
     /// The row as the events leave it: an insert (the row is new, or back after `delete`) or
     /// an update of the existing row; `None` when the row ends up absent.
-    write: Option<RowEvent>,
+    write: Option<Image>,
 }
 
 impl Net {
-    /// Takes in the next event of this row. Returns false if its outcome depends on the
-    /// subscriber's data (an insert of a row the events say is there), so only replaying the
-    /// events in order gives the right answer.
-    fn add(&mut self, event: &RowEvent) -> bool {
+    /// Takes in `event`, the next event of this row, which will be `events[index]`. Returns
+    /// false if its outcome depends on the subscriber's data (an insert of a row the events
+    /// say is there), so only replaying the events in order gives the right answer.
+    fn add(&mut self, index: usize, event: &RowEvent, events: &[(usize, RowEvent)]) -> bool {
         match (event.op, &mut self.write) {
             (RowOp::Insert, Some(_)) => return false,
-            (RowOp::Insert, write @ None) => *write = Some(event.clone()),
-            (RowOp::Update, Some(image)) => merge(image, event),
+            (RowOp::Insert, write @ None) => {
+                *write = Some(Image {
+                    event: index,
+                    merged: None,
+                })
+            }
+            (RowOp::Update, Some(image)) => {
+                let base = image.event;
+                let row = image.merged.get_or_insert_with(|| events[base].1.clone());
+                merge(row, event);
+            }
             // The row is gone: like the UPDATE it stands for, this changes nothing.
             (RowOp::Update, None) => {}
             (RowOp::Delete, write) => {
                 if let Some(image) = write.take()
-                    && image.op == RowOp::Update
+                    && image.row(events).op == RowOp::Update
                 {
-                    self.delete = Some(event.clone());
+                    self.delete = Some(index);
                 }
             }
         }
@@ -593,8 +620,9 @@ impl Pending {
         let Some(key) = key else {
             return false;
         };
+        let index = self.events.len();
         match self.rows.entry((table, key)) {
-            Entry::Occupied(e) => self.nets[*e.get()].add(event),
+            Entry::Occupied(e) => self.nets[*e.get()].add(index, event, &self.events),
             Entry::Vacant(e) => {
                 e.insert(self.nets.len());
                 let mut net = Net {
@@ -603,8 +631,13 @@ impl Pending {
                     write: None,
                 };
                 match event.op {
-                    RowOp::Delete => net.delete = Some(event.clone()),
-                    RowOp::Insert | RowOp::Update => net.write = Some(event.clone()),
+                    RowOp::Delete => net.delete = Some(index),
+                    RowOp::Insert | RowOp::Update => {
+                        net.write = Some(Image {
+                            event: index,
+                            merged: None,
+                        })
+                    }
                 }
                 self.nets.push(net);
                 true
@@ -756,13 +789,15 @@ impl Applier {
     ) -> Result<()> {
         // Few groups, so finding one by comparing beats hashing a key made for every event.
         let mut groups: Vec<Group> = Vec::new();
-        for net in nets {
+        for net in &nets {
             let dest = &pending.tables[net.table];
-            for event in [net.delete, net.write].into_iter().flatten() {
-                let at = match groups.iter().position(|g| g.key.matches(dest, &event)) {
+            let delete = net.delete.map(|index| &pending.events[index].1);
+            let write = net.write.as_ref().map(|image| image.row(&pending.events));
+            for event in [delete, write].into_iter().flatten() {
+                let at = match groups.iter().position(|g| g.key.matches(dest, event)) {
                     Some(at) => at,
                     None => {
-                        let key = GroupKey::of(dest, &event);
+                        let key = GroupKey::of(dest, event);
                         let plan = self.plan(tx, &key)?;
                         groups.push(Group::new(key, plan));
                         groups.len() - 1
@@ -800,7 +835,7 @@ impl Applier {
                     Group::new(key, plan)
                 }
             };
-            current.add(event.clone());
+            current.add(event);
             group = Some(current);
         }
         match group {
