@@ -63,11 +63,9 @@ SEED=${SEED:-1}
 VARIANTS=${VARIANTS:-skyrep skyrep-pgq londiste plain-sql}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-900}
 
-die() {
-    echo "drain.sh: $*" >&2
-    exit 1
-}
-note() { echo "$*" >&2; }
+name=drain
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 
 for v in $VARIANTS; do
     case $v in
@@ -85,21 +83,9 @@ done
 transactions=$((EVENTS / 5))
 
 # --- what is needed ----------------------------------------------------------------------
-bindir=""
-if command -v pg_config >/dev/null && [[ -x $(pg_config --bindir)/pg_ctl ]]; then
-    bindir=$(pg_config --bindir)
-fi
-if [[ -z $bindir ]]; then
-    bindir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-fi
-[[ -n $bindir && -x $bindir/pg_ctl ]] || die "PostgreSQL server binaries not found (apt-get install postgresql)"
-pgversion=$("$bindir/postgres" --version | awk '{print $3}')
-pgmajor=${pgversion%%.*}
 sharedir=$("$bindir/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$pgmajor")
 pgbench=$bindir/pgbench
 [[ -x $pgbench ]] || pgbench=$(command -v pgbench) || die "pgbench not found (apt-get install postgresql-contrib)"
-psql_bin=$bindir/psql
-[[ -x $psql_bin ]] || psql_bin=$(command -v psql) || die "psql not found (apt-get install postgresql-client)"
 
 need_ext() { # $1 = extension, $2 = Debian package
     [[ -f $sharedir/extension/$1.control ]] ||
@@ -118,79 +104,12 @@ if has_variant londiste; then
 fi
 skyrep=""
 if has_variant skyrep || has_variant skyrep-pgq; then
-    if [[ -n ${SKYREP:-} ]]; then
-        skyrep=$SKYREP
-    else
-        command -v cargo >/dev/null || die "cargo not found; install Rust or set SKYREP to a built skyrep binary"
-        note "building skyrep (cargo build --release) ..."
-        (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-        skyrep=$repo/target/release/skyrep
-    fi
-    [[ -x $skyrep ]] || die "skyrep binary $skyrep not found"
+    find_skyrep
 fi
-command -v python3 >/dev/null || die "python3 not found"
 
-# --- throwaway clusters ------------------------------------------------------------------
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/skyrep-drain.XXXXXX")
-chmod 755 "$tmp"
-as_server() { "$@"; }
-if [[ $(id -u) -eq 0 ]]; then
-    id -u postgres >/dev/null 2>&1 || die "running as root but user postgres does not exist"
-    chown postgres: "$tmp"
-    as_server() { runuser -u postgres -- "$@"; }
-fi
-daemons=() # pids of consumers and tickers started here
-cleanup() {
-    local pid
-    for pid in "${daemons[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${daemons[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    for c in prov sub; do
-        if [[ -f $tmp/$c/postmaster.pid ]]; then
-            as_server "$bindir/pg_ctl" -D "$tmp/$c" -m immediate -w stop >/dev/null 2>&1 || true
-        fi
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-declare -A port
-start_cluster() { # $1 = prov or sub
-    local c=$1
-    port[$c]=$(free_port)
-    as_server "$bindir/initdb" -D "$tmp/$c" -A trust -U postgres --no-locale -E UTF8 --no-sync >/dev/null
-    cat >>"$tmp/$c/postgresql.conf" <<EOF
-port = ${port[$c]}
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$tmp'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-shared_buffers = 128MB
-max_connections = 50
-timezone = 'UTC'
-track_commit_timestamp = on
-EOF
-    as_server "$bindir/pg_ctl" -D "$tmp/$c" -l "$tmp/$c.log" -w start >/dev/null ||
-        die "the $c cluster did not start (see $tmp/$c.log)"
-}
-start_cluster prov
-start_cluster sub
-
-psql_on() { # $1 = cluster, $2 = database, then psql arguments
-    local c=$1 db=$2
-    shift 2
-    "$psql_bin" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${port[$c]}" -U postgres -d "$db" "$@"
-}
-value_on() { psql_on "$1" "$2" -At -c "$3"; }
-connstr() { echo "host=127.0.0.1 port=${port[$1]} dbname=$2 user=postgres"; }
+# --- throwaway clusters (bench/lib.sh) ---------------------------------------------------
+start_cluster prov "track_commit_timestamp = on"
+start_cluster sub "track_commit_timestamp = on"
 
 # --- schema and workload -----------------------------------------------------------------
 tables="account item history"

@@ -341,15 +341,17 @@ fn catch_state(client: &mut postgres::Client, table: &str, prefix: &str) -> bool
 
 #[test]
 fn replay_killed_in_each_merge_state_resumes_and_ends_equal() {
+    // Tries per state, each with a table of its own; a busy machine can hide a short state.
+    const TRIES: usize = 5;
     let mut schema = String::from("create table ledger (id bigint primary key, note text);");
     let targets = ["in-copy", "catching-up", "wanna-sync", "do-sync"];
-    for i in 0..targets.len() * 3 {
+    for i in 0..targets.len() * TRIES {
         schema.push_str(&format!(
             "create table big{i:02} (id int primary key, n int, pad text);"
         ));
     }
     let pair = Pair::new(&schema);
-    for i in 0..targets.len() * 3 {
+    for i in 0..targets.len() * TRIES {
         pair.provider.execute(&format!(
             "insert into big{i:02} select g, 0, repeat('x', 100) from generate_series(1, 20000) g"
         ));
@@ -361,7 +363,7 @@ fn replay_killed_in_each_merge_state_resumes_and_ends_equal() {
     // Another writer keeps changing the big tables, so that catching up has work to do.
     let stop_updates = stop_writer.clone();
     let mut updater = pair.provider.connect("postgres");
-    let tables = targets.len() * 3;
+    let tables = targets.len() * TRIES;
     let updates = std::thread::spawn(move || {
         let mut round: i32 = 0;
         while !stop_updates.load(Ordering::Relaxed) {
@@ -381,7 +383,7 @@ fn replay_killed_in_each_merge_state_resumes_and_ends_equal() {
     let mut next_table = 0;
     for target in targets {
         // A few tries per state: a state can pass between two looks.
-        for _ in 0..3 {
+        for _ in 0..TRIES {
             let table = format!("big{next_table:02}");
             next_table += 1;
             pair.ok(&["subscriber", "add", &table]);
