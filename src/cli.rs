@@ -17,6 +17,8 @@ skyrep: trigger-based table replication for PostgreSQL (Londiste-compatible)
 
 Usage:
   skyrep [OPTIONS] CONFIG.ini COMMAND [ARGS...]
+  skyrep -s|-k|-r CONFIG.ini   signal the running daemon of that config
+  skyrep demo                  replicate a sample workload between two throwaway servers
   skyrep --ini                 print a sample config with every key and its default
 
 Options:
@@ -24,6 +26,10 @@ Options:
   -V, --version     show the version and exit
   -q, --quiet       only warnings and errors on the terminal
   -v, --verbose     debug logging (twice: also the database driver's)
+  -d, --daemon      run `replay` or `ticker` in the background (needs logfile, pidfile)
+  -s, --stop        ask the daemon to stop safely (SIGINT: finish the batch, roll back copies)
+  -k, --kill        stop the daemon at once (SIGTERM; transactions still roll back)
+  -r, --reload      reload the daemon's config and reopen its log file (SIGHUP)
       --ini         print the sample config and exit
 
 Commands:
@@ -71,8 +77,21 @@ See skyrep(1) and skyrep(5).
 pub struct Cli {
     /// -1 for `-q`, 0 by default, +1 per `-v`.
     pub verbosity: i8,
+    /// `-d`: detach and run in the background.
+    pub daemon: bool,
     /// What to do.
     pub action: Action,
+}
+
+/// What `-s`, `-k` and `-r` ask of a running daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// `-s`: stop safely (SIGINT).
+    Stop,
+    /// `-k`: stop at once (SIGTERM).
+    Kill,
+    /// `-r`: reload the config and reopen the log (SIGHUP).
+    Reload,
 }
 
 /// The thing to do.
@@ -84,6 +103,15 @@ pub enum Action {
     Version,
     /// Print the sample config.
     SampleConfig,
+    /// Run the demo.
+    Demo,
+    /// Signal the running daemon of a config.
+    Signal {
+        /// The config file.
+        config: PathBuf,
+        /// What to ask.
+        control: Control,
+    },
     /// Run a command with a config file.
     Run {
         /// The config file.
@@ -175,6 +203,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
 fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut verbosity: i8 = 0;
+    let mut daemon = false;
+    let mut control: Option<Control> = None;
     let mut early: Option<Action> = None;
     let mut words: Vec<String> = Vec::new();
     let mut flags: Vec<&'static str> = Vec::new();
@@ -185,6 +215,10 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             Long("ini") => early = early.or(Some(Action::SampleConfig)),
             Short('q') | Long("quiet") => verbosity = -1,
             Short('v') | Long("verbose") => verbosity = verbosity.max(0).saturating_add(1),
+            Short('d') | Long("daemon") => daemon = true,
+            Short('s') | Long("stop") => control = pick(control, Control::Stop)?,
+            Short('k') | Long("kill") => control = pick(control, Control::Kill)?,
+            Short('r') | Long("reload") => control = pick(control, Control::Reload)?,
             Long(name) if words.len() >= 2 && FLAGS.contains(&name) => {
                 let flag = FLAGS.iter().find(|f| **f == name).expect("just checked");
                 flags.push(flag);
@@ -198,7 +232,37 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         }
     }
     if let Some(action) = early {
-        return Ok(Cli { verbosity, action });
+        return Ok(Cli {
+            verbosity,
+            daemon,
+            action,
+        });
+    }
+    if words == ["demo"] && control.is_none() && !daemon {
+        return Ok(Cli {
+            verbosity,
+            daemon,
+            action: Action::Demo,
+        });
+    }
+    if let Some(control) = control {
+        if daemon {
+            return Err(usage("-d cannot be combined with -s, -k or -r"));
+        }
+        let [config] = <[String; 1]>::try_from(words).map_err(|words| {
+            usage(format!(
+                "-s, -k and -r take only the config file, found {}",
+                words.join(" ")
+            ))
+        })?;
+        return Ok(Cli {
+            verbosity,
+            daemon,
+            action: Action::Signal {
+                config: PathBuf::from(config),
+                control,
+            },
+        });
     }
     let mut words = words.into_iter();
     let config = words
@@ -226,13 +290,27 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         _ => first,
     };
     let command = build(&name, rest, &flags)?;
+    if daemon && !matches!(command, Command::Replay | Command::Ticker) {
+        return Err(usage(format!(
+            "-d runs `replay` or `ticker` in the background, not `{name}`"
+        )));
+    }
     Ok(Cli {
         verbosity,
+        daemon,
         action: Action::Run {
             config: PathBuf::from(config),
             command,
         },
     })
+}
+
+/// One of `-s`, `-k`, `-r`; two different ones are a usage error.
+fn pick(current: Option<Control>, new: Control) -> Result<Option<Control>> {
+    match current {
+        Some(old) if old != new => Err(usage("use only one of -s, -k and -r")),
+        _ => Ok(Some(new)),
+    }
 }
 
 /// Every command name, subcommands spelled out (the Londiste 3 short forms `tables`,
@@ -340,9 +418,37 @@ mod tests {
     }
 
     #[test]
+    fn daemon_controls() {
+        let run = cli(&["-d", "a.ini", "replay"]).unwrap();
+        assert!(run.daemon);
+        assert!(cli(&["a.ini", "worker", "--daemon"]).unwrap().daemon);
+        assert!(cli(&["a.ini", "ticker", "-d"]).unwrap().daemon);
+        for (option, control) in [
+            ("-s", Control::Stop),
+            ("--kill", Control::Kill),
+            ("-r", Control::Reload),
+        ] {
+            assert_eq!(
+                cli(&[option, "a.ini"]).unwrap().action,
+                Action::Signal {
+                    config: PathBuf::from("a.ini"),
+                    control
+                }
+            );
+        }
+        assert_eq!(cli(&["demo"]).unwrap().action, Action::Demo);
+        assert!(fails(&["-d", "a.ini", "check"]).contains("not `check`"));
+        assert!(fails(&["-s", "-r", "a.ini"]).contains("only one of -s, -k and -r"));
+        assert!(fails(&["-s", "a.ini", "replay"]).contains("take only the config file"));
+        assert!(fails(&["-s"]).contains("take only the config file"));
+        assert!(fails(&["-d", "-k", "a.ini"]).contains("cannot be combined"));
+    }
+
+    #[test]
     fn options_anywhere() {
         let expected = Cli {
             verbosity: 2,
+            daemon: false,
             action: Action::Run {
                 config: PathBuf::from("a.ini"),
                 command: Command::Check,

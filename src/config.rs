@@ -206,6 +206,13 @@ impl Config {
         &self.section
     }
 
+    /// Every key of the section with its raw value (before interpolation), in file order.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .map(|entry| (entry.key.as_str(), entry.value.as_str()))
+    }
+
     /// Warnings found while loading (unknown keys, ignored sections, keys set twice).
     pub fn warnings(&self) -> &[String] {
         &self.warnings

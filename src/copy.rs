@@ -19,10 +19,9 @@ use crossbeam_channel::{Receiver, select};
 use postgres::{Client, IsolationLevel};
 
 use crate::apply::Applier;
-use crate::db;
 use crate::names::{TableName, quote_ident};
 use crate::pgq::{Consumer, Snapshot};
-use crate::replay::{Job, LastError, Route, apply_batch, sessions, stopped_within};
+use crate::replay::{Connections, Job, LastError, Route, apply_batch, sessions, stopped_within};
 use crate::state::{
     MergeState, SubscriberTable, applied_tick, forget_tick, load_tables, set_state,
 };
@@ -36,6 +35,20 @@ pub fn run(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) {
     sessions(job, Thread::Copy, stop, |last_error| {
         session(job, stop, woken, last_error)
     });
+}
+
+/// The snapshot of tick `tick` of `queue`.
+fn tick_snapshot(provider: &mut Client, queue: &str, tick: i64) -> Result<Snapshot> {
+    let text: String = provider
+        .query_one(
+            "select t.tick_snapshot::text from pgq.tick t \
+             join pgq.queue q on q.queue_id = t.tick_queue \
+             where q.queue_name = $1 and t.tick_id = $2",
+            &[&queue, &tick],
+        )
+        .with_context(|| format!("reading tick {tick} of queue {queue}"))?
+        .get(0);
+    Snapshot::parse(&text)
 }
 
 /// The copy consumer's name for a table.
@@ -52,14 +65,19 @@ fn session(
     woken: &Receiver<()>,
     last_error: &mut LastError,
 ) -> Result<()> {
-    let mut provider = db::connect("provider_db", &job.provider)?;
-    let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
-    let mut applier = Applier::new();
+    let mut conns = Connections::open(job)?;
     loop {
         if stopped_within(stop, Duration::ZERO) {
             return Ok(());
         }
-        let tables = load_tables(&mut subscriber, &job.queue)?;
+        conns.renew_if_old(job)?;
+        let Connections {
+            provider,
+            subscriber,
+            applier,
+            ..
+        } = &mut conns;
+        let tables = load_tables(subscriber, &job.queue)?;
         let work = tables.iter().find(|t| {
             matches!(
                 t.state,
@@ -67,7 +85,7 @@ fn session(
             )
         });
         let Some(table) = work else {
-            last_error.succeeded(&mut subscriber)?;
+            last_error.succeeded(subscriber)?;
             select! {
                 recv(stop) -> _ => return Ok(()),
                 recv(woken) -> _ => {},
@@ -76,20 +94,13 @@ fn session(
             continue;
         };
         match table.state {
-            MergeState::InCopy => copy_table(job, &mut provider, &mut subscriber, table)?,
+            MergeState::InCopy => copy_table(job, provider, subscriber, table)?,
             MergeState::CatchingUp => {
-                if !catch_up(
-                    job,
-                    &mut provider,
-                    &mut subscriber,
-                    &mut applier,
-                    table,
-                    None,
-                )? {
+                if !catch_up(job, provider, subscriber, applier, table, None)? {
                     // Caught up with the queue: ask replay to take over.
-                    let position = position(&mut provider, &copy_consumer(job, &table.table))?;
+                    let position = position(provider, &copy_consumer(job, &table.table))?;
                     set_state(
-                        &mut subscriber,
+                        subscriber,
                         &job.queue,
                         &table.table,
                         MergeState::CatchingUp,
@@ -99,18 +110,11 @@ fn session(
                 }
             }
             MergeState::DoSync(target) => {
-                catch_up(
-                    job,
-                    &mut provider,
-                    &mut subscriber,
-                    &mut applier,
-                    table,
-                    Some(target),
-                )?;
+                catch_up(job, provider, subscriber, applier, table, Some(target))?;
             }
             _ => unreachable!("filtered above"),
         }
-        last_error.succeeded(&mut subscriber)?;
+        last_error.succeeded(subscriber)?;
     }
 }
 
@@ -279,6 +283,13 @@ fn catch_up(
         let Some(batch) = consumer.next_batch(provider)? else {
             if target.is_some() {
                 // The tick replay waits at is not there yet for this consumer: look again soon.
+                std::thread::sleep(job.loop_delay);
+                continue;
+            }
+            if !tick_snapshot(provider, &job.queue, at)?.covers(&snapshot) {
+                // The copy saw transactions that committed after tick `at`: their events come
+                // in a batch still to be ticked, which this copy must take (and skip) itself,
+                // or replay would apply them again.
                 std::thread::sleep(job.loop_delay);
                 continue;
             }

@@ -5,6 +5,7 @@
 //! somewhere in its chain; that is what turns exit code 1 into 2 (SPEC §2).
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::mask::mask_secrets;
 
@@ -50,6 +51,45 @@ pub fn one_line(err: &anyhow::Error) -> String {
     mask_secrets(&joined.join(" ")).into_owned()
 }
 
+/// The pause before the first retry after a failure: a dropped connection is often back at
+/// once.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// The failures in a row of a loop that retries (a thread's session, a ticker): an error is
+/// logged once however often it repeats, and the recovery is logged too.
+#[derive(Debug, Default)]
+pub struct Failures {
+    count: u32,
+    last: Option<String>,
+}
+
+impl Failures {
+    /// Logs `line` (at debug level when it repeats the last failure's) and returns how long
+    /// to pause before trying again: briefly after the first failure, then `pause`.
+    pub fn failed(&mut self, line: String, pause: Duration) -> Duration {
+        self.count += 1;
+        if self.last.as_deref() == Some(line.as_str()) {
+            log::debug!("{line} ({} times in a row)", self.count);
+        } else {
+            log::error!("{line}");
+        }
+        self.last = Some(line);
+        if self.count == 1 {
+            FIRST_RETRY.min(pause)
+        } else {
+            pause
+        }
+    }
+
+    /// The work goes on again: logs so, as `who`, if it had failed.
+    pub fn recovered(&mut self, who: &str) {
+        if self.count > 0 {
+            log::info!("{who}: working again after {} failed attempts", self.count);
+            *self = Failures::default();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +113,23 @@ mod tests {
             one_line(&err),
             "password=*** rejected: ERROR: boom DETAIL: more"
         );
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn retries_fast_once_then_at_the_given_pause() {
+        let mut failures = Failures::default();
+        let pause = Duration::from_secs(20);
+        assert_eq!(failures.failed("a: down".into(), pause), FIRST_RETRY);
+        assert_eq!(failures.failed("a: down".into(), pause), pause);
+        assert_eq!(failures.failed("a: other".into(), pause), pause);
+        failures.recovered("a");
+        assert_eq!(failures.failed("a: down".into(), pause), FIRST_RETRY);
+        let short = Duration::from_millis(300);
+        assert_eq!(Failures::default().failed("b".into(), short), short);
     }
 }

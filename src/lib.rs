@@ -7,11 +7,14 @@
 pub mod apply;
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod compare;
 pub mod config;
 pub mod connstr;
 pub mod copy;
+pub mod daemon;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod install;
 pub mod keys;

@@ -6,12 +6,16 @@
 //! [`mask_secrets`](crate::mask::mask_secrets). Timestamps are local time, read per line, so
 //! they stay right across daylight-saving changes and in any thread.
 //!
+//! With `syslog = on`, [`set_syslog`] also sends each line that goes to the log file to the
+//! local syslog socket (`/dev/log`, facility `daemon`), as `ident[pid]: LEVEL text`.
+//!
 //! A small logger of our own rather than simplelog: simplelog cannot print the pid or the
 //! `,mmm` milliseconds of this format, and it fixes its writers at start-up.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -29,6 +33,49 @@ struct Logger {
     /// Records of other crates (the database driver, TLS) are shown from this level up.
     others: LevelFilter,
     file: Mutex<Option<LogFile>>,
+    syslog: Mutex<Option<Syslog>>,
+}
+
+/// The local syslog daemon's socket.
+const SYSLOG_SOCKET: &str = "/dev/log";
+/// Facility `daemon` in a syslog priority.
+const LOG_DAEMON: u8 = 3 << 3;
+
+/// A connection to the local syslog daemon.
+struct Syslog {
+    socket: UnixDatagram,
+    ident: String,
+}
+
+impl Syslog {
+    fn connect(path: &Path, ident: &str) -> Result<Syslog> {
+        let socket = UnixDatagram::unbound().context("creating a socket for syslog")?;
+        socket
+            .connect(path)
+            .with_context(|| format!("syslog: cannot reach {}", path.display()))?;
+        Ok(Syslog {
+            socket,
+            ident: ident.to_string(),
+        })
+    }
+
+    /// `<PRI>Mmm dd hh:mm:ss ident[pid]: LEVEL text`, as the C library's syslog() sends it.
+    fn line(&self, pid: u32, level: Level, message: &str) -> String {
+        let severity = match level {
+            Level::Error => 3,
+            Level::Warn => 4,
+            Level::Info => 6,
+            Level::Debug | Level::Trace => 7,
+        };
+        format!(
+            "<{}>{} {}[{pid}]: {} {}",
+            LOG_DAEMON | severity,
+            chrono::Local::now().format("%b %e %H:%M:%S"),
+            self.ident,
+            level_name(level),
+            mask_secrets(message)
+        )
+    }
 }
 
 struct LogFile {
@@ -57,6 +104,7 @@ pub fn init(verbosity: i8) {
         file_level,
         others,
         file: Mutex::new(None),
+        syslog: Mutex::new(None),
     };
     if LOGGER.set(logger).is_ok() {
         let logger = LOGGER.get().expect("just set");
@@ -81,6 +129,30 @@ pub fn set_file(path: Option<&Path>) -> Result<()> {
     };
     *logger.file.lock().unwrap_or_else(|e| e.into_inner()) = next;
     Ok(())
+}
+
+/// Also sends log lines to the local syslog as `ident` (`None`: stop). Fails if the syslog
+/// socket cannot be reached; logging goes on without it then.
+pub fn set_syslog(ident: Option<&str>) -> Result<()> {
+    set_syslog_at(Path::new(SYSLOG_SOCKET), ident)
+}
+
+fn set_syslog_at(path: &Path, ident: Option<&str>) -> Result<()> {
+    let Some(logger) = LOGGER.get() else {
+        return Ok(());
+    };
+    let next = ident.map(|ident| Syslog::connect(path, ident)).transpose();
+    let mut slot = logger.syslog.lock().unwrap_or_else(|e| e.into_inner());
+    match next {
+        Ok(next) => {
+            *slot = next;
+            Ok(())
+        }
+        Err(e) => {
+            *slot = None;
+            Err(e)
+        }
+    }
 }
 
 fn open_log_file(path: &Path) -> Result<File> {
@@ -137,6 +209,17 @@ impl Log for Logger {
         if to_terminal {
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
+        if to_file
+            && let Some(syslog) = self
+                .syslog
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+        {
+            // A syslog daemon that is gone or overloaded must not stop the work.
+            let text = syslog.line(self.pid, record.level(), &record.args().to_string());
+            let _ = syslog.socket.send(text.as_bytes());
+        }
         if to_file && let Some(log) = self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             // A failing log write cannot be reported anywhere better than the terminal.
             if let Err(e) = log.file.write_all(line.as_bytes()) {
@@ -183,6 +266,44 @@ mod tests {
             "{new}"
         );
         set_file(None).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn syslog_gets_the_lines_the_file_gets() {
+        let dir = std::env::temp_dir().join(format!("skyrep-syslog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.sock");
+        let daemon = UnixDatagram::bind(&path).unwrap();
+        init(0);
+        set_syslog_at(&path, Some("shop")).unwrap();
+        log::info!("to syslog, password=secret");
+        log::debug!("not at this level");
+        set_syslog_at(&path, None).unwrap();
+        log::info!("not after it was turned off");
+        daemon.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 512];
+        let mut got = Vec::new();
+        while let Ok(n) = daemon.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let ours: Vec<&String> = got.iter().filter(|l| l.contains("syslog,")).collect();
+        assert_eq!(ours.len(), 1, "{got:?}");
+        let line = ours[0];
+        assert!(line.starts_with("<30>"), "daemon.info: {line}");
+        assert!(
+            line.ends_with(&format!(
+                " shop[{}]: INFO to syslog, password=***",
+                std::process::id()
+            )),
+            "{line}"
+        );
+        assert!(!got.iter().any(|l| l.contains("not ")), "{got:?}");
+        let err = set_syslog_at(&dir.join("missing.sock"), Some("shop")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("syslog: cannot reach"),
+            "{err:#}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -11,10 +11,12 @@ use skyrep::error::{self, usage};
 use skyrep::provider::Provider;
 use skyrep::subscriber::Subscriber;
 use skyrep::{
-    check, compare, install, keys, logging, output, repair, replay, signals, status, ticker,
+    check, compare, daemon, demo, install, keys, logging, output, repair, replay, signals, status,
+    ticker,
 };
 
 fn main() -> ExitCode {
+    stop_on_panic();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -30,19 +32,39 @@ fn run() -> Result<()> {
         Action::Help => output::text(cli::HELP),
         Action::Version => output::line(&format!("skyrep {}", env!("CARGO_PKG_VERSION"))),
         Action::SampleConfig => output::text(&keys::sample_config()),
+        Action::Demo => {
+            // The tour speaks on stdout; the log only with -v.
+            logging::init(cli.verbosity.saturating_sub(1));
+            demo::run()
+        }
+        Action::Signal { config, control } => daemon::signal(&Config::load(&config)?, control),
         Action::Run { config, command } => {
             let config = Config::load(&config)?;
-            logging::init(cli.verbosity);
-            let logfile = config.path_value("logfile")?;
-            logging::set_file(logfile.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
-            log::debug!(
-                "loaded {} (section [{}])",
-                config.path().display(),
-                config.section()
-            );
-            for warning in config.warnings() {
-                log::warn!("{warning}");
-            }
+            // Before any thread or database client exists.
+            let background = if cli.daemon {
+                Some(daemon::detach(&config)?)
+            } else {
+                None
+            };
+            let daemon_command = matches!(command, Command::Replay | Command::Ticker);
+            let started = start_logging(&config, cli.verbosity).and_then(|()| {
+                if daemon_command {
+                    daemon::PidFile::take(&config)
+                } else {
+                    Ok(None)
+                }
+            });
+            let _pidfile = match (started, background) {
+                (Ok(pidfile), Some(detached)) => {
+                    detached.ready();
+                    pidfile
+                }
+                (Err(err), Some(detached)) => {
+                    detached.failed(&error::one_line(&err));
+                    return Err(err);
+                }
+                (started, None) => started?,
+            };
             match command {
                 Command::Check => check::run(&config),
                 Command::Install => install::run(&config),
@@ -64,12 +86,65 @@ fn run() -> Result<()> {
                 Command::SubscriberTables => Subscriber::connect(&config)?.tables(),
                 Command::SubscriberRegister => Subscriber::connect(&config)?.register(),
                 Command::SubscriberUnregister => Subscriber::connect(&config)?.unregister(),
-                Command::Ticker => ticker::run(&config, signals::stop_on_signal()?),
-                Command::Replay => replay::run(&config, signals::stop_on_signal()?),
+                Command::Ticker => ticker::run(&config, signals::stop_on_signal(config.path())?),
+                Command::Replay => replay::run(&config, signals::stop_on_signal(config.path())?),
                 Command::Compare { tables } => compare::compare(&config, &tables),
                 Command::Repair { tables, apply } => repair::repair(&config, &tables, apply),
                 Command::Status { json } => status::run(&config, json),
             }
         }
     }
+}
+
+/// Starts logging to the terminal and to the config's `logfile`.
+fn start_logging(config: &Config, verbosity: i8) -> Result<()> {
+    logging::init(verbosity);
+    let logfile = config.path_value("logfile")?;
+    logging::set_file(logfile.as_deref()).map_err(|e| usage(format!("{e:#}")))?;
+    if config.flag("syslog")? {
+        let ident = match config.text("syslog_ident")? {
+            Some(ident) => ident,
+            None => config.job_name()?,
+        };
+        if let Err(e) = logging::set_syslog(Some(&ident)) {
+            log::warn!("{}; logging without it", error::one_line(&e));
+        }
+    }
+    log::debug!(
+        "loaded {} (section [{}])",
+        config.path().display(),
+        config.section()
+    );
+    for warning in config.warnings() {
+        log::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// A panic in any thread is a bug that leaves the other threads unsupervised: log it (to the
+/// log file too) and end the process. Open transactions roll back with their connections,
+/// and a pidfile left behind is taken over by the next start.
+fn stop_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let text = format!(
+            "thread {} panicked{place}: {message}; stopping the process",
+            thread.name().unwrap_or("unnamed")
+        );
+        log::error!("{text}");
+        if log::max_level() == log::LevelFilter::Off {
+            eprintln!("skyrep: {text}");
+        }
+        std::process::exit(1);
+    }));
 }

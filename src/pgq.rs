@@ -100,6 +100,12 @@ impl Snapshot {
     pub fn sees(&self, txid: i64) -> bool {
         txid < self.xmin || (txid < self.xmax && !self.xip.contains(&txid))
     }
+
+    /// Whether this snapshot sees every transaction that `other` sees.
+    pub fn covers(&self, other: &Snapshot) -> bool {
+        // What `other` sees lies below its xmax; below our xmax we miss only our xip.
+        other.xmax <= self.xmax && self.xip.iter().all(|&txid| !other.sees(txid))
+    }
 }
 
 /// A named consumer of one queue.
@@ -263,6 +269,11 @@ mod tests {
         assert!(s.sees(99) && s.sees(101) && s.sees(109));
         assert!(!s.sees(102) && !s.sees(105) && !s.sees(110) && !s.sees(200));
         assert!(Snapshot::parse("5:5:").unwrap().sees(4));
+        let copy = Snapshot::parse("100:110:102,105").unwrap();
+        let covers = |tick: &str| Snapshot::parse(tick).unwrap().covers(&copy);
+        assert!(covers("100:110:102,105") && covers("102:112:102,105,111") && covers("120:120:"));
+        // Misses 101, which the copy saw; or sees nothing from 100 up.
+        assert!(!covers("101:110:101") && !covers("100:100:") && !covers("99:109:"));
         assert!(Snapshot::parse("x:1:").is_err());
     }
 }

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::connstr::Resolved;
 use crate::copy;
 use crate::db;
-use crate::error::one_line;
+use crate::error::{Failures, one_line};
 use crate::names::TableName;
 use crate::pgq::{Batch, Consumer, Event};
 use crate::state::{
@@ -57,6 +57,8 @@ pub struct Job {
     pub loop_delay: Duration,
     /// Seconds to wait after an error.
     pub exception_sleep: Duration,
+    /// Age at which the threads replace their database connections.
+    pub connection_lifetime: Duration,
 }
 
 impl Job {
@@ -78,6 +80,7 @@ impl Job {
             consumer,
             loop_delay: config.seconds("loop_delay")?,
             exception_sleep: config.seconds("exception_sleep")?,
+            connection_lifetime: config.seconds("connection_lifetime")?,
         })
     }
 }
@@ -147,7 +150,8 @@ fn replay_loop(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>, copy_wake: 
 }
 
 /// Runs `session` of `thread` until it returns without error (asked to stop); after each
-/// error, logs and records it and pauses for `exception_sleep`.
+/// error, logs and records it and pauses: briefly after the first failure in a row (a
+/// dropped connection is often back at once), then for `exception_sleep`.
 pub(crate) fn sessions(
     job: &Job,
     thread: Thread,
@@ -159,13 +163,14 @@ pub(crate) fn sessions(
         thread,
         // A record may be left from an earlier run: clear it at the first success.
         recorded: true,
+        failures: Failures::default(),
     };
     loop {
-        match session(&mut last_error) {
+        let pause = match session(&mut last_error) {
             Ok(()) => return,
             Err(err) => last_error.record(&err),
-        }
-        if stopped_within(stop, job.exception_sleep) {
+        };
+        if stopped_within(stop, pause) {
             return;
         }
     }
@@ -179,14 +184,20 @@ pub(crate) struct LastError<'a> {
     thread: Thread,
     /// An error may be recorded.
     recorded: bool,
+    /// Sessions failed since the thread last got work done.
+    failures: Failures,
 }
 
 impl LastError<'_> {
-    /// Logs `err` and records it on a connection of its own (the session's may be broken or
-    /// inside a failed transaction). Where the subscriber cannot be reached it is only logged.
-    fn record(&mut self, err: &anyhow::Error) {
+    /// Logs `err` (an error that repeats the last one only at debug level) and records it
+    /// on a connection of its own (the session's may be broken or inside a failed
+    /// transaction); where the subscriber cannot be reached it is only logged. Returns the
+    /// pause before the next session.
+    fn record(&mut self, err: &anyhow::Error) -> Duration {
         let (thread, message) = (self.thread.name(), one_line(err));
-        log::error!("{thread}: {message}");
+        let pause = self
+            .failures
+            .failed(format!("{thread}: {message}"), self.job.exception_sleep);
         self.recorded = true;
         let job = self.job;
         match db::connect("subscriber_db", &job.subscriber) {
@@ -203,13 +214,53 @@ impl LastError<'_> {
                 }
             }
         }
+        pause
     }
 
     /// The thread got work done: clears a recorded error.
     pub(crate) fn succeeded(&mut self, subscriber: &mut impl GenericClient) -> Result<()> {
+        self.failures.recovered(self.thread.name());
         if self.recorded {
             status::clear_error(subscriber, &self.job.queue, &self.job.consumer, self.thread)?;
             self.recorded = false;
+        }
+        Ok(())
+    }
+}
+
+/// A thread's provider and subscriber connections with the applier that serves them,
+/// replaced once they are `connection_lifetime` old (a server-side session that lives for
+/// months collects memory and pins settings; a new one starts clean).
+pub(crate) struct Connections {
+    /// The provider connection.
+    pub provider: Client,
+    /// The subscriber connection.
+    pub subscriber: Client,
+    /// The applier, with statements prepared on `subscriber`.
+    pub applier: Applier,
+    opened: Instant,
+}
+
+impl Connections {
+    /// Connects to both databases.
+    pub fn open(job: &Job) -> Result<Connections> {
+        Ok(Connections {
+            provider: db::connect("provider_db", &job.provider)?,
+            subscriber: db::connect("subscriber_db", &job.subscriber)?,
+            applier: Applier::new(),
+            opened: Instant::now(),
+        })
+    }
+
+    /// Replaces the connections if they are `connection_lifetime` old. Call between units of
+    /// work, with no transaction open.
+    pub fn renew_if_old(&mut self, job: &Job) -> Result<()> {
+        if self.opened.elapsed() >= job.connection_lifetime {
+            log::debug!(
+                "renewing the database connections after {:?}",
+                job.connection_lifetime
+            );
+            *self = Connections::open(job)?;
         }
         Ok(())
     }
@@ -236,25 +287,30 @@ fn replay_session(
     copy_wake: &Sender<()>,
     last_error: &mut LastError,
 ) -> Result<()> {
-    let mut provider = db::connect("provider_db", &job.provider)?;
-    let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
+    let mut conns = Connections::open(job)?;
     let consumer = Consumer::new(&job.queue, &job.consumer);
-    let mut applier = Applier::new();
     loop {
         if stopped_within(stop, Duration::ZERO) {
             return Ok(());
         }
-        let tables = load_tables(&mut subscriber, &job.queue)?;
-        if hand_over(job, &mut subscriber, &tables, copy_wake)? {
+        conns.renew_if_old(job)?;
+        let Connections {
+            provider,
+            subscriber,
+            applier,
+            ..
+        } = &mut conns;
+        let tables = load_tables(subscriber, &job.queue)?;
+        if hand_over(job, subscriber, &tables, copy_wake)? {
             // A copy is finishing at our position: wait for it to say ok.
             if wait_for_tick(stop, woken, job.loop_delay) {
                 return Ok(());
             }
             continue;
         }
-        let Some(batch) = consumer.next_batch(&mut provider)? else {
+        let Some(batch) = consumer.next_batch(provider)? else {
             // Caught up with the queue.
-            last_error.succeeded(&mut subscriber)?;
+            last_error.succeeded(subscriber)?;
             if wait_for_tick(stop, woken, job.loop_delay) {
                 return Ok(());
             }
@@ -274,15 +330,15 @@ fn replay_session(
             }
         };
         let stats = apply_batch(
-            &mut provider,
-            &mut subscriber,
+            provider,
+            subscriber,
             &consumer,
             &batch,
-            &mut applier,
+            applier,
             &route,
             &mut |_| Ok(()),
         )?;
-        last_error.succeeded(&mut subscriber)?;
+        last_error.succeeded(subscriber)?;
         log::info!(
             "{{count: {}, ignored: {}, duration: {:.3}, lag: {:.1}}}",
             stats.applied,

@@ -1,24 +1,41 @@
-//! Turning SIGINT and SIGTERM into a clean stop.
+//! Signals of the long-running commands: SIGINT and SIGTERM stop, SIGHUP reloads.
 //!
-//! A dedicated thread waits for the signals and, on the first one, drops the only sender of
-//! a channel: every clone of the returned receiver then reports "disconnected", which the
-//! role loops treat as "stop now" (they wait on it instead of sleeping, so they stop at
-//! once). signal-hook rather than ctrlc: SIGHUP must later reload the config instead of
-//! stopping, and ctrlc runs one handler for all three.
+//! A dedicated thread waits for the signals. On the first SIGINT or SIGTERM it drops the only
+//! sender of a channel: every clone of the returned receiver then reports "disconnected", which
+//! the role loops treat as "stop now" (they wait on it instead of sleeping, so they stop at
+//! once). On SIGHUP it reads the config file again and reopens the log file (under its new
+//! name if `logfile` changed), so logrotate can move the file away; a config that no longer
+//! loads is logged and the running one kept. signal-hook rather than ctrlc: ctrlc runs one
+//! handler for all three signals and cannot tell a reload from a stop.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, bounded};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// A receiver that disconnects when the process gets SIGINT or SIGTERM.
-pub fn stop_on_signal() -> Result<Receiver<()>> {
+use crate::config::Config;
+use crate::error::one_line;
+use crate::logging;
+
+/// A receiver that disconnects when the process gets SIGINT or SIGTERM; SIGHUP reloads the
+/// config at `config_path` (see the module docs).
+pub fn stop_on_signal(config_path: &Path) -> Result<Receiver<()>> {
     let (stop, stopped) = bounded::<()>(0);
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    let config_path = config_path.to_path_buf();
+    let mut settings = Config::load(&config_path).map(|c| settings(&c)).ok();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    settings = reload(&config_path, settings.take());
+                    continue;
+                }
                 let name = if signal == SIGINT {
                     "SIGINT"
                 } else {
@@ -26,8 +43,70 @@ pub fn stop_on_signal() -> Result<Receiver<()>> {
                 };
                 log::info!("got {name}, shutting down");
                 drop(stop);
+                return;
             }
         })
         .context("starting the signal thread")?;
     Ok(stopped)
+}
+
+/// The config's keys and values, to tell what a reload changed.
+fn settings(config: &Config) -> BTreeMap<String, String> {
+    config
+        .keys()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+/// SIGHUP: loads the config again, reopens the log file; returns the settings now in force.
+fn reload(
+    path: &Path,
+    before: Option<BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!(
+                "got SIGHUP, but {} does not load, keeping the running config: {}",
+                path.display(),
+                one_line(&e)
+            );
+            return before;
+        }
+    };
+    let reopened = config
+        .path_value("logfile")
+        .and_then(|logfile| logging::set_file(logfile.as_deref()));
+    if let Err(e) = reopened {
+        log::error!(
+            "got SIGHUP, but the log file does not open: {}",
+            one_line(&e)
+        );
+    }
+    let after = settings(&config);
+    let changed: Vec<&str> = after
+        .iter()
+        .filter(|(key, value)| {
+            key.as_str() != "logfile"
+                && before.as_ref().and_then(|b| b.get(key.as_str())) != Some(value)
+        })
+        .map(|(key, _)| key.as_str())
+        .chain(
+            before
+                .iter()
+                .flat_map(|b| b.keys())
+                .filter(|key| !after.contains_key(key.as_str()))
+                .map(String::as_str),
+        )
+        .collect();
+    if changed.is_empty() {
+        log::info!("got SIGHUP: reopened the log file");
+    } else {
+        log::warn!(
+            "got SIGHUP: reopened the log file; changed settings take effect at the next \
+             start: {}",
+            changed.join(", ")
+        );
+    }
+    Some(after)
 }

@@ -22,7 +22,7 @@ use postgres::Client;
 use crate::config::Config;
 use crate::connstr::{ConnStr, Resolved};
 use crate::db;
-use crate::error::usage;
+use crate::error::{Failures, one_line, usage};
 use crate::names::quote_ident;
 
 /// How often the ticker does each of its jobs.
@@ -38,6 +38,8 @@ pub struct Settings {
     pub exception_sleep: Duration,
     /// Between checks for `pgq` (and, standalone, for new databases).
     pub check_period: Duration,
+    /// Age at which the connection is replaced.
+    pub connection_lifetime: Duration,
 }
 
 impl Settings {
@@ -49,6 +51,7 @@ impl Settings {
             retry_period: config.seconds("retry_period")?,
             exception_sleep: config.seconds("exception_sleep")?,
             check_period: config.seconds("check_period")?,
+            connection_lifetime: config.seconds("connection_lifetime")?,
         })
     }
 }
@@ -67,6 +70,8 @@ enum SessionEnd {
     Stopped,
     /// The database has no usable pgq; look again later.
     NoPgq,
+    /// The connection is `connection_lifetime` old; open a new one now.
+    Renew,
 }
 
 /// Ticks the database `conn` (called `name` in log lines) until `stop` disconnects. After
@@ -81,14 +86,22 @@ pub fn tick_database(
     wake: Option<&Sender<()>>,
 ) {
     let mut said_no_pgq = false;
+    let mut failures = Failures::default();
     loop {
-        let pause = match session(name, conn, settings, stop, wake, &mut said_no_pgq) {
+        let pause = match session(
+            name,
+            conn,
+            settings,
+            stop,
+            wake,
+            &mut said_no_pgq,
+            &mut failures,
+        ) {
             Ok(SessionEnd::Stopped) => return,
             Ok(SessionEnd::NoPgq) => settings.check_period,
-            Err(err) => {
-                log::error!("{name}: {}", crate::error::one_line(&err));
-                settings.exception_sleep
-            }
+            Ok(SessionEnd::Renew) => Duration::ZERO,
+            // The error's context names the database.
+            Err(err) => failures.failed(one_line(&err), settings.exception_sleep),
         };
         if stopped_within(stop, pause) {
             return;
@@ -108,6 +121,7 @@ fn session(
     stop: &Receiver<()>,
     wake: Option<&Sender<()>>,
     said_no_pgq: &mut bool,
+    failures: &mut Failures,
 ) -> Result<SessionEnd> {
     let mut client = db::connect(name, conn)?;
     let Some(version) = usable_pgq(&mut client).with_context(|| format!("{name}: checking pgq"))?
@@ -126,6 +140,7 @@ fn session(
         "{name}: pgq version {version} ok, ticking every {:?}",
         settings.ticker_period
     );
+    failures.recovered(name);
     let mut stats = Stats::default();
     let start = Instant::now();
     let mut next_retry = start;
@@ -162,6 +177,10 @@ fn session(
         if stopped_within(stop, settings.ticker_period) {
             log::info!("{name}: ticker stopped");
             return Ok(SessionEnd::Stopped);
+        }
+        if start.elapsed() >= settings.connection_lifetime {
+            log::debug!("{name}: renewing the connection");
+            return Ok(SessionEnd::Renew);
         }
     }
 }

@@ -9,6 +9,8 @@ mod cli;
 mod cluster;
 mod compare;
 mod connect;
+mod daemon;
+mod demo;
 mod docs;
 mod harness;
 mod pgq_sql;

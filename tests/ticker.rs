@@ -346,6 +346,7 @@ fn skyrep_ticks_and_consumes_real_pgq() {
         retry_period: Duration::from_secs(1),
         exception_sleep: Duration::from_secs(1),
         check_period: Duration::from_secs(1),
+        connection_lifetime: Duration::from_secs(1200),
     };
     let conn = ConnStr::parse(&cluster.connstr("postgres"))
         .unwrap()

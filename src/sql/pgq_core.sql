@@ -858,11 +858,14 @@ begin
         raise exception 'Event queue not created yet';
     end if;
 
-    select co_id into v_consumer_id from pgq.consumer where co_name = x_consumer_name
-       for update;
-    if not found then
-        insert into pgq.consumer (co_name) values (x_consumer_name)
-        returning co_id into v_consumer_id;
+    -- Two sessions may register the same new name at once: the unique name decides, and
+    -- the one that loses reads the winner's row.
+    insert into pgq.consumer (co_name) values (x_consumer_name)
+    on conflict (co_name) do nothing
+    returning co_id into v_consumer_id;
+    if v_consumer_id is null then
+        select co_id into v_consumer_id from pgq.consumer where co_name = x_consumer_name
+           for update;
     end if;
 
     if x_tick_pos is not null then
@@ -898,7 +901,12 @@ begin
         v_tick := x_tick_pos;
     end if;
     insert into pgq.subscription (sub_queue, sub_consumer, sub_last_tick)
-    values (v_queue_id, v_consumer_id, v_tick);
+    values (v_queue_id, v_consumer_id, v_tick)
+    on conflict (sub_queue, sub_consumer) do nothing;
+    -- Nothing inserted: a concurrent registration of the same consumer came first.
+    if not found then
+        return 0;
+    end if;
     return 1;
 end
 $$;

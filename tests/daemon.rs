@@ -1,0 +1,300 @@
+//! Running as a service: `-d`, the pidfile, `-s`/`-k`/`-r`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::replay::{Pair, stop};
+use crate::util::{process_alive, skyrep, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `skyrep [options] CONFIG [command]`.
+fn run(options: &[&str], conf: &Path, command: &[&str]) -> Output {
+    skyrep()
+        .args(options)
+        .arg(conf)
+        .args(command)
+        .output()
+        .expect("skyrep runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A replicating pair whose config has a pidfile and a logfile in its scratch dir.
+fn service() -> (Pair, PathBuf, PathBuf) {
+    let pair = Pair::new("create table ledger (id bigint primary key, note text);");
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger"]);
+    let pidfile = pair.dir.path().join("login.pid");
+    let logfile = pair.dir.path().join("login.log");
+    let conf = std::fs::read_to_string(&pair.conf).unwrap()
+        + &format!(
+            "pidfile = {}\nlogfile = {}\n",
+            pidfile.display(),
+            logfile.display()
+        );
+    std::fs::write(&pair.conf, conf).unwrap();
+    (pair, pidfile, logfile)
+}
+
+/// Kills a daemon the test started if the test ends early, so that it does not linger.
+struct Reaper(i32);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if process_alive(self.0) {
+            // SAFETY: sending a signal to a pid.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+fn pid_in(pidfile: &Path) -> i32 {
+    std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn daemon_starts_refuses_a_second_reloads_and_stops() {
+    let (pair, pidfile, logfile) = service();
+    let out = run(&["-d"], &pair.conf, &["replay"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = pid_in(&pidfile);
+    let _reaper = Reaper(pid);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("started, pid {pid}")
+    );
+    assert!(process_alive(pid));
+    pair.provider
+        .execute("insert into ledger values (1, 'while detached')");
+    pair.wait_equal(&[("ledger", "id")]);
+
+    // A second daemon of the same config, or the same job in the foreground, is refused.
+    for options in [&["-d"][..], &[]] {
+        let out = run(options, &pair.conf, &["replay"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("already running as pid {pid}")),
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(pid_in(&pidfile), pid, "the pidfile is left alone");
+
+    // -r after logrotate moved the log away: the daemon writes a new file.
+    let rotated = logfile.with_extension("log.1");
+    std::fs::rename(&logfile, &rotated).unwrap();
+    let out = run(&["-r"], &pair.conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("sent SIGHUP to pid {pid}")));
+    wait_until(WAIT, "a new log file after SIGHUP", || {
+        read(&logfile).contains("got SIGHUP: reopened the log file")
+    });
+    pair.provider
+        .execute("insert into ledger values (2, 'after reload')");
+    pair.wait_equal(&[("ledger", "id")]);
+    assert!(read(&rotated).contains("replaying queue login"));
+
+    // -s stops it safely and waits; the pidfile goes with it.
+    let out = run(&["-s"], &pair.conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("stopped pid {pid}")));
+    assert!(!process_alive(pid));
+    assert!(!pidfile.exists());
+    assert!(read(&logfile).contains("got SIGINT, shutting down"));
+
+    // Nothing to signal now.
+    let out = run(&["-k"], &pair.conf, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no daemon running"), "{}", text(&out));
+}
+
+#[test]
+fn a_stale_pidfile_is_taken_over_and_k_stops_at_once() {
+    let (pair, pidfile, logfile) = service();
+    // The pid of a process that has exited.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&pidfile, format!("{gone_pid}\n")).unwrap();
+    let out = run(&["-d"], &pair.conf, &["replay"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = pid_in(&pidfile);
+    let _reaper = Reaper(pid);
+    assert_ne!(pid, gone_pid as i32);
+    assert!(
+        read(&logfile).contains(&format!("taking over pidfile {}", pidfile.display())),
+        "{}",
+        read(&logfile)
+    );
+    let out = run(&["-k"], &pair.conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!process_alive(pid));
+    assert!(!pidfile.exists());
+    assert!(read(&logfile).contains("got SIGTERM, shutting down"));
+}
+
+#[test]
+fn daemon_options_are_checked_before_anything_starts() {
+    let pair = Pair::new("create table ledger (id bigint primary key, note text);");
+    let out = run(&["-d"], &pair.conf, &["replay"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("-d needs `logfile`"), "{}", text(&out));
+    let out = run(&["-d"], &pair.conf, &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not `status`"), "{}", text(&out));
+    let out = run(&["-s"], &pair.conf, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("has no `pidfile`"), "{}", text(&out));
+    let out = run(&["-s", "-k"], &pair.conf, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run(&["-s"], &pair.conf, &["replay"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("take only the config file"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Inserts ledger rows on the provider until stopped, riding out provider restarts:
+/// reconnects after an error and goes on with the next id (a row whose commit was cut off
+/// may or may not be there; either way both sides must agree).
+fn resilient_writer(connstr: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<i64> {
+    std::thread::spawn(move || {
+        let mut next: i64 = 1;
+        let mut client: Option<postgres::Client> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let c = match client.as_mut() {
+                Some(c) => c,
+                None => match postgres::Client::connect(&connstr, postgres::NoTls) {
+                    Ok(c) => client.insert(c),
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                },
+            };
+            let inserted = c.execute(
+                "insert into ledger (id, note) values ($1, 'row') on conflict do nothing",
+                &[&next],
+            );
+            match inserted {
+                Ok(_) => next += 1,
+                Err(_) => client = None,
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        next - 1
+    })
+}
+
+#[test]
+fn replay_rides_out_a_restart_of_either_server_under_load() {
+    let mut pair = Pair::new("create table ledger (id bigint primary key, note text);");
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger"]);
+    let mut replay = pair.start_replay();
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let writer = resilient_writer(pair.provider.connstr("postgres"), stop_writer.clone());
+    let rows_on_provider = |pair: &Pair| -> i64 {
+        pair.provider
+            .query_strings("postgres", "select count(*) from ledger")[0][0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    wait_until(WAIT, "the copy is done", || {
+        pair.states().iter().all(|(_, state)| state == "ok")
+    });
+    let recoveries = |pair: &Pair| pair.replay_log().matches("replay: working again").count();
+    wait_until(WAIT, "some rows", || rows_on_provider(&pair) > 100);
+    pair.subscriber.restart();
+    wait_until(WAIT, "replay back after the subscriber restart", || {
+        recoveries(&pair) >= 1
+    });
+    let before = rows_on_provider(&pair);
+    wait_until(WAIT, "more rows", || rows_on_provider(&pair) > before + 100);
+    let recovered = recoveries(&pair);
+    pair.provider.restart();
+    wait_until(WAIT, "replay back after the provider restart", || {
+        recoveries(&pair) > recovered
+    });
+    let before = rows_on_provider(&pair);
+    wait_until(WAIT, "writes after the provider restart", || {
+        rows_on_provider(&pair) > before + 100
+    });
+    stop_writer.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    pair.wait_equal(&[("ledger", "id")]);
+    assert!(written > 300, "{written}");
+    let log = pair.replay_log();
+    assert!(
+        log.contains("replay: "),
+        "the lost connection is logged: {log}"
+    );
+    assert!(log.contains("working again after"), "{log}");
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
+#[test]
+fn connections_are_renewed_after_connection_lifetime() {
+    let pair = Pair::new("create table ledger (id bigint primary key, note text);");
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger"]);
+    let conf = std::fs::read_to_string(&pair.conf).unwrap() + "connection_lifetime = 1\n";
+    std::fs::write(&pair.conf, conf).unwrap();
+    let mut replay = pair.start_replay();
+    // skyrep's sessions on each server, by backend pid.
+    let sessions = |cluster: &crate::cluster::Cluster| -> Vec<String> {
+        cluster
+            .query_strings(
+                "postgres",
+                "select pid::text from pg_stat_activity \
+                 where application_name = 'skyrep/login_sub' order by pid",
+            )
+            .into_iter()
+            .map(|row| row[0].clone().unwrap())
+            .collect()
+    };
+    wait_until(WAIT, "replay connected", || {
+        pair.states().iter().all(|(_, s)| s == "ok") && !sessions(&pair.subscriber).is_empty()
+    });
+    let (provider_before, subscriber_before) =
+        (sessions(&pair.provider), sessions(&pair.subscriber));
+    wait_until(WAIT, "every session replaced", || {
+        let (p, s) = (sessions(&pair.provider), sessions(&pair.subscriber));
+        !p.is_empty()
+            && !s.is_empty()
+            && p.iter().all(|pid| !provider_before.contains(pid))
+            && s.iter().all(|pid| !subscriber_before.contains(pid))
+    });
+    pair.provider
+        .execute("insert into ledger values (1, 'after renewal')");
+    pair.wait_equal(&[("ledger", "id")]);
+    assert!(
+        !pair.replay_log().contains("ERROR"),
+        "{}",
+        pair.replay_log()
+    );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
