@@ -15,10 +15,13 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use crossbeam_channel::{Receiver, select};
-use postgres::{Client, IsolationLevel};
+use crossbeam_channel::{Receiver, bounded, select};
+use postgres::{CancelToken, Client, IsolationLevel};
 
 use crate::apply::Applier;
+use crate::connstr::Resolved;
+use crate::db;
+use crate::error::one_line;
 use crate::names::{TableName, quote_ident};
 use crate::pgq::{Consumer, Snapshot};
 use crate::replay::{Connections, Job, LastError, Route, apply_batch, sessions, stopped_within};
@@ -35,6 +38,32 @@ pub fn run(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) {
     sessions(job, Thread::Copy, stop, |last_error| {
         session(job, stop, woken, last_error)
     });
+}
+
+/// Runs `work`; if `stop` disconnects meanwhile, cancels the statement running in the
+/// provider session of `token` so that `work` ends with an error instead of running on.
+fn until_stopped<T>(
+    stop: &Receiver<()>,
+    token: &CancelToken,
+    provider: &Resolved,
+    work: impl FnOnce() -> T,
+) -> T {
+    let (done, finished) = bounded::<()>(0);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            select! {
+                recv(stop) -> _ => {
+                    if let Err(e) = db::cancel(token, provider) {
+                        log::warn!("{}", one_line(&e));
+                    }
+                }
+                recv(finished) -> _ => {}
+            }
+        });
+        let result = work();
+        drop(done);
+        result
+    })
 }
 
 /// The snapshot of tick `tick` of `queue`.
@@ -94,7 +123,7 @@ fn session(
             continue;
         };
         match table.state {
-            MergeState::InCopy => copy_table(job, provider, subscriber, table)?,
+            MergeState::InCopy => copy_table(job, stop, provider, subscriber, table)?,
             MergeState::CatchingUp => {
                 if !catch_up(job, provider, subscriber, applier, table, None)? {
                     // Caught up with the queue: ask replay to take over.
@@ -132,11 +161,13 @@ fn position(provider: &mut Client, consumer: &Consumer) -> Result<i64> {
 /// `in-copy` → `catching-up`: copies the table in one subscriber transaction.
 fn copy_table(
     job: &Job,
+    stop: &Receiver<()>,
     provider: &mut Client,
     subscriber: &mut Client,
     table: &SubscriberTable,
 ) -> Result<()> {
     let consumer = copy_consumer(job, &table.table);
+    let cancel = provider.cancel_token();
     // Register first, at the queue's newest tick, so that no event table the copy will need
     // is rotated away while the COPY runs; it is moved to the copy's own tick below.
     consumer.unregister(provider)?;
@@ -170,24 +201,29 @@ fn copy_table(
         "{}: copying from the provider (snapshot {snapshot}, tick {tick})",
         table.table
     );
-    let mut reader = ptx
-        .copy_out(&format!(
-            "copy (select {column_list} from only {}) to stdout",
-            table.table.quoted()
-        ))
-        .with_context(|| format!("reading {} from the provider", table.table))?;
-    let mut writer = stx
-        .copy_in(&format!(
-            "copy {} ({column_list}) from stdin",
-            table.dest.quoted()
-        ))
-        .with_context(|| format!("writing {}", table.dest))?;
-    let bytes =
-        pipe(&mut reader, &mut writer).with_context(|| format!("copying {}", table.table))?;
-    drop(reader);
-    let rows = writer
-        .finish()
-        .with_context(|| format!("finishing the copy of {}", table.dest))?;
+    // A stop cancels the COPY (also while it waits for a lock): it is rolled back and starts
+    // again at the next run.
+    let (bytes, rows) = until_stopped(stop, &cancel, &job.provider, || -> Result<(u64, u64)> {
+        let mut reader = ptx
+            .copy_out(&format!(
+                "copy (select {column_list} from only {}) to stdout",
+                table.table.quoted()
+            ))
+            .with_context(|| format!("reading {} from the provider", table.table))?;
+        let mut writer = stx
+            .copy_in(&format!(
+                "copy {} ({column_list}) from stdin",
+                table.dest.quoted()
+            ))
+            .with_context(|| format!("writing {}", table.dest))?;
+        let bytes =
+            pipe(&mut reader, &mut writer).with_context(|| format!("copying {}", table.table))?;
+        drop(reader);
+        let rows = writer
+            .finish()
+            .with_context(|| format!("finishing the copy of {}", table.dest))?;
+        Ok((bytes, rows))
+    })?;
     ptx.commit()?;
     // The copy consumer starts at the last tick the snapshot saw: later batches hold every
     // event the snapshot missed (and some it saw, which catching up skips).

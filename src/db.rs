@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use postgres::Client;
 use postgres::config::{ChannelBinding, TargetSessionAttrs};
+use postgres::{CancelToken, Client};
 
 use crate::connstr::{Resolved, is_socket_dir};
 use crate::tls;
@@ -23,6 +23,15 @@ pub fn connect(name: &str, conn: &Resolved) -> Result<Client> {
     let tls = tls::connector(conn.sslmode, conn.sslrootcert.as_deref()).with_context(what)?;
     log::debug!("{name}: connecting to {}", conn.describe());
     config.connect(tls).with_context(what)
+}
+
+/// Asks the server `conn` to cancel whatever the session of `token` runs now; for stopping a
+/// long statement from another thread.
+pub fn cancel(token: &CancelToken, conn: &Resolved) -> Result<()> {
+    let tls = tls::connector(conn.sslmode, conn.sslrootcert.as_deref())?;
+    token
+        .cancel_query(tls)
+        .with_context(|| format!("sending a cancel request to {}", conn.describe()))
 }
 
 fn build_config(name: &str, conn: &Resolved) -> Result<postgres::Config> {

@@ -168,6 +168,11 @@ pub(crate) fn sessions(
     loop {
         let pause = match session(&mut last_error) {
             Ok(()) => return,
+            // Stopping may cut a statement short (a cancelled COPY): not a failure.
+            Err(err) if stopped_within(stop, Duration::ZERO) => {
+                log::info!("{}: stopped: {}", thread.name(), one_line(&err));
+                return;
+            }
             Err(err) => last_error.record(&err),
         };
         if stopped_within(stop, pause) {

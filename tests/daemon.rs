@@ -298,3 +298,39 @@ fn connections_are_renewed_after_connection_lifetime() {
     );
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn a_stop_cancels_a_running_copy_and_the_next_start_copies_again() {
+    let pair = Pair::new("create table big (id int primary key, pad text);");
+    pair.provider
+        .execute("insert into big select g, 'row ' || g from generate_series(1, 1000) g");
+    pair.ok(&["provider", "add", "big"]);
+    let mut replay = pair.start_replay();
+    // The provider table is locked, so the copy's COPY waits, as a long one would run.
+    let mut locker = pair.provider.connect("postgres");
+    locker
+        .batch_execute("begin; lock table big in access exclusive mode")
+        .unwrap();
+    pair.ok(&["subscriber", "add", "big"]);
+    wait_until(WAIT, "the copy is running", || {
+        pair.replay_log()
+            .contains("public.big: copying from the provider")
+    });
+    assert_eq!(
+        stop(&mut replay, libc::SIGINT),
+        Some(0),
+        "{}",
+        pair.replay_log()
+    );
+    let log = pair.replay_log();
+    assert!(log.contains("INFO copy: stopped: "), "{log}");
+    assert!(!log.contains(" ERROR "), "a stop is no failure: {log}");
+    assert_eq!(
+        pair.states(),
+        [("public.big".to_string(), "in-copy".to_string())]
+    );
+    locker.batch_execute("rollback").unwrap();
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("big", "id")]);
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
