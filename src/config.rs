@@ -9,6 +9,8 @@
 //! stops the program before it touches a database.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -35,6 +37,27 @@ struct Entry {
     key: String,
     value: String,
     line: usize,
+}
+
+/// A number of seconds that a reload of the config (SIGHUP) can change while threads use it.
+#[derive(Clone, Debug)]
+pub struct LiveSeconds(Arc<AtomicU64>);
+
+impl LiveSeconds {
+    /// Starts at `value`.
+    pub fn new(value: Duration) -> LiveSeconds {
+        LiveSeconds(Arc::new(AtomicU64::new(value.as_nanos() as u64)))
+    }
+
+    /// The value now.
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Changes the value for every holder.
+    pub fn set(&self, value: Duration) {
+        self.0.store(value.as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 impl Config {

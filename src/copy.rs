@@ -319,14 +319,14 @@ fn catch_up(
         let Some(batch) = consumer.next_batch(provider)? else {
             if target.is_some() {
                 // The tick replay waits at is not there yet for this consumer: look again soon.
-                std::thread::sleep(job.loop_delay);
+                std::thread::sleep(job.loop_delay.get());
                 continue;
             }
             if !tick_snapshot(provider, &job.queue, at)?.covers(&snapshot) {
                 // The copy saw transactions that committed after tick `at`: their events come
                 // in a batch still to be ticked, which this copy must take (and skip) itself,
                 // or replay would apply them again.
-                std::thread::sleep(job.loop_delay);
+                std::thread::sleep(job.loop_delay.get());
                 continue;
             }
             log::info!(

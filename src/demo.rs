@@ -66,7 +66,7 @@ pub fn run() -> Result<()> {
     let config_path = scratch.path.join(CONFIG_FILE);
     let mut tour = Tour {
         steps: 0,
-        interrupted: signals::stop_on_signal(&config_path)?,
+        interrupted: signals::stop_on_signal(&config_path, &[])?,
     };
     output::line(
         "skyrep demo: a login service replicated between two throwaway PostgreSQL servers.\n\
@@ -281,14 +281,15 @@ fn tour_servers(
 
     tour.step("Starting the replay daemon: ticker, replay and copy threads in one process")?;
     tour.command("replay")?;
+    let job = replay::Job::from_config(&config)?;
     thread::scope(|scope| {
         // Dropped on every way out of this closure, which stops replay and the writes.
         let (stop, stopped) = bounded::<()>(0);
         let replay = thread::Builder::new()
             .name("replay".into())
             .spawn_scoped(scope, {
-                let (config, stopped) = (&config, stopped.clone());
-                move || replay::run(config, stopped)
+                let (job, config, stopped) = (&job, &config, stopped.clone());
+                move || replay::run(job, config, stopped)
             })
             .context("starting the replay daemon")?;
         let result =

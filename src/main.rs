@@ -86,8 +86,18 @@ fn run() -> Result<()> {
                 Command::SubscriberTables => Subscriber::connect(&config)?.tables(),
                 Command::SubscriberRegister => Subscriber::connect(&config)?.register(),
                 Command::SubscriberUnregister => Subscriber::connect(&config)?.unregister(),
-                Command::Ticker => ticker::run(&config, signals::stop_on_signal(config.path())?),
-                Command::Replay => replay::run(&config, signals::stop_on_signal(config.path())?),
+                Command::Ticker => {
+                    ticker::run(&config, signals::stop_on_signal(config.path(), &[])?)
+                }
+                Command::Replay => {
+                    let job = replay::Job::from_config(&config)?;
+                    let live = [("loop_delay", job.loop_delay.clone())];
+                    replay::run(
+                        &job,
+                        &config,
+                        signals::stop_on_signal(config.path(), &live)?,
+                    )
+                }
                 Command::Compare { tables } => compare::compare(&config, &tables),
                 Command::Repair { tables, apply } => repair::repair(&config, &tables, apply),
                 Command::Status { json } => status::run(&config, json),

@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
 use postgres::{Client, GenericClient, Transaction};
 
 use crate::apply::{Applier, Decoded, decode};
-use crate::config::Config;
+use crate::config::{Config, LiveSeconds};
 use crate::connstr::Resolved;
 use crate::copy;
 use crate::db;
@@ -53,8 +53,8 @@ pub struct Job {
     pub provider: Resolved,
     /// Where the tables are applied.
     pub subscriber: Resolved,
-    /// Seconds to wait for a batch when no tick wakes the thread.
-    pub loop_delay: Duration,
+    /// Seconds to wait for a batch when no tick wakes the thread (changes on reload).
+    pub loop_delay: LiveSeconds,
     /// Seconds to wait after an error.
     pub exception_sleep: Duration,
     /// Age at which the threads replace their database connections.
@@ -78,7 +78,7 @@ impl Job {
             provider: resolve("provider_db")?,
             subscriber: resolve("subscriber_db")?,
             consumer,
-            loop_delay: config.seconds("loop_delay")?,
+            loop_delay: LiveSeconds::new(config.seconds("loop_delay")?),
             exception_sleep: config.seconds("exception_sleep")?,
             connection_lifetime: config.seconds("connection_lifetime")?,
         })
@@ -86,8 +86,7 @@ impl Job {
 }
 
 /// Runs the daemon until `stop` disconnects.
-pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
-    let job = Job::from_config(config)?;
+pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
     let ticker_settings = ticker::Settings::from_config(config)?;
     let run_ticker = config.flag("ticker")?;
     let (wake, woken) = bounded::<()>(1);
@@ -100,10 +99,10 @@ pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
         job.consumer
     );
     // Register before the ticker thread starts, so that no tick passes events by unseen.
-    register(&job)?;
+    register(job)?;
     std::thread::scope(|scope| -> Result<()> {
         if run_ticker {
-            let (job, stop, wake) = (&job, &stop, &wake);
+            let (stop, wake) = (&stop, &wake);
             std::thread::Builder::new()
                 .name("ticker".into())
                 .spawn_scoped(scope, move || {
@@ -118,13 +117,13 @@ pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
                 .context("starting the ticker thread")?;
         }
         {
-            let (job, stop) = (&job, &stop);
+            let stop = &stop;
             std::thread::Builder::new()
                 .name("copy".into())
                 .spawn_scoped(scope, move || copy::run(job, stop, &copy_woken))
                 .context("starting the copy thread")?;
         }
-        replay_loop(&job, &stop, &woken, &copy_wake);
+        replay_loop(job, &stop, &woken, &copy_wake);
         Ok(())
     })
 }
@@ -308,7 +307,7 @@ fn replay_session(
         let tables = load_tables(subscriber, &job.queue)?;
         if hand_over(job, subscriber, &tables, copy_wake)? {
             // A copy is finishing at our position: wait for it to say ok.
-            if wait_for_tick(stop, woken, job.loop_delay) {
+            if wait_for_tick(stop, woken, job.loop_delay.get()) {
                 return Ok(());
             }
             continue;
@@ -316,7 +315,7 @@ fn replay_session(
         let Some(batch) = consumer.next_batch(provider)? else {
             // Caught up with the queue.
             last_error.succeeded(subscriber)?;
-            if wait_for_tick(stop, woken, job.loop_delay) {
+            if wait_for_tick(stop, woken, job.loop_delay.get()) {
                 return Ok(());
             }
             continue;

@@ -3,9 +3,10 @@
 //! A dedicated thread waits for the signals. On the first SIGINT or SIGTERM it drops the only
 //! sender of a channel: every clone of the returned receiver then reports "disconnected", which
 //! the role loops treat as "stop now" (they wait on it instead of sleeping, so they stop at
-//! once). On SIGHUP it reads the config file again and reopens the log file (under its new
-//! name if `logfile` changed), so logrotate can move the file away; a config that no longer
-//! loads is logged and the running one kept. signal-hook rather than ctrlc: ctrlc runs one
+//! once). On SIGHUP it reads the config file again, reopens the log file (under its new name
+//! if `logfile` changed) so that logrotate can move the file away, and sets the settings that
+//! change live (such as `loop_delay`); a config that no longer loads is logged and the
+//! running one kept. signal-hook rather than ctrlc: ctrlc runs one
 //! handler for all three signals and cannot tell a reload from a stop.
 
 use std::collections::BTreeMap;
@@ -16,13 +17,17 @@ use crossbeam_channel::{Receiver, bounded};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::Config;
+use crate::config::{Config, LiveSeconds};
 use crate::error::one_line;
 use crate::logging;
 
 /// A receiver that disconnects when the process gets SIGINT or SIGTERM; SIGHUP reloads the
-/// config at `config_path` (see the module docs).
-pub fn stop_on_signal(config_path: &Path) -> Result<Receiver<()>> {
+/// config at `config_path` and sets each `live` value from its key (see the module docs).
+pub fn stop_on_signal(
+    config_path: &Path,
+    live: &[(&'static str, LiveSeconds)],
+) -> Result<Receiver<()>> {
+    let live = live.to_vec();
     let (stop, stopped) = bounded::<()>(0);
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
@@ -33,7 +38,7 @@ pub fn stop_on_signal(config_path: &Path) -> Result<Receiver<()>> {
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    settings = reload(&config_path, settings.take());
+                    settings = reload(&config_path, &live, settings.take());
                     continue;
                 }
                 let name = if signal == SIGINT {
@@ -61,6 +66,7 @@ fn settings(config: &Config) -> BTreeMap<String, String> {
 /// SIGHUP: loads the config again, reopens the log file; returns the settings now in force.
 fn reload(
     path: &Path,
+    live: &[(&'static str, LiveSeconds)],
     before: Option<BTreeMap<String, String>>,
 ) -> Option<BTreeMap<String, String>> {
     let config = match Config::load(path) {
@@ -83,11 +89,21 @@ fn reload(
             one_line(&e)
         );
     }
+    let mut applied = vec!["logfile"];
+    for (key, value) in live {
+        match config.seconds(key) {
+            Ok(seconds) => {
+                value.set(seconds);
+                applied.push(key);
+            }
+            Err(e) => log::error!("got SIGHUP, but {}", one_line(&e)),
+        }
+    }
     let after = settings(&config);
     let changed: Vec<&str> = after
         .iter()
         .filter(|(key, value)| {
-            key.as_str() != "logfile"
+            !applied.contains(&key.as_str())
                 && before.as_ref().and_then(|b| b.get(key.as_str())) != Some(value)
         })
         .map(|(key, _)| key.as_str())
@@ -99,12 +115,21 @@ fn reload(
                 .map(String::as_str),
         )
         .collect();
+    let now: Vec<String> = live
+        .iter()
+        .map(|(key, value)| format!("{key} = {:?}", value.get()))
+        .collect();
+    let now = if now.is_empty() {
+        String::new()
+    } else {
+        format!("; in force now: {}", now.join(", "))
+    };
     if changed.is_empty() {
-        log::info!("got SIGHUP: reopened the log file");
+        log::info!("got SIGHUP: reopened the log file{now}");
     } else {
         log::warn!(
-            "got SIGHUP: reopened the log file; changed settings take effect at the next \
-             start: {}",
+            "got SIGHUP: reopened the log file{now}; changed settings that take effect at \
+             the next start: {}",
             changed.join(", ")
         );
     }

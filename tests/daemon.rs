@@ -99,14 +99,23 @@ fn daemon_starts_refuses_a_second_reloads_and_stops() {
     }
     assert_eq!(pid_in(&pidfile), pid, "the pidfile is left alone");
 
-    // -r after logrotate moved the log away: the daemon writes a new file.
+    // -r after logrotate moved the log away and the config changed: the daemon writes a
+    // new file, applies loop_delay at once and says what waits for a restart.
     let rotated = logfile.with_extension("log.1");
     std::fs::rename(&logfile, &rotated).unwrap();
+    let conf = std::fs::read_to_string(&pair.conf).unwrap()
+        + "loop_delay = 0.5
+maint_period = 60
+";
+    std::fs::write(&pair.conf, conf).unwrap();
     let out = run(&["-r"], &pair.conf, &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(&format!("sent SIGHUP to pid {pid}")));
     wait_until(WAIT, "a new log file after SIGHUP", || {
-        read(&logfile).contains("got SIGHUP: reopened the log file")
+        read(&logfile).contains(
+            "got SIGHUP: reopened the log file; in force now: loop_delay = 500ms; changed \
+             settings that take effect at the next start: maint_period",
+        )
     });
     pair.provider
         .execute("insert into ledger values (2, 'after reload')");
