@@ -1,4 +1,7 @@
-//! The copy thread: the initial copy of a newly added table and its hand-over to replay.
+//! The copy threads: the initial copy of a newly added table and its hand-over to replay.
+//!
+//! `parallel_copies` threads work side by side, each on one table at a time; a lock held by
+//! the thread's subscriber session ([`claim`]) keeps two threads off one table.
 //!
 //! For a table in state `in-copy` it registers a copy consumer on the queue, opens a
 //! REPEATABLE READ transaction on the provider, records its snapshot and the queue's last
@@ -30,14 +33,32 @@ use crate::state::{
 };
 use crate::status::Thread;
 
-/// How long the copy thread sleeps when it has nothing to do and nobody wakes it.
+/// How long a copy thread sleeps when it has nothing to do and nobody wakes it.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// The copy thread: works on tables in copy-owned states until asked to stop.
+/// A copy thread: works on tables in copy-owned states until asked to stop.
 pub fn run(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) {
     sessions(job, Thread::Copy, stop, |last_error| {
         session(job, stop, woken, last_error)
     });
+}
+
+/// Takes (`take`) or gives back the right of this copy thread to work on `table`: a lock
+/// held by its subscriber session, so that the pool's threads never work on one table at
+/// once and a thread that dies gives the table back with its connection. Taking returns
+/// false if another thread holds it.
+fn claim(subscriber: &mut Client, queue: &str, table: &TableName, take: bool) -> Result<bool> {
+    let sql = if take {
+        "select pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('skyrep copy'), \
+                pg_catalog.hashtext($1 || ' ' || $2))"
+    } else {
+        "select pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('skyrep copy'), \
+                pg_catalog.hashtext($1 || ' ' || $2))"
+    };
+    let row = subscriber
+        .query_one(sql, &[&queue, &table.qualified()])
+        .with_context(|| format!("claiming {table} for a copy thread"))?;
+    Ok(row.get(0))
 }
 
 /// Runs `work`; if `stop` disconnects meanwhile, cancels the statement running in the
@@ -107,12 +128,19 @@ fn session(
             ..
         } = &mut conns;
         let tables = load_tables(subscriber, &job.queue)?;
-        let work = tables.iter().find(|t| {
+        // The first copy-owned table that no other copy thread works on.
+        let mut work = None;
+        for table in tables.iter().filter(|t| {
             matches!(
                 t.state,
                 MergeState::InCopy | MergeState::CatchingUp | MergeState::DoSync(_)
             )
-        });
+        }) {
+            if claim(subscriber, &job.queue, &table.table, true)? {
+                work = Some(table);
+                break;
+            }
+        }
         let Some(table) = work else {
             last_error.succeeded(subscriber)?;
             select! {
@@ -143,6 +171,7 @@ fn session(
             }
             _ => unreachable!("filtered above"),
         }
+        claim(subscriber, &job.queue, &table.table, false)?;
         last_error.succeeded(subscriber)?;
     }
 }

@@ -1,10 +1,11 @@
 //! `replay` (alias `worker`): the replication daemon.
 //!
-//! One process, three threads (SPEC §6): the ticker thread (unless `ticker = off`) ticks the
-//! provider queue and wakes the replay thread after each tick; the replay thread (this
+//! One process, one thread per role (SPEC §6): the ticker thread (unless `ticker = off`) ticks
+//! the provider queue and wakes the replay thread after each tick; the replay thread (this
 //! module) takes each batch and applies its events for tables in state `ok` to the
-//! subscriber in one transaction, together with the record of the applied tick; the copy
-//! thread ([`crate::copy`]) copies new tables and hands them over. They share no memory: the
+//! subscriber in one transaction, together with the record of the applied tick, and hands
+//! new tables to the `parallel_copies` copy threads ([`crate::copy`]), which copy them and
+//! hand them back. They share no memory: the
 //! merge states in the subscriber database are the truth, channels only carry wake-ups.
 //!
 //! Exactly once: the subscriber stores the last applied tick of the consumer in
@@ -59,6 +60,8 @@ pub struct Job {
     pub exception_sleep: Duration,
     /// Age at which the threads replace their database connections.
     pub connection_lifetime: Duration,
+    /// Copy threads: tables copied at the same time.
+    pub parallel_copies: u32,
 }
 
 impl Job {
@@ -81,6 +84,7 @@ impl Job {
             loop_delay: LiveSeconds::new(config.seconds("loop_delay")?),
             exception_sleep: config.seconds("exception_sleep")?,
             connection_lifetime: config.seconds("connection_lifetime")?,
+            parallel_copies: config.count("parallel_copies")?,
         })
     }
 }
@@ -90,7 +94,7 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
     let ticker_settings = ticker::Settings::from_config(config)?;
     let run_ticker = config.flag("ticker")?;
     let (wake, woken) = bounded::<()>(1);
-    let (copy_wake, copy_woken) = bounded::<()>(1);
+    let (copy_wake, copy_woken) = bounded::<()>(job.parallel_copies as usize);
     log::info!(
         "replaying queue {} from {} to {} as {}",
         job.queue,
@@ -116,12 +120,12 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
                 })
                 .context("starting the ticker thread")?;
         }
-        {
-            let stop = &stop;
+        for n in 1..=job.parallel_copies {
+            let (stop, copy_woken) = (&stop, &copy_woken);
             std::thread::Builder::new()
-                .name("copy".into())
-                .spawn_scoped(scope, move || copy::run(job, stop, &copy_woken))
-                .context("starting the copy thread")?;
+                .name(format!("copy-{n}"))
+                .spawn_scoped(scope, move || copy::run(job, stop, copy_woken))
+                .context("starting a copy thread")?;
         }
         replay_loop(job, &stop, &woken, &copy_wake);
         Ok(())
@@ -369,13 +373,19 @@ fn hand_over(
     {
         return Ok(true);
     }
-    let copying = tables.iter().any(|t| {
-        matches!(
-            t.state,
-            MergeState::InCopy | MergeState::CatchingUp | MergeState::WannaSync(_)
-        )
-    });
-    if !copying && let Some(next) = tables.iter().find(|t| t.state == MergeState::New) {
+    // New tables go to the copy threads, as many at a time as there are threads.
+    let copying = tables
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.state,
+                MergeState::InCopy | MergeState::CatchingUp | MergeState::WannaSync(_)
+            )
+        })
+        .count();
+    let free = (job.parallel_copies as usize).saturating_sub(copying);
+    let new = tables.iter().filter(|t| t.state == MergeState::New);
+    for next in new.take(free) {
         set_state(
             subscriber,
             &job.queue,
@@ -385,7 +395,6 @@ fn hand_over(
             None,
         )?;
         let _ = copy_wake.try_send(());
-        return Ok(false);
     }
     for table in tables {
         if let MergeState::WannaSync(tick) = table.state {

@@ -609,3 +609,66 @@ fn quick_copies_of_tables_under_inserts_apply_nothing_twice() {
     assert!(!log.contains("ERROR"), "{log}");
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn parallel_copies_copy_tables_side_by_side() {
+    let pair = Pair::new(
+        "create table a (id int primary key, v text); create table b (id int primary key, v text);
+         create table c (id int primary key, v text);",
+    );
+    for table in ["a", "b", "c"] {
+        pair.provider.execute(&format!(
+            "insert into {table} select g, 'v' || g from generate_series(1, 20000) g"
+        ));
+    }
+    pair.ok(&["provider", "add", "--all"]);
+    // The COPYs of a and b wait for this lock, as long copies would run.
+    let mut locker = pair.provider.connect("postgres");
+    locker
+        .batch_execute("begin; lock table a, b in access exclusive mode")
+        .unwrap();
+    let copying = |table: &str| {
+        pair.replay_log()
+            .matches(&format!("public.{table}: copying from the provider"))
+            .count()
+    };
+    let state = |table: &str| -> String {
+        let states = pair.states();
+        let found = states.iter().find(|(t, _)| t == &format!("public.{table}"));
+        found.map(|(_, s)| s.clone()).unwrap_or_default()
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + WAIT;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "never {what}:\n{}",
+                pair.replay_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // One copy thread (the default): while a is copied, b and c wait their turn.
+    let mut replay = pair.start_replay();
+    pair.ok(&["subscriber", "add", "a", "b", "c"]);
+    wait("a copying", &|| copying("a") == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!((state("b"), state("c")), ("new".into(), "new".into()));
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+
+    // Three: a and b are copied at the same time, and c gets done meanwhile.
+    let conf = std::fs::read_to_string(&pair.conf).unwrap() + "parallel_copies = 3\n";
+    std::fs::write(&pair.conf, conf).unwrap();
+    let mut replay = pair.start_replay();
+    wait("a and b copying together, c done", &|| {
+        copying("a") == 2 && copying("b") == 1 && state("c") == "ok"
+    });
+    assert_eq!(
+        (state("a"), state("b")),
+        ("in-copy".into(), "in-copy".into())
+    );
+    locker.batch_execute("rollback").unwrap();
+    pair.wait_equal(&[("a", "id"), ("b", "id"), ("c", "id")]);
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
