@@ -52,6 +52,12 @@ Commands:
   subscriber remove TABLE...
                     stop applying events to them; their data is left alone
   subscriber tables one row per table: table_name  merge_state  table_attrs
+  subscriber fkeys [pending|active]
+                    foreign keys set aside while a table is copied (active: in place)
+  subscriber triggers [pending|active]
+                    triggers set aside while a table is copied (active: in place)
+  subscriber restore-triggers TABLE [TRIGGER]
+                    put the triggers set aside on TABLE back now
   subscriber register
                     register the job's consumer on the provider queue
   subscriber unregister
@@ -166,6 +172,23 @@ pub enum Command {
     },
     /// List the subscriber's tables and their states.
     SubscriberTables,
+    /// List foreign keys set aside for a copy, or in place.
+    SubscriberFkeys {
+        /// Those in place instead of those set aside.
+        active: bool,
+    },
+    /// List triggers set aside for a copy, or in place.
+    SubscriberTriggers {
+        /// Those in place instead of those set aside.
+        active: bool,
+    },
+    /// Put triggers set aside back now.
+    SubscriberRestoreTriggers {
+        /// The table as typed.
+        table: String,
+        /// Only this trigger.
+        trigger: Option<String>,
+    },
     /// Register the consumer on the provider queue.
     SubscriberRegister,
     /// Unregister the consumer.
@@ -328,6 +351,9 @@ pub const COMMANDS: &[&str] = &[
     "subscriber add",
     "subscriber remove",
     "subscriber tables",
+    "subscriber fkeys",
+    "subscriber triggers",
+    "subscriber restore-triggers",
     "subscriber register",
     "subscriber unregister",
     "compare",
@@ -346,7 +372,15 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         name,
         "provider add" | "provider remove" | "subscriber add" | "subscriber remove"
     );
-    let takes_tables = needs_tables || matches!(name, "compare" | "repair");
+    let takes_tables = needs_tables
+        || matches!(
+            name,
+            "compare"
+                | "repair"
+                | "subscriber fkeys"
+                | "subscriber triggers"
+                | "subscriber restore-triggers"
+        );
     let allowed: &[&str] = match name {
         "provider add" => &["all"],
         "subscriber add" => &["all", "expect-sync"],
@@ -388,6 +422,41 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         },
         "subscriber remove" => Command::SubscriberRemove { tables: args },
         "subscriber tables" => Command::SubscriberTables,
+        "subscriber fkeys" | "subscriber triggers" => {
+            let active = match args.as_slice() {
+                [] => false,
+                [which] if which == "pending" => false,
+                [which] if which == "active" => true,
+                _ => {
+                    return Err(usage(format!(
+                        "`{name}` takes `pending` (the default) or `active`, found `{}`",
+                        args.join(" ")
+                    )));
+                }
+            };
+            if name == "subscriber fkeys" {
+                Command::SubscriberFkeys { active }
+            } else {
+                Command::SubscriberTriggers { active }
+            }
+        }
+        "subscriber restore-triggers" => match <[String; 2]>::try_from(args) {
+            Ok([table, trigger]) => Command::SubscriberRestoreTriggers {
+                table,
+                trigger: Some(trigger),
+            },
+            Err(args) => match <[String; 1]>::try_from(args) {
+                Ok([table]) => Command::SubscriberRestoreTriggers {
+                    table,
+                    trigger: None,
+                },
+                Err(_) => {
+                    return Err(usage(
+                        "`subscriber restore-triggers` takes a table and optionally a trigger",
+                    ));
+                }
+            },
+        },
         "subscriber register" => Command::SubscriberRegister,
         "subscriber unregister" => Command::SubscriberUnregister,
         "compare" => Command::Compare { tables: args },
@@ -415,6 +484,38 @@ mod tests {
         let err = cli(args).unwrap_err();
         assert_eq!(exit_code(&err), EXIT_USAGE);
         format!("{err:#}")
+    }
+
+    #[test]
+    fn set_aside_commands() {
+        let command = |args: &[&str]| match cli(args).unwrap().action {
+            Action::Run { command, .. } => command,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            command(&["a.ini", "subscriber", "fkeys"]),
+            Command::SubscriberFkeys { active: false }
+        );
+        assert_eq!(
+            command(&["a.ini", "subscriber", "triggers", "active"]),
+            Command::SubscriberTriggers { active: true }
+        );
+        assert_eq!(
+            command(&["a.ini", "subscriber", "restore-triggers", "t", "tr"]),
+            Command::SubscriberRestoreTriggers {
+                table: "t".into(),
+                trigger: Some("tr".into())
+            }
+        );
+        assert!(
+            fails(&["a.ini", "subscriber", "fkeys", "all"])
+                .contains("`pending` (the default) or `active`")
+        );
+        assert!(fails(&["a.ini", "subscriber", "restore-triggers"]).contains("takes a table"));
+        assert!(
+            fails(&["a.ini", "subscriber", "restore-triggers", "a", "b", "c"])
+                .contains("takes a table")
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crossbeam_channel::{Receiver, bounded, select};
 use postgres::{CancelToken, Client, IsolationLevel};
 
 use crate::apply::Applier;
+use crate::aside;
 use crate::connstr::Resolved;
 use crate::db;
 use crate::error::one_line;
@@ -142,6 +143,8 @@ fn session(
             }
         }
         let Some(table) = work else {
+            // Also what a crash left between a table's `ok` and putting its objects back.
+            aside::restore_ready(subscriber, &job.queue)?;
             last_error.succeeded(subscriber)?;
             select! {
                 recv(stop) -> _ => return Ok(()),
@@ -172,6 +175,7 @@ fn session(
             _ => unreachable!("filtered above"),
         }
         claim(subscriber, &job.queue, &table.table, false)?;
+        aside::restore_ready(subscriber, &job.queue)?;
         last_error.succeeded(subscriber)?;
     }
 }
@@ -202,6 +206,21 @@ fn copy_table(
     consumer.unregister(provider)?;
     consumer.register(provider)?;
     let columns = provider_columns(provider, &table.table)?;
+    // In a transaction of its own, so that the locks it takes on tables joined by a foreign
+    // key are not held through the COPY (replay goes on with those tables).
+    let mut tx = subscriber.transaction()?;
+    let aside = aside::set_aside(&mut tx, &job.queue, &table.table, &table.dest)?;
+    tx.commit()
+        .with_context(|| format!("setting aside what is on {}", table.dest))?;
+    if aside != aside::SetAside::default() {
+        log::info!(
+            "{}: set aside {} indexes, {} foreign keys, {} triggers until the copy is done",
+            table.dest,
+            aside.indexes,
+            aside.fkeys,
+            aside.triggers
+        );
+    }
     let mut ptx = provider
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -254,6 +273,10 @@ fn copy_table(
         Ok((bytes, rows))
     })?;
     ptx.commit()?;
+    let indexes = aside::rebuild_indexes(&mut stx, &job.queue, &table.table)?;
+    if indexes > 0 {
+        log::info!("{}: built {indexes} indexes again", table.dest);
+    }
     // The copy consumer starts at the last tick the snapshot saw: later batches hold every
     // event the snapshot missed (and some it saw, which catching up skips).
     provider

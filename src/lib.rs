@@ -5,6 +5,7 @@
 //! modules are public so that the integration tests can drive the roles directly.
 
 pub mod apply;
+pub mod aside;
 pub mod check;
 pub mod cli;
 pub mod cluster;

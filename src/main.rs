@@ -84,6 +84,15 @@ fn run() -> Result<()> {
                     Subscriber::connect(&config)?.remove(&tables)
                 }
                 Command::SubscriberTables => Subscriber::connect(&config)?.tables(),
+                Command::SubscriberFkeys { active } => {
+                    Subscriber::connect(&config)?.objects("fkey", active)
+                }
+                Command::SubscriberTriggers { active } => {
+                    Subscriber::connect(&config)?.objects("trigger", active)
+                }
+                Command::SubscriberRestoreTriggers { table, trigger } => {
+                    Subscriber::connect(&config)?.restore_triggers(&table, trigger.as_deref())
+                }
                 Command::SubscriberRegister => Subscriber::connect(&config)?.register(),
                 Command::SubscriberUnregister => Subscriber::connect(&config)?.unregister(),
                 Command::Ticker => {

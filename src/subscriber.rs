@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use postgres::{Client, GenericClient};
 
+use crate::aside;
 use crate::config::Config;
 use crate::connstr::Resolved;
 use crate::db;
@@ -214,6 +215,64 @@ impl Subscriber {
         ))?;
         for [name, state, attrs] in rows {
             output::line(format!("{name:w0$}  {state:w1$}  {attrs}").trim_end())?;
+        }
+        Ok(())
+    }
+
+    /// `subscriber fkeys` (`kind` `fkey`) and `subscriber triggers` (`trigger`): those set
+    /// aside for a copy and not back yet, or with `active` those in place; one per line,
+    /// `TABLE  NAME  DEFINITION`.
+    pub fn objects(&mut self, kind: &str, active: bool) -> Result<()> {
+        check_installed(&mut self.subscriber)?;
+        let objects = if active {
+            aside::active(&mut self.subscriber, &self.queue, kind)?
+        } else {
+            aside::pending(&mut self.subscriber, &self.queue, kind)?
+        };
+        for object in objects {
+            output::line(&format!(
+                "{}  {}  {}",
+                object.table,
+                quote_ident(&object.name),
+                object.definition
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// `subscriber restore-triggers TABLE [TRIGGER]`: puts the triggers set aside on `table`
+    /// (or only `trigger`) back now, whatever the table's state.
+    pub fn restore_triggers(&mut self, table: &str, trigger: Option<&str>) -> Result<()> {
+        check_installed(&mut self.subscriber)?;
+        let names = parse_names(&[table.to_string()])?;
+        let dest: Option<String> = self
+            .subscriber
+            .query_opt(
+                "select dest_table from londiste.subscriber_tables \
+                 where queue_name = $1 and table_name = $2",
+                &[&self.queue, &names[0].qualified()],
+            )?
+            .map(|row| row.get(0));
+        let Some(dest) = dest else {
+            return Err(usage(format!(
+                "{} is not added on the subscriber for queue {}",
+                names[0], self.queue
+            )));
+        };
+        let owner = TableName::from_qualified(&dest)?.quoted();
+        let pending: Vec<String> = aside::pending(&mut self.subscriber, &self.queue, "trigger")?
+            .into_iter()
+            .filter(|o| o.table == owner && trigger.is_none_or(|t| t == o.name))
+            .map(|o| o.name)
+            .collect();
+        if pending.is_empty() {
+            bail!(
+                "no trigger{} of {dest} is set aside",
+                trigger.map(|t| format!(" {t}")).unwrap_or_default()
+            );
+        }
+        for name in pending {
+            aside::restore(&mut self.subscriber, &self.queue, "trigger", &owner, &name)?;
         }
         Ok(())
     }

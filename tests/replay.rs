@@ -672,3 +672,133 @@ fn parallel_copies_copy_tables_side_by_side() {
     pair.wait_equal(&[("a", "id"), ("b", "id"), ("c", "id")]);
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn indexes_foreign_keys_and_triggers_step_aside_during_a_copy_and_survive_a_kill() {
+    let pair = Pair::new(
+        "create table parent (id int primary key, name text);
+         create table child (id int primary key, parent_id int references parent, v text);",
+    );
+    // Subscriber-only extras: an index, and a trigger that counts the rows it sees.
+    pair.subscriber.execute(
+        "create index child_v on child (v);
+         create table hits (n int);
+         create function count_hit() returns trigger language plpgsql as
+             $$ begin insert into hits values (new.id); return new; end $$;
+         create trigger count_hit after insert on child for each row execute function count_hit();",
+    );
+    pair.provider.execute(
+        "insert into parent select g, 'p' || g from generate_series(1, 100) g;
+         insert into child select g, 1 + g % 100, 'v' || g from generate_series(1, 5000) g;",
+    );
+    pair.ok(&["provider", "add", "--all"]);
+    let extras = |pair: &Pair| -> Vec<String> {
+        pair.subscriber
+            .query_strings(
+                "postgres",
+                "select 'index ' || indexname from pg_indexes where tablename = 'child' \
+                   and indexname = 'child_v' \
+                 union all select 'fkey ' || conname from pg_constraint where contype = 'f' \
+                 union all select 'trigger ' || tgname from pg_trigger \
+                   where tgrelid = 'child'::regclass and tgname = 'count_hit' \
+                 union all select 'pending ' || kind || ' ' || object_name \
+                   from londiste.pending_objects \
+                 order by 1",
+            )
+            .into_iter()
+            .map(|row| row[0].clone().unwrap())
+            .collect()
+    };
+    let before = extras(&pair);
+    assert_eq!(
+        before,
+        [
+            "fkey child_parent_id_fkey",
+            "index child_v",
+            "trigger count_hit"
+        ]
+    );
+    // The child's COPY waits for this lock; meanwhile the parent is copied and in sync.
+    let mut locker = pair.provider.connect("postgres");
+    locker
+        .batch_execute("begin; lock table child in access exclusive mode")
+        .unwrap();
+    let mut replay = pair.start_replay();
+    pair.ok(&["subscriber", "add", "child", "parent"]);
+    let deadline = Instant::now() + WAIT;
+    while !pair
+        .replay_log()
+        .contains("public.child: copying from the provider")
+    {
+        assert!(Instant::now() < deadline, "{}", pair.replay_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        extras(&pair),
+        [
+            r#"pending fkey child_parent_id_fkey"#,
+            r#"pending index "public"."child_v""#,
+            r#"pending trigger count_hit"#,
+        ],
+        "set aside while the copy runs"
+    );
+    let fkeys = pair.ok(&["subscriber", "fkeys"]);
+    assert!(
+        fkeys.starts_with(r#""public"."child"  "child_parent_id_fkey"  alter table "public"."child" add constraint "child_parent_id_fkey" FOREIGN KEY (parent_id) REFERENCES"#),
+        "{fkeys}"
+    );
+    assert_eq!(pair.ok(&["subscriber", "fkeys", "active"]), "");
+    assert!(pair.ok(&["subscriber", "triggers"]).contains("count_hit"));
+    // Killed in the middle of the copy: the definitions are safe in the database.
+    stop(&mut replay, libc::SIGKILL);
+    // A trigger can be put back by hand, whatever the copy does.
+    let out = skyrep()
+        .arg(&pair.conf)
+        .args(["subscriber", "restore-triggers", "child", "nosuch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no trigger nosuch of public.child is set aside")
+    );
+    pair.ok(&["subscriber", "restore-triggers", "child", "count_hit"]);
+    assert_eq!(pair.ok(&["subscriber", "triggers"]), "");
+    assert!(
+        pair.ok(&["subscriber", "triggers", "active"])
+            .contains(r#""public"."child"  "count_hit"  CREATE TRIGGER count_hit"#)
+    );
+    locker.batch_execute("rollback").unwrap();
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("parent", "id"), ("child", "id")]);
+    let deadline = Instant::now() + WAIT;
+    while extras(&pair) != before {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            extras(&pair),
+            pair.replay_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hits = |pair: &Pair| {
+        pair.subscriber
+            .query_strings("postgres", "select count(*) from hits")[0][0]
+            .clone()
+    };
+    assert_eq!(
+        hits(&pair).as_deref(),
+        Some("0"),
+        "no trigger fired for copied rows"
+    );
+    pair.provider
+        .execute("insert into child values (9001, 7, 'after')");
+    pair.wait_equal(&[("child", "id")]);
+    assert_eq!(hits(&pair).as_deref(), Some("1"), "the trigger is back");
+    assert!(
+        pair.ok(&["subscriber", "fkeys", "active"])
+            .contains("child_parent_id_fkey")
+    );
+    assert_eq!(pair.ok(&["subscriber", "fkeys"]), "");
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}

@@ -53,6 +53,22 @@ create table if not exists londiste.replay_status (
     primary key (queue_name, consumer_name)
 );
 
+-- Subscriber: indexes, foreign keys and triggers set aside while a table is copied, with the
+-- SQL that puts each back. Saved in the transaction that drops them, so a crash never loses
+-- one. Indexes come back in the copy's own transaction; a foreign key once the tables at both
+-- its ends are in sync; triggers once their table is.
+create table if not exists londiste.pending_objects (
+    queue_name   text not null,
+    table_name   text not null,          -- the copied table (local schema.table)
+    kind         text not null check (kind in ('index', 'fkey', 'trigger')),
+    owner_table  text not null,          -- the table the object is on (regclass text)
+    object_name  text not null,
+    other_table  text,                   -- fkeys: the table at the other end
+    definition   text not null,          -- the statement that creates it again
+    set_aside_at timestamptz not null default now(),
+    primary key (queue_name, kind, owner_table, object_name)
+);
+
 create or replace function londiste.skyrep_schema_version() returns integer
 language sql immutable as $$ select 1 $$;
 
