@@ -47,8 +47,16 @@ Commands:
 
   subscriber install
                     install or upgrade londiste in `subscriber_db`
-  subscriber add TABLE... [--all] [--expect-sync]
-                    register tables for replication (--expect-sync: already equal)
+  subscriber add TABLE... [--all] [--expect-sync] [--skip-truncate] [--force]
+                 [--create] [--dest-table=NAME]
+                    register tables for replication (--expect-sync: already equal;
+                    --skip-truncate: copy without emptying; --force: even if the
+                    columns differ; --create: create missing tables; --dest-table:
+                    apply to another local table)
+  subscriber resync TABLE...
+                    copy the tables again
+  subscriber missing
+                    provider tables not added here
   subscriber remove TABLE...
                     stop applying events to them; their data is left alone
   subscriber tables one row per table: table_name  merge_state  table_attrs
@@ -160,11 +168,16 @@ pub enum Command {
     SubscriberAdd {
         /// Tables as typed.
         tables: Vec<String>,
-        /// Every provider table not registered yet.
-        all: bool,
-        /// Already equal: no copy.
-        expect_sync: bool,
+        /// How.
+        options: AddOptions,
     },
+    /// Copy tables again.
+    SubscriberResync {
+        /// Tables as typed.
+        tables: Vec<String>,
+    },
+    /// List provider tables not added here.
+    SubscriberMissing,
     /// Unregister tables on the subscriber.
     SubscriberRemove {
         /// Tables as typed.
@@ -212,8 +225,33 @@ pub enum Command {
     },
 }
 
+/// The options of `subscriber add`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AddOptions {
+    /// `--all`: every provider table not added yet.
+    pub all: bool,
+    /// `--expect-sync`: equal already, no copy.
+    pub expect_sync: bool,
+    /// `--skip-truncate`: copy into the table without emptying it first.
+    pub skip_truncate: bool,
+    /// `--force`: add even if the columns differ from the provider's.
+    pub force: bool,
+    /// `--create`: create the table from the provider's definition if it is missing.
+    pub create: bool,
+    /// `--dest-table=NAME`: apply to this local table instead of the same name.
+    pub dest_table: Option<String>,
+}
+
 /// Command options (after the command word) that take no value.
-const FLAGS: &[&str] = &["all", "expect-sync", "apply", "json"];
+const FLAGS: &[&str] = &[
+    "all",
+    "expect-sync",
+    "skip-truncate",
+    "force",
+    "create",
+    "apply",
+    "json",
+];
 
 /// Parses the arguments after the program name.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
@@ -227,6 +265,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut verbosity: i8 = 0;
     let mut daemon = false;
+    let mut dest_table: Option<String> = None;
     let mut control: Option<Control> = None;
     let mut early: Option<Action> = None;
     let mut words: Vec<String> = Vec::new();
@@ -242,6 +281,13 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             Short('s') | Long("stop") => control = pick(control, Control::Stop)?,
             Short('k') | Long("kill") => control = pick(control, Control::Kill)?,
             Short('r') | Long("reload") => control = pick(control, Control::Reload)?,
+            Long("dest-table") if words.len() >= 2 => {
+                let value = parser
+                    .value()?
+                    .into_string()
+                    .map_err(|v| usage(format!("--dest-table {v:?} is not valid UTF-8")))?;
+                dest_table = Some(value);
+            }
             Long(name) if words.len() >= 2 && FLAGS.contains(&name) => {
                 let flag = FLAGS.iter().find(|f| **f == name).expect("just checked");
                 flags.push(flag);
@@ -312,7 +358,13 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         "worker" => "replay".to_string(),
         _ => first,
     };
-    let command = build(&name, rest, &flags)?;
+    if dest_table.is_some() && name != "subscriber add" {
+        return Err(usage(format!("`{name}` does not take --dest-table")));
+    }
+    let mut command = build(&name, rest, &flags)?;
+    if let Command::SubscriberAdd { options, .. } = &mut command {
+        options.dest_table = dest_table;
+    }
     if daemon && !matches!(command, Command::Replay | Command::Ticker) {
         return Err(usage(format!(
             "-d runs `replay` or `ticker` in the background, not `{name}`"
@@ -350,6 +402,8 @@ pub const COMMANDS: &[&str] = &[
     "subscriber install",
     "subscriber add",
     "subscriber remove",
+    "subscriber resync",
+    "subscriber missing",
     "subscriber tables",
     "subscriber fkeys",
     "subscriber triggers",
@@ -370,7 +424,11 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
     }
     let needs_tables = matches!(
         name,
-        "provider add" | "provider remove" | "subscriber add" | "subscriber remove"
+        "provider add"
+            | "provider remove"
+            | "subscriber add"
+            | "subscriber remove"
+            | "subscriber resync"
     );
     let takes_tables = needs_tables
         || matches!(
@@ -383,7 +441,7 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         );
     let allowed: &[&str] = match name {
         "provider add" => &["all"],
-        "subscriber add" => &["all", "expect-sync"],
+        "subscriber add" => &["all", "expect-sync", "skip-truncate", "force", "create"],
         "repair" => &["apply"],
         "status" => &["json"],
         _ => &[],
@@ -417,9 +475,17 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         "subscriber install" => Command::SubscriberInstall,
         "subscriber add" => Command::SubscriberAdd {
             tables: args,
-            all,
-            expect_sync: flags.contains(&"expect-sync"),
+            options: AddOptions {
+                all,
+                expect_sync: flags.contains(&"expect-sync"),
+                skip_truncate: flags.contains(&"skip-truncate"),
+                force: flags.contains(&"force"),
+                create: flags.contains(&"create"),
+                dest_table: None,
+            },
         },
+        "subscriber resync" => Command::SubscriberResync { tables: args },
+        "subscriber missing" => Command::SubscriberMissing,
         "subscriber remove" => Command::SubscriberRemove { tables: args },
         "subscriber tables" => Command::SubscriberTables,
         "subscriber fkeys" | "subscriber triggers" => {
@@ -603,8 +669,10 @@ mod tests {
             run(&["a.ini", "add-table", "t", "--expect-sync"]),
             Command::SubscriberAdd {
                 tables: vec!["t".into()],
-                all: false,
-                expect_sync: true
+                options: AddOptions {
+                    expect_sync: true,
+                    ..AddOptions::default()
+                }
             }
         );
         assert_eq!(run(&["a.ini", "tables"]), Command::SubscriberTables);

@@ -22,6 +22,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError, bounded};
 use postgres::Client;
 
+use crate::cli::AddOptions;
 use crate::cluster::{self, Server};
 use crate::config::Config;
 use crate::connstr::ConnStr;
@@ -277,7 +278,11 @@ fn tour_servers(
         "subscriber add --expect-sync {}",
         IN_SYNC.join(" ")
     ))?;
-    Subscriber::connect(&config)?.add(&IN_SYNC.map(String::from), false, true)?;
+    let in_sync = AddOptions {
+        expect_sync: true,
+        ..AddOptions::default()
+    };
+    Subscriber::connect(&config)?.add(&IN_SYNC.map(String::from), &in_sync)?;
 
     tour.step("Starting the replay daemon: ticker, replay and copy threads in one process")?;
     tour.command("replay")?;
@@ -336,7 +341,7 @@ fn while_replaying<'scope>(
          time while the writes go on",
     )?;
     tour.command(&format!("subscriber add {}", COPIED.join(" ")))?;
-    Subscriber::connect(config)?.add(&COPIED.map(String::from), false, false)?;
+    Subscriber::connect(config)?.add(&COPIED.map(String::from), &AddOptions::default())?;
     tour.say(&format!(
         "watch them with: skyrep {CONFIG_FILE} subscriber tables"
     ))?;

@@ -75,11 +75,13 @@ fn run() -> Result<()> {
                 Command::ProviderRemove { tables } => Provider::connect(&config)?.remove(&tables),
                 Command::ProviderTables => Provider::connect(&config)?.tables(),
                 Command::SubscriberInstall => Subscriber::connect(&config)?.install(),
-                Command::SubscriberAdd {
-                    tables,
-                    all,
-                    expect_sync,
-                } => Subscriber::connect(&config)?.add(&tables, all, expect_sync),
+                Command::SubscriberAdd { tables, options } => {
+                    Subscriber::connect(&config)?.add(&tables, &options)
+                }
+                Command::SubscriberResync { tables } => {
+                    Subscriber::connect(&config)?.resync(&tables)
+                }
+                Command::SubscriberMissing => Subscriber::connect(&config)?.missing(),
                 Command::SubscriberRemove { tables } => {
                     Subscriber::connect(&config)?.remove(&tables)
                 }

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use postgres::{Client, GenericClient};
 
 use crate::aside;
+use crate::cli::AddOptions;
 use crate::config::Config;
 use crate::connstr::Resolved;
 use crate::db;
@@ -74,9 +75,18 @@ impl Subscriber {
         install::install_londiste(&mut self.subscriber, &self.dbname)
     }
 
-    /// `subscriber add`: registers `tables` (or, with `all`, every provider table not yet
-    /// here); `expect_sync` marks them in sync already, so they are not copied.
-    pub fn add(&mut self, tables: &[String], all: bool, expect_sync: bool) -> Result<()> {
+    /// `subscriber add`: registers `tables` (or, with `--all`, every provider table not yet
+    /// here) with the options of [`AddOptions`]. Checks everything before it changes
+    /// anything: all tables are added, or none.
+    pub fn add(&mut self, tables: &[String], options: &AddOptions) -> Result<()> {
+        let AddOptions {
+            all,
+            expect_sync,
+            skip_truncate,
+            force,
+            create,
+            ref dest_table,
+        } = *options;
         let queue = self.queue.clone();
         let provider_tables = provider_tables(self.provider()?, &queue)?;
         let mut tx = self.subscriber.transaction()?;
@@ -94,44 +104,76 @@ impl Subscriber {
         if names.is_empty() {
             bail!("no tables to add");
         }
+        let dest_of: Vec<(TableName, TableName)> = match dest_table {
+            Some(dest) if names.len() == 1 && !all => {
+                vec![(names[0].clone(), TableName::parse(dest)?)]
+            }
+            Some(_) => {
+                return Err(usage("--dest-table names the local table of one table"));
+            }
+            None => names.iter().map(|t| (t.clone(), t.clone())).collect(),
+        };
         let provider = self.provider.as_mut().expect("connected above");
-        for table in &names {
+        for (table, dest) in &dest_of {
             if !provider_tables.contains(table) {
                 bail!(
                     "{table} is not added on the provider for queue {queue}: run `provider add {table}` first"
                 );
             }
-            check_table(&mut tx, table).map_err(|e| anyhow::anyhow!("on the subscriber: {e:#}"))?;
             let theirs = columns(provider, table).context("reading the provider's columns")?;
-            let ours = columns(&mut tx, table)?;
+            if create && check_table(&mut tx, dest).is_err() {
+                create_like(&mut tx, provider, table, dest)?;
+                log::info!(
+                    "{}: created {dest} like the provider's {table}",
+                    self.dbname
+                );
+            }
+            check_table(&mut tx, dest).map_err(|e| anyhow::anyhow!("on the subscriber: {e:#}"))?;
+            let ours = columns(&mut tx, dest)?;
             let differences = compare_columns(&theirs, &ours);
             if !differences.is_empty() {
-                bail!(
-                    "{table} differs between provider and subscriber: {}",
+                let text = format!(
+                    "{table} differs between provider and subscriber{}: {}",
+                    if dest != table {
+                        format!(" ({dest})")
+                    } else {
+                        String::new()
+                    },
                     differences.join("; ")
                 );
+                if !force {
+                    bail!("{text} (--force adds it anyway)");
+                }
+                log::warn!("{text}; added anyway (--force)");
             }
         }
         let state: Option<&str> = expect_sync.then_some("ok");
-        for table in &names {
+        for (table, dest) in &dest_of {
             if here.contains(&table.qualified()) {
                 log::info!("{}: {table} is already added", self.dbname);
                 continue;
             }
             tx.execute(
-                "insert into londiste.subscriber_tables (queue_name, table_name, dest_table, merge_state) \
-                 values ($1, $2, $2, $3)",
-                &[&queue, &table.qualified(), &state],
+                "insert into londiste.subscriber_tables \
+                     (queue_name, table_name, dest_table, merge_state, skip_truncate) \
+                 values ($1, $2, $3, $4, $5)",
+                &[
+                    &queue,
+                    &table.qualified(),
+                    &dest.qualified(),
+                    &state,
+                    &skip_truncate,
+                ],
             )?;
             tx.batch_execute(&format!(
                 "drop trigger if exists {trigger} on {table}; \
                  create trigger {trigger} before insert or update or delete or truncate on {table} \
                  for each statement execute function londiste.deny_write({queue})",
                 trigger = quote_ident(DENY_TRIGGER),
-                table = table.quoted(),
+                table = dest.quoted(),
                 queue = quote_literal(&queue),
             ))
-            .with_context(|| format!("protecting {table} against ordinary writes"))?;
+            .with_context(|| format!("protecting {dest} against ordinary writes"))?;
             log::info!(
                 "{}: added {table}{}",
                 self.dbname,
@@ -142,6 +184,42 @@ impl Subscriber {
         // From now on the queue keeps every change for this subscriber: events of tables
         // added `--expect-sync` are applied from this point, and copies start from here.
         self.register()
+    }
+
+    /// `subscriber resync`: copies `tables` again (their state goes back to new).
+    pub fn resync(&mut self, tables: &[String]) -> Result<()> {
+        let names = parse_names(tables)?;
+        let mut tx = self.subscriber.transaction()?;
+        check_installed(&mut tx)?;
+        for table in &names {
+            let found = tx.execute(
+                "update londiste.subscriber_tables set merge_state = null, custom_snapshot = null \
+                 where queue_name = $1 and table_name = $2",
+                &[&self.queue, &table.qualified()],
+            )?;
+            if found == 0 {
+                return Err(usage(format!(
+                    "{table} is not added on the subscriber for queue {}",
+                    self.queue
+                )));
+            }
+            log::info!("{}: {table} will be copied again", self.dbname);
+        }
+        tx.commit().context("committing subscriber resync")
+    }
+
+    /// `subscriber missing`: the provider's tables of the queue not added here, one per line.
+    pub fn missing(&mut self) -> Result<()> {
+        let queue = self.queue.clone();
+        let provider_tables = provider_tables(self.provider()?, &queue)?;
+        check_installed(&mut self.subscriber)?;
+        let here = registered(&mut self.subscriber, &queue)?;
+        for table in provider_tables {
+            if !here.contains_key(&table.qualified()) {
+                output::line(&table.qualified())?;
+            }
+        }
+        Ok(())
     }
 
     /// `subscriber remove`: stops applying events to `tables`; their data is left alone.
@@ -363,6 +441,50 @@ fn registered(
         &[&queue],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// `--create`: creates `dest` on the subscriber with the columns (names, types, NOT NULL) and
+/// primary key of the provider's `table`. Types of the user's own (enums, domains) must exist
+/// on the subscriber already; defaults, other constraints and indexes are not copied.
+fn create_like(
+    tx: &mut impl GenericClient,
+    provider: &mut impl GenericClient,
+    table: &TableName,
+    dest: &TableName,
+) -> Result<()> {
+    let rows = provider
+        .query(
+            "select a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), \
+                    a.attnotnull, \
+                    coalesce(a.attnum = any(i.indkey::int2[]), false) \
+             from pg_catalog.pg_attribute a \
+             join pg_catalog.pg_class c on c.oid = a.attrelid \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             left join pg_catalog.pg_index i on i.indrelid = c.oid and i.indisprimary \
+             where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped \
+             order by a.attnum",
+            &[&table.schema, &table.name],
+        )
+        .with_context(|| format!("reading the definition of {table} on the provider"))?;
+    let mut columns = Vec::new();
+    let mut key = Vec::new();
+    for row in &rows {
+        let (name, kind, not_null, in_key): (String, String, bool, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let null = if not_null { " not null" } else { "" };
+        columns.push(format!("{} {kind}{null}", quote_ident(&name)));
+        if in_key {
+            key.push(quote_ident(&name));
+        }
+    }
+    tx.batch_execute(&format!(
+        "create schema if not exists {}; create table {} ({}, primary key ({}))",
+        quote_ident(&dest.schema),
+        dest.quoted(),
+        columns.join(", "),
+        key.join(", ")
+    ))
+    .with_context(|| format!("creating {dest} like the provider's {table}"))
 }
 
 /// Column name → type, in column order (empty if the table does not exist).

@@ -802,3 +802,116 @@ fn indexes_foreign_keys_and_triggers_step_aside_during_a_copy_and_survive_a_kill
     assert_eq!(pair.ok(&["subscriber", "fkeys"]), "");
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing() {
+    let pair = Pair::new(
+        "create table orders (id int primary key, item text);
+         create table extra (id int primary key, v text);
+         create table kept (id int primary key, v text);
+         create table later (id int primary key);",
+    );
+    pair.provider.execute(
+        r#"create type mood as enum ('ok', 'sad');
+           create table made (a int, "B c" text not null, m mood, primary key (a, "B c"));
+           insert into orders select g, 'item ' || g from generate_series(1, 500) g;
+           insert into extra select g, 'v' || g from generate_series(1, 100) g;
+           insert into kept select g, 'v' || g from generate_series(1, 100) g;
+           insert into made select g, 'b' || g, 'ok' from generate_series(1, 50) g;"#,
+    );
+    pair.subscriber.execute(
+        r#"create type mood as enum ('ok', 'sad');
+           create schema "Archive";
+           create table "Archive"."Old Orders" (id int primary key, item text);
+           alter table extra add column note text;
+           set skyrep.replay = on;
+           insert into kept values (1000, 'only here');"#,
+    );
+    pair.ok(&["provider", "add", "--all"]);
+    let fails = |args: &[&str]| -> (Option<i32>, String) {
+        let out = skyrep().arg(&pair.conf).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Errors change nothing.
+    let (code, err) = fails(&["subscriber", "add", "extra"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("public.extra differs between provider and subscriber")
+            && err.contains("--force"),
+        "{err}"
+    );
+    let (code, err) = fails(&["subscriber", "add", "orders", "kept", "--dest-table=x.y"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = fails(&["subscriber", "add", "orders", "--dest-table=nowhere.t"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("nowhere.t does not exist"), "{err}");
+    let (code, err) = fails(&["subscriber", "add", "made"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("public.made does not exist"), "{err}");
+    assert!(
+        pair.states().is_empty(),
+        "nothing was added: {:?}",
+        pair.states()
+    );
+
+    pair.ok(&[
+        "subscriber",
+        "add",
+        "orders",
+        r#"--dest-table="Archive"."Old Orders""#,
+    ]);
+    pair.ok(&["subscriber", "add", "extra", "--force"]);
+    pair.ok(&["subscriber", "add", "kept", "--skip-truncate"]);
+    pair.ok(&["subscriber", "add", "made", "--create"]);
+    assert_eq!(pair.ok(&["subscriber", "missing"]), "public.later\n");
+    let mut replay = pair.start_replay();
+    pair.provider
+        .execute("update orders set item = 'changed' where id = 7");
+    pair.wait_equal(&[("made", "a")]);
+    let count = |sql: &str| {
+        pair.subscriber.query_strings("postgres", sql)[0][0]
+            .clone()
+            .unwrap()
+    };
+    let wait = |sql: &str, want: &str| {
+        let deadline = Instant::now() + WAIT;
+        while count(sql) != want {
+            assert!(
+                Instant::now() < deadline,
+                "{sql}: {}\n{}",
+                count(sql),
+                pair.replay_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait(
+        r#"select count(*) || ' ' || max(item) from "Archive"."Old Orders""#,
+        "500 item 99",
+    );
+    wait(
+        r#"select item from "Archive"."Old Orders" where id = 7"#,
+        "changed",
+    );
+    wait("select count(*) from extra where note is null", "100");
+    wait("select count(*) from kept", "101");
+    // resync copies a table again: rows lost behind replay's back are back.
+    pair.subscriber
+        .execute("set skyrep.replay = on; delete from extra where id <= 40");
+    wait("select count(*) from extra", "60");
+    pair.ok(&["subscriber", "resync", "extra"]);
+    // (extra's own column makes its rows differ from the provider's: count them instead.)
+    wait(
+        "select count(*) || ' ' || coalesce(min(merge_state), 'new') from extra, \
+         londiste.subscriber_tables where table_name = 'public.extra'",
+        "100 ok",
+    );
+    let out = pair.ok(&["compare", "made", "orders"]);
+    assert!(!out.contains("DIFFERENT"), "{out}");
+    // kept holds the row the copy left alone, and compare says so.
+    assert_eq!(fails(&["compare", "kept"]).0, Some(1));
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
