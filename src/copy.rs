@@ -15,7 +15,7 @@
 //! thread or replay continues from: a half-done copy is rolled back and done again.
 
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use crossbeam_channel::{Receiver, bounded, select};
@@ -33,6 +33,9 @@ use crate::state::{
     MergeState, SubscriberTable, applied_tick, forget_tick, load_tables, set_state,
 };
 use crate::status::Thread;
+
+/// How often a running COPY logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a copy thread sleeps when it has nothing to do and nobody wakes it.
 const IDLE: Duration = Duration::from_secs(1);
@@ -264,8 +267,8 @@ fn copy_table(
                 table.dest.quoted()
             ))
             .with_context(|| format!("writing {}", table.dest))?;
-        let bytes =
-            pipe(&mut reader, &mut writer).with_context(|| format!("copying {}", table.table))?;
+        let bytes = pipe(&table.table, &mut reader, &mut writer)
+            .with_context(|| format!("copying {}", table.table))?;
         drop(reader);
         let rows = writer
             .finish()
@@ -304,8 +307,32 @@ fn copy_table(
 }
 
 /// Streams the COPY data from the provider to the subscriber; returns the bytes moved.
-fn pipe(reader: &mut impl Read, writer: &mut impl Write) -> Result<u64> {
-    Ok(std::io::copy(reader, writer)?)
+fn pipe(table: &TableName, reader: &mut impl Read, writer: &mut impl Write) -> Result<u64> {
+    let start = Instant::now();
+    let mut next_report = start + PROGRESS_EVERY;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let (mut bytes, mut rows) = (0u64, 0u64);
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        writer.write_all(&buffer[..n])?;
+        bytes += n as u64;
+        // COPY's text format writes one row per line (newlines in values are escaped).
+        rows += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        let now = Instant::now();
+        if now >= next_report {
+            let mb = bytes as f64 / 1e6;
+            log::info!(
+                "{table}: copying, {rows} rows, {mb:.1} MB so far, {:.1} MB/s",
+                mb / (now - start).as_secs_f64()
+            );
+            next_report = now + PROGRESS_EVERY;
+        }
+    }
 }
 
 /// The provider table's column names, in order.
