@@ -111,14 +111,14 @@ pub const KEYS: &[Key] = &[
         Kind::Path,
         None,
         FILES,
-        "log file, reopened on SIGHUP (default: log to the terminal only)",
+        "log file, reopened on SIGHUP, e.g. /var/log/skyrep/%(job_name)s.log (default: log to the terminal only)",
     ),
     key(
         "pidfile",
         Kind::Path,
         None,
         FILES,
-        "pid file; refuses to start a second daemon of the same job",
+        "pid file, e.g. /run/skyrep/%(job_name)s.pid; refuses to start a second daemon of the same job",
     ),
     key(
         "loop_delay",

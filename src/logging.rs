@@ -137,6 +137,35 @@ pub fn set_syslog(ident: Option<&str>) -> Result<()> {
     set_syslog_at(Path::new(SYSLOG_SOCKET), ident)
 }
 
+/// Writes the error that ends the process to the log file and syslog, where they are set
+/// (the terminal gets it from the caller): a daemon's terminal is `/dev/null`.
+pub fn final_error(message: &str) {
+    let Some(logger) = LOGGER.get() else {
+        return;
+    };
+    let pid = logger.pid;
+    if let Some(syslog) = logger
+        .syslog
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        let _ = syslog
+            .socket
+            .send(syslog.line(pid, Level::Error, message).as_bytes());
+    }
+    if let Some(log) = logger
+        .file
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+    {
+        let _ = log
+            .file
+            .write_all(format_line(pid, Level::Error, message).as_bytes());
+    }
+}
+
 fn set_syslog_at(path: &Path, ident: Option<&str>) -> Result<()> {
     let Some(logger) = LOGGER.get() else {
         return Ok(());

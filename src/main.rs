@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            logging::final_error(&error::one_line(&err));
             eprintln!("skyrep: {}", error::one_line(&err));
             ExitCode::from(error::exit_code(&err))
         }

@@ -343,3 +343,27 @@ fn a_stop_cancels_a_running_copy_and_the_next_start_copies_again() {
     pair.wait_equal(&[("big", "id")]);
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn a_daemon_that_fails_after_starting_says_why_in_its_log() {
+    let dir = crate::util::TempDir::new("daemon");
+    let pidfile = dir.path().join("gone.pid");
+    let logfile = dir.path().join("gone.log");
+    // Nothing listens on port 1.
+    let conf = dir.write(
+        "gone.ini",
+        &format!(
+            "[skyrep]\nprovider_db = host=127.0.0.1 port=1 dbname=x user=x\n\
+             subscriber_db = host=127.0.0.1 port=1 dbname=x user=x\npgq_queue_name = q\n\
+             pidfile = {}\nlogfile = {}\n",
+            pidfile.display(),
+            logfile.display()
+        ),
+    );
+    let out = run(&["-d"], &conf, &["replay"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until(WAIT, "the daemon gave up", || {
+        read(&logfile).contains("ERROR cannot connect to provider_db")
+    });
+    wait_until(WAIT, "its pidfile is gone", || !pidfile.exists());
+}

@@ -3,6 +3,7 @@
 # start throwaway PostgreSQL clusters. Installs the PostgreSQL server with
 # apt-get when it is missing and we are root. Extra arguments are passed to
 # the test runner (cargo nextest run, else cargo test), e.g. `tests/run.sh harness`.
+# Without arguments it ends with packaging/check (static binary, .deb, .rpm, service files).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,7 +33,7 @@ server_major() {
 
 # Debian packages the suite needs: the server, and PgQ 3 with pgqd for the tests that prove
 # skyrep works with (and like) the real thing.
-step "Checking for PostgreSQL server binaries, PgQ 3 and pgqd"
+step "Checking for PostgreSQL server binaries, PgQ 3, pgqd and the packaging tools"
 missing=()
 have_server_binaries || missing+=(postgresql)
 major=$(server_major || true)
@@ -40,6 +41,12 @@ if [[ -n $major ]]; then
     [[ -f /usr/share/postgresql/$major/extension/pgq.control ]] || missing+=("postgresql-$major-pgq3")
 fi
 command -v pgqd >/dev/null || missing+=(pgqd)
+# packaging/check: musl-gcc for the static build (ring compiles C), file to see it is
+# static, rpmbuild for the RPM, logrotate to rotate a running job's log.
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v file >/dev/null || missing+=(file)
+command -v rpmbuild >/dev/null || missing+=(rpm)
+command -v logrotate >/dev/null || missing+=(logrotate)
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         step "Installing ${missing[*]}"
@@ -54,13 +61,19 @@ if ((${#missing[@]})); then
         echo "    apt-get install postgresql postgresql-$major-pgq3 pgqd" >&2
         exit 1
     else
-        echo "note: ${missing[*]} not installed; the tests that compare with real PgQ will say so and skip" >&2
+        echo "note: ${missing[*]} not installed; the tests that need them will say so" >&2
     fi
 fi
 # As root, the tests run the server as user postgres (it refuses to run as root).
 if [[ $(id -u) -eq 0 ]] && ! id -u postgres >/dev/null 2>&1; then
     step "Creating user postgres"
     useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
+fi
+
+# The static build's standard library (packaging/build-static).
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    step "rustup target add x86_64-unknown-linux-musl"
+    rustup target add x86_64-unknown-linux-musl
 fi
 
 step "cargo fmt --check"
@@ -75,4 +88,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     step "cargo test $*"
     cargo test "$@"
+fi
+
+# A run limited to some tests is about those tests only.
+if (($# == 0)); then
+    step "packaging/check"
+    packaging/check
 fi
