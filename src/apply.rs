@@ -296,6 +296,8 @@ impl GroupKey {
 
 /// A prepared statement for one [`GroupKey`].
 struct Plan {
+    /// With a copy condition, run first: deletes the updated rows that stopped matching.
+    pre: Option<Statement>,
     /// `None` for updates that set nothing (the event carries only key columns).
     statement: Option<Statement>,
     /// For each statement parameter, the index of its column in the event's values.
@@ -306,7 +308,12 @@ struct Plan {
 
 impl Plan {
     /// Checks the events' columns against the table and prepares the statement.
-    fn prepare(tx: &mut Transaction<'_>, key: &GroupKey, table: &Table) -> Result<Plan> {
+    fn prepare(
+        tx: &mut Transaction<'_>,
+        key: &GroupKey,
+        table: &Table,
+        condition: Option<&str>,
+    ) -> Result<Plan> {
         let dest = &key.table;
         if table.pkey.is_empty() {
             bail!("table {dest} has no primary key on the subscriber; row events need one");
@@ -367,6 +374,7 @@ impl Plan {
                 );
                 if params.len() == keys {
                     return Ok(Plan {
+                        pre: None,
                         statement: None,
                         params,
                         keys,
@@ -396,10 +404,61 @@ impl Plan {
                 .map(|c| format!("t.{} = {}", quote_ident(c), cast(c))),
         );
         let target = dest.quoted();
+        let column_list = join(", ", names.iter().map(|c| quote_ident(c)));
+        if let Some(condition) = condition
+            && key.op != RowOp::Delete
+        {
+            // Only rows the condition holds for are here: an insert that does not match is
+            // left out, an update makes the row match (insert or update it here) or not
+            // (delete it here). The condition sees the row's typed columns by name.
+            let typed = format!(
+                "(select {} from {source}) as s",
+                join(
+                    ", ",
+                    names
+                        .iter()
+                        .map(|c| format!("{} as {}", cast(c), quote_ident(c)))
+                )
+            );
+            let upsert = format!(
+                "insert into {target} ({column_list}) overriding system value \
+                 select {column_list} from {typed} where ({condition})"
+            );
+            let (pre, sql) = if key.op == RowOp::Insert {
+                (None, upsert)
+            } else {
+                let key_list = join(", ", names[..keys].iter().map(|c| quote_ident(c)));
+                let set = join(
+                    ", ",
+                    names[keys..]
+                        .iter()
+                        .map(|c| format!("{0} = excluded.{0}", quote_ident(c))),
+                );
+                let delete = format!(
+                    "delete from {target} where ({key_list}) in \
+                     (select {key_list} from {typed} where not coalesce(({condition}), false))"
+                );
+                (
+                    Some(delete),
+                    format!("{upsert} on conflict ({key_list}) do update set {set}"),
+                )
+            };
+            let prepare = |tx: &mut Transaction<'_>, sql: &str| {
+                tx.prepare(sql).with_context(|| {
+                    format!("preparing {}s into {dest} with the copy condition", key.op)
+                })
+            };
+            return Ok(Plan {
+                pre: pre.map(|sql| prepare(tx, &sql)).transpose()?,
+                statement: Some(prepare(tx, &sql)?),
+                params,
+                keys,
+            });
+        }
         let sql = match key.op {
             RowOp::Insert => format!(
-                "insert into {target} ({}) overriding system value select {} from {source}",
-                join(", ", names.iter().map(|c| quote_ident(c))),
+                "insert into {target} ({column_list}) overriding system value select {} \
+                 from {source}",
                 join(", ", names.iter().map(|c| cast(c))),
             ),
             RowOp::Update => format!(
@@ -417,6 +476,7 @@ impl Plan {
             .prepare(&sql)
             .with_context(|| format!("preparing {}s into {dest}", key.op))?;
         Ok(Plan {
+            pre: None,
             statement: Some(statement),
             params,
             keys,
@@ -684,6 +744,8 @@ impl Pending {
 pub struct Applier {
     tables: HashMap<TableName, Table>,
     plans: HashMap<GroupKey, Arc<Plan>>,
+    /// Copy conditions by table.
+    conditions: HashMap<TableName, String>,
     pending: Pending,
     counts: [u64; 3],
 }
@@ -747,6 +809,19 @@ impl Applier {
     pub fn counts(&self) -> (u64, u64, u64) {
         let [inserts, updates, deletes] = self.counts;
         (inserts, updates, deletes)
+    }
+
+    /// Applies to `dest` only the rows for which the SQL `condition` holds (`--copy-condition`;
+    /// `None`: every row). Call before queuing changes of `dest`.
+    pub fn set_condition(&mut self, dest: &TableName, condition: Option<&str>) {
+        if self.conditions.get(dest).map(String::as_str) == condition {
+            return;
+        }
+        match condition {
+            Some(condition) => self.conditions.insert(dest.clone(), condition.to_string()),
+            None => self.conditions.remove(dest),
+        };
+        self.plans.retain(|key, _| key.table != *dest);
     }
 
     /// Forgets cached table facts and statements, and drops anything pending (flush first to
@@ -853,7 +928,8 @@ impl Applier {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(Table::load(tx, &key.table)?),
         };
-        let plan = Arc::new(Plan::prepare(tx, key, table)?);
+        let condition = self.conditions.get(&key.table).map(String::as_str);
+        let plan = Arc::new(Plan::prepare(tx, key, table, condition)?);
         self.plans.insert(key.clone(), plan.clone());
         Ok(plan)
     }
@@ -865,6 +941,14 @@ impl Applier {
                 .iter()
                 .map(|array| array as &(dyn ToSql + Sync))
                 .collect();
+            if let Some(pre) = &group.plan.pre {
+                tx.execute(pre, &params).with_context(|| {
+                    format!(
+                        "deleting rows of {} that no longer meet the copy condition",
+                        group.key.table
+                    )
+                })?;
+            }
             tx.execute(statement, &params).with_context(|| {
                 format!(
                     "applying {} {}s to {}",

@@ -48,11 +48,11 @@ Commands:
   subscriber install
                     install or upgrade londiste in `subscriber_db`
   subscriber add TABLE... [--all] [--expect-sync] [--skip-truncate] [--force]
-                 [--create] [--dest-table=NAME]
+                 [--create] [--dest-table=NAME] [--copy-condition=SQL]
                     register tables for replication (--expect-sync: already equal;
                     --skip-truncate: copy without emptying; --force: even if the
                     columns differ; --create: create missing tables; --dest-table:
-                    apply to another local table)
+                    apply to another local table; --copy-condition: only these rows)
   subscriber resync TABLE...
                     copy the tables again
   subscriber missing
@@ -240,6 +240,8 @@ pub struct AddOptions {
     pub create: bool,
     /// `--dest-table=NAME`: apply to this local table instead of the same name.
     pub dest_table: Option<String>,
+    /// `--copy-condition=SQL`: replicate only the rows for which this is true.
+    pub copy_condition: Option<String>,
 }
 
 /// Command options (after the command word) that take no value.
@@ -266,6 +268,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     let mut verbosity: i8 = 0;
     let mut daemon = false;
     let mut dest_table: Option<String> = None;
+    let mut copy_condition: Option<String> = None;
     let mut control: Option<Control> = None;
     let mut early: Option<Action> = None;
     let mut words: Vec<String> = Vec::new();
@@ -282,11 +285,10 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             Short('k') | Long("kill") => control = pick(control, Control::Kill)?,
             Short('r') | Long("reload") => control = pick(control, Control::Reload)?,
             Long("dest-table") if words.len() >= 2 => {
-                let value = parser
-                    .value()?
-                    .into_string()
-                    .map_err(|v| usage(format!("--dest-table {v:?} is not valid UTF-8")))?;
-                dest_table = Some(value);
+                dest_table = Some(text_value(&mut parser, "dest-table")?);
+            }
+            Long("copy-condition") if words.len() >= 2 => {
+                copy_condition = Some(text_value(&mut parser, "copy-condition")?);
             }
             Long(name) if words.len() >= 2 && FLAGS.contains(&name) => {
                 let flag = FLAGS.iter().find(|f| **f == name).expect("just checked");
@@ -358,12 +360,15 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         "worker" => "replay".to_string(),
         _ => first,
     };
-    if dest_table.is_some() && name != "subscriber add" {
-        return Err(usage(format!("`{name}` does not take --dest-table")));
+    if (dest_table.is_some() || copy_condition.is_some()) && name != "subscriber add" {
+        return Err(usage(format!(
+            "`{name}` takes neither --dest-table nor --copy-condition"
+        )));
     }
     let mut command = build(&name, rest, &flags)?;
     if let Command::SubscriberAdd { options, .. } = &mut command {
         options.dest_table = dest_table;
+        options.copy_condition = copy_condition;
     }
     if daemon && !matches!(command, Command::Replay | Command::Ticker) {
         return Err(usage(format!(
@@ -378,6 +383,14 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             command,
         },
     })
+}
+
+/// The value of option `--name`, which must be UTF-8.
+fn text_value(parser: &mut lexopt::Parser, name: &str) -> Result<String> {
+    parser
+        .value()?
+        .into_string()
+        .map_err(|v| usage(format!("--{name} {v:?} is not valid UTF-8")))
 }
 
 /// One of `-s`, `-k`, `-r`; two different ones are a usage error.
@@ -482,6 +495,7 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
                 force: flags.contains(&"force"),
                 create: flags.contains(&"create"),
                 dest_table: None,
+                copy_condition: None,
             },
         },
         "subscriber resync" => Command::SubscriberResync { tables: args },

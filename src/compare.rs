@@ -27,13 +27,16 @@ pub fn compare(config: &Config, names: &[String]) -> Result<()> {
         };
         syncer.sync(table, false)?;
         log::info!("Counting {}", table.table);
-        let counted = count(&mut syncer.provider, &query.sql(&table.table))
-            .with_context(|| format!("counting {} on the provider", table.table))
-            .and_then(|src| {
-                let dst = count(&mut syncer.subscriber, &query.sql(&table.dest))
-                    .with_context(|| format!("counting {} on the subscriber", table.dest))?;
-                Ok((src, dst))
-            });
+        let counted = count(
+            &mut syncer.provider,
+            &query.sql(&table.table, table.condition.as_deref()),
+        )
+        .with_context(|| format!("counting {} on the provider", table.table))
+        .and_then(|src| {
+            let dst = count(&mut syncer.subscriber, &query.sql(&table.dest, None))
+                .with_context(|| format!("counting {} on the subscriber", table.dest))?;
+            Ok((src, dst))
+        });
         syncer.rollback();
         let (src, dst) = counted?;
         output::line(&table.table.to_string())?;
@@ -70,8 +73,18 @@ enum CompareQuery {
 }
 
 impl CompareQuery {
-    fn sql(&self, table: &TableName) -> String {
+    /// The query for `table`, counting only the rows `condition` holds for (the provider's
+    /// side of a table added with `--copy-condition`).
+    fn sql(&self, table: &TableName, condition: Option<&str>) -> String {
+        let filter = condition
+            .map(|c| format!(" where ({c})"))
+            .unwrap_or_default();
         match self {
+            // A subquery in place of the name; compare_sql then needs an alias for _TABLE_.
+            CompareQuery::Custom(sql) if condition.is_some() => sql.replace(
+                "_TABLE_",
+                &format!("(select * from only {}{filter})", table.quoted()),
+            ),
             CompareQuery::Custom(sql) => sql.replace("_TABLE_", &table.quoted()),
             CompareQuery::Columns(cols) => {
                 let row: Vec<String> = cols
@@ -80,7 +93,7 @@ impl CompareQuery {
                     .collect();
                 format!(
                     "select count(*), coalesce(sum(hashtextextended(row({})::text, 0)), 0) \
-                     from only {} t",
+                     from only {} t{filter}",
                     row.join(", "),
                     table.quoted()
                 )

@@ -257,8 +257,13 @@ fn copy_table(
     let (bytes, rows) = until_stopped(stop, &cancel, &job.provider, || -> Result<(u64, u64)> {
         let mut reader = ptx
             .copy_out(&format!(
-                "copy (select {column_list} from only {}) to stdout",
-                table.table.quoted()
+                "copy (select {column_list} from only {}{}) to stdout",
+                table.table.quoted(),
+                table
+                    .condition
+                    .as_ref()
+                    .map(|c| format!(" where ({c})"))
+                    .unwrap_or_default()
             ))
             .with_context(|| format!("reading {} from the provider", table.table))?;
         let mut writer = stx
@@ -365,6 +370,7 @@ fn catch_up(
     )?;
     let name = table.table.qualified();
     let dest = table.dest.clone();
+    applier.set_condition(&dest, table.condition.as_deref());
     let route = |ev: &crate::pgq::Event| -> Route {
         if ev.extra1.as_deref() == Some(name.as_str()) && !snapshot.sees(ev.txid) {
             Route::Apply(dest.clone())

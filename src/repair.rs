@@ -118,16 +118,19 @@ impl Shape {
     }
 
     /// `COPY (SELECT ... ORDER BY ...) TO STDOUT` for `table`.
-    fn copy_sql(&self, table: &TableName) -> String {
+    fn copy_sql(&self, table: &TableName, condition: Option<&str>) -> String {
         let cols: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
         let order: Vec<String> = cols[..self.keys]
             .iter()
             .map(|c| format!("({c})::text collate \"C\""))
             .collect();
         format!(
-            "copy (select {} from only {} order by {}) to stdout",
+            "copy (select {} from only {}{} order by {}) to stdout",
             cols.join(", "),
             table.quoted(),
+            condition
+                .map(|c| format!(" where ({c})"))
+                .unwrap_or_default(),
             order.join(", ")
         )
     }
@@ -329,14 +332,14 @@ fn diff_table(
             1 << 16,
             syncer
                 .provider
-                .copy_out(&shape.copy_sql(&table.table))
+                .copy_out(&shape.copy_sql(&table.table, table.condition.as_deref()))
                 .context("reading the provider's rows")?,
         );
         let mut ours_in = BufReader::with_capacity(
             1 << 16,
             syncer
                 .subscriber
-                .copy_out(&shape.copy_sql(&table.dest))
+                .copy_out(&shape.copy_sql(&table.dest, None))
                 .context("reading the subscriber's rows")?,
         );
         let (mut line_a, mut line_b) = (Vec::new(), Vec::new());

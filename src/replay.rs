@@ -327,7 +327,10 @@ fn replay_session(
         let ok: HashMap<String, TableName> = tables
             .iter()
             .filter(|t| t.state == MergeState::Ok)
-            .map(|t| (t.table.qualified(), t.dest.clone()))
+            .map(|t| {
+                applier.set_condition(&t.dest, t.condition.as_deref());
+                (t.table.qualified(), t.dest.clone())
+            })
             .collect();
         let route = |ev: &Event| -> Route {
             let table = ev.extra1.as_deref().unwrap_or("");

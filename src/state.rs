@@ -97,13 +97,16 @@ pub struct SubscriberTable {
     pub snapshot: Option<String>,
     /// Copy without emptying the table first.
     pub skip_truncate: bool,
+    /// `--copy-condition`: only the provider's rows for which this SQL is true are here.
+    pub condition: Option<String>,
 }
 
 /// The tables registered for `queue`, in name order.
 pub fn load_tables(client: &mut impl GenericClient, queue: &str) -> Result<Vec<SubscriberTable>> {
     let rows = client
         .query(
-            "select table_name, dest_table, merge_state, custom_snapshot, skip_truncate \
+            "select table_name, dest_table, merge_state, custom_snapshot, skip_truncate, \
+                    copy_condition \
              from londiste.subscriber_tables where queue_name = $1 order by table_name",
             &[&queue],
         )
@@ -116,6 +119,7 @@ pub fn load_tables(client: &mut impl GenericClient, queue: &str) -> Result<Vec<S
                 state: MergeState::from_column(row.get(2))?,
                 snapshot: row.get(3),
                 skip_truncate: row.get(4),
+                condition: row.get(5),
             })
         })
         .collect()

@@ -86,6 +86,7 @@ impl Subscriber {
             force,
             create,
             ref dest_table,
+            ref copy_condition,
         } = *options;
         let queue = self.queue.clone();
         let provider_tables = provider_tables(self.provider()?, &queue)?;
@@ -121,6 +122,20 @@ impl Subscriber {
                 );
             }
             let theirs = columns(provider, table).context("reading the provider's columns")?;
+            if let Some(condition) = copy_condition {
+                // Tried on the provider, where the copy runs it: a bad one stops here.
+                provider
+                    .batch_execute(&format!(
+                        "select 1 from only {} where ({condition}) limit 0",
+                        table.quoted()
+                    ))
+                    .map_err(|e| {
+                        usage(format!(
+                            "--copy-condition `{condition}` does not work on {table}: {}",
+                            crate::error::one_line(&e.into())
+                        ))
+                    })?;
+            }
             if create && check_table(&mut tx, dest).is_err() {
                 create_like(&mut tx, provider, table, dest)?;
                 log::info!(
@@ -155,14 +170,16 @@ impl Subscriber {
             }
             tx.execute(
                 "insert into londiste.subscriber_tables \
-                     (queue_name, table_name, dest_table, merge_state, skip_truncate) \
-                 values ($1, $2, $3, $4, $5)",
+                     (queue_name, table_name, dest_table, merge_state, skip_truncate, \
+                      copy_condition) \
+                 values ($1, $2, $3, $4, $5, $6)",
                 &[
                     &queue,
                     &table.qualified(),
                     &dest.qualified(),
                     &state,
                     &skip_truncate,
+                    copy_condition,
                 ],
             )?;
             tx.batch_execute(&format!(

@@ -915,3 +915,84 @@ fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing()
     assert_eq!(fails(&["compare", "kept"]).0, Some(1));
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn copy_condition_filters_the_copy_the_stream_and_compare() {
+    let pair = Pair::new("create table part (id int primary key, v text);");
+    pair.provider
+        .execute("insert into part select g, 'v' || g from generate_series(1, 100) g");
+    pair.ok(&["provider", "add", "part"]);
+    let fails = |args: &[&str]| {
+        let out = skyrep().arg(&pair.conf).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = fails(&["subscriber", "add", "part", "--copy-condition=nosuch > 1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--copy-condition `nosuch > 1` does not work on public.part"),
+        "{err}"
+    );
+    assert!(pair.states().is_empty());
+    pair.ok(&[
+        "subscriber",
+        "add",
+        "part",
+        "--copy-condition=id % 2 = 0 and v <> 'hidden'",
+    ]);
+    let mut replay = pair.start_replay();
+    let rows = |sql: &str| {
+        pair.subscriber.query_strings("postgres", sql)[0][0]
+            .clone()
+            .unwrap()
+    };
+    let wait = |sql: &str, want: &str| {
+        let deadline = Instant::now() + WAIT;
+        while rows(sql) != want {
+            assert!(
+                Instant::now() < deadline,
+                "{sql}: {}\n{}",
+                rows(sql),
+                pair.replay_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let summary = "select count(*) || ' ' || coalesce(string_agg(id::text || v, ',' order by id) \
+                   filter (where id > 100 or v not like 'v%' or id in (2, 4)), '') from part";
+    wait(summary, "50 2v2,4v4");
+    // Inserts that match arrive, others do not; an update that stops matching deletes the
+    // row here, one that starts matching again brings it back.
+    pair.provider.execute(
+        "insert into part values (101, 'odd'), (102, 'even');
+         update part set v = 'hidden' where id = 2;
+         update part set v = 'seen' where id = 4;",
+    );
+    wait(summary, "50 4seen,102even");
+    pair.provider
+        .execute("update part set v = 'back' where id = 2");
+    wait(summary, "51 2back,4seen,102even");
+    let out = pair.ok(&["compare", "part"]);
+    assert!(
+        out.contains("srcdb: 51 rows") && !out.contains("DIFFERENT"),
+        "{out}"
+    );
+    pair.subscriber
+        .execute("set skyrep.replay = on; delete from part where id = 102");
+    let repair = skyrep()
+        .current_dir(pair.dir.path())
+        .arg(&pair.conf)
+        .args(["repair", "part"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        repair.status.code(),
+        Some(1),
+        "the row deleted here is missing"
+    );
+    let fix = std::fs::read_to_string(pair.dir.path().join("fix.public.part.sql")).unwrap();
+    assert!(fix.contains("102") && !fix.contains("101"), "{fix}");
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
