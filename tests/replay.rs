@@ -996,3 +996,97 @@ fn copy_condition_filters_the_copy_the_stream_and_compare() {
     assert!(fix.contains("102") && !fix.contains("101"), "{fix}");
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+/// The copies of the log as (table, start, end) in milliseconds of the day, from each
+/// table's "copying from the provider" and "in-copy -> catching-up" lines.
+fn copy_spans(log: &str) -> Vec<(String, u64, u64)> {
+    let millis = |line: &str| -> u64 {
+        // 2026-11-23 09:13:41,442 ...
+        let time = &line[11..23];
+        let (hms, ms) = time.split_once(',').unwrap();
+        let parts: Vec<u64> = hms.split(':').map(|p| p.parse().unwrap()).collect();
+        ((parts[0] * 60 + parts[1]) * 60 + parts[2]) * 1000 + ms.parse::<u64>().unwrap()
+    };
+    let mut spans = Vec::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split(" INFO ").nth(1)
+            && let Some(table) = rest.strip_suffix(": in-copy -> catching-up")
+        {
+            let start = log
+                .lines()
+                .filter(|l| l.contains(&format!(" INFO {table}: copying from the provider")))
+                .map(millis)
+                .filter(|&s| s <= millis(line))
+                .max()
+                .unwrap();
+            spans.push((table.to_string(), start, millis(line)));
+        }
+    }
+    spans
+}
+
+#[test]
+fn four_big_tables_copy_side_by_side_under_load_with_indexes_and_a_foreign_key() {
+    let pair = Pair::new(include_str!("fixtures/seed.sql"));
+    const ROWS: u32 = 150_000;
+    pair.provider.execute(&format!(
+        "insert into user_info select g, 'user' || g, '用户' || g, 'engineer', \
+             date '1980-01-01' + g % 10000, 'hello', 'user' || g || '@example.com', g, now(), now() \
+         from generate_series(1, {ROWS}) g;
+         insert into user_session (userid) select g from generate_series(1, {ROWS}) g;
+         insert into user_login_rec (userid, login_time) select g % 2000 + 1, now() \
+         from generate_series(1, {ROWS}) g;
+         insert into user_logout_rec (userid, logout_time) select g % 2000 + 1, now() \
+         from generate_series(1, {ROWS}) g;"
+    ));
+    pair.subscriber.execute(
+        "create index user_info_email on user_info (email);
+         create index login_user on user_login_rec (userid);
+         alter table user_session add constraint session_of_user
+             foreign key (userid) references user_info (userid);",
+    );
+    pair.ok(&["provider", "add", "--all"]);
+    let conf = std::fs::read_to_string(&pair.conf).unwrap() + "parallel_copies = 4\n";
+    std::fs::write(&pair.conf, conf).unwrap();
+    let mut replay = pair.start_replay();
+    let load = pgbench(&pair.provider, 300);
+    pair.ok(&["subscriber", "add", "--all"]);
+    let out = load.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pair.wait_equal(&SEED_TABLES);
+    let spans = copy_spans(&pair.replay_log());
+    assert_eq!(spans.len(), 4, "{spans:?}");
+    let overlapping = spans
+        .iter()
+        .flat_map(|a| spans.iter().map(move |b| (a, b)))
+        .filter(|(a, b)| a.0 < b.0 && a.1 < b.2 && b.1 < a.2)
+        .count();
+    assert!(overlapping >= 1, "no two copies overlapped: {spans:?}");
+    // Everything set aside is back.
+    let back = || {
+        pair.subscriber.query_strings(
+            "postgres",
+            "select (select count(*) from pg_indexes \
+                     where indexname in ('user_info_email', 'login_user')) \
+                 || ' ' || (select count(*) from pg_constraint where conname = 'session_of_user') \
+                 || ' ' || (select count(*) from londiste.pending_objects)",
+        )[0][0]
+            .clone()
+            .unwrap()
+    };
+    let deadline = Instant::now() + WAIT;
+    while back() != "2 1 0" {
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            back(),
+            pair.replay_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
