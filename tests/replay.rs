@@ -64,6 +64,20 @@ impl Pair {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a skyrep command with the config that is expected to fail: its exit code and
+    /// standard error.
+    pub fn fails(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = skyrep()
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .expect("skyrep runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Starts `skyrep CONFIG replay`, logging to `replay.log` in the scratch dir.
     pub fn start_replay(&self) -> Child {
         let log = File::options()
@@ -828,27 +842,20 @@ fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing()
            insert into kept values (1000, 'only here');"#,
     );
     pair.ok(&["provider", "add", "--all"]);
-    let fails = |args: &[&str]| -> (Option<i32>, String) {
-        let out = skyrep().arg(&pair.conf).args(args).output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
     // Errors change nothing.
-    let (code, err) = fails(&["subscriber", "add", "extra"]);
+    let (code, err) = pair.fails(&["subscriber", "add", "extra"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("public.extra differs between provider and subscriber")
             && err.contains("--force"),
         "{err}"
     );
-    let (code, err) = fails(&["subscriber", "add", "orders", "kept", "--dest-table=x.y"]);
+    let (code, err) = pair.fails(&["subscriber", "add", "orders", "kept", "--dest-table=x.y"]);
     assert_eq!(code, Some(2), "{err}");
-    let (code, err) = fails(&["subscriber", "add", "orders", "--dest-table=nowhere.t"]);
+    let (code, err) = pair.fails(&["subscriber", "add", "orders", "--dest-table=nowhere.t"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("nowhere.t does not exist"), "{err}");
-    let (code, err) = fails(&["subscriber", "add", "made"]);
+    let (code, err) = pair.fails(&["subscriber", "add", "made"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("public.made does not exist"), "{err}");
     assert!(
@@ -912,7 +919,7 @@ fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing()
     let out = pair.ok(&["compare", "made", "orders"]);
     assert!(!out.contains("DIFFERENT"), "{out}");
     // kept holds the row the copy left alone, and compare says so.
-    assert_eq!(fails(&["compare", "kept"]).0, Some(1));
+    assert_eq!(pair.fails(&["compare", "kept"]).0, Some(1));
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
 
@@ -922,14 +929,7 @@ fn copy_condition_filters_the_copy_the_stream_and_compare() {
     pair.provider
         .execute("insert into part select g, 'v' || g from generate_series(1, 100) g");
     pair.ok(&["provider", "add", "part"]);
-    let fails = |args: &[&str]| {
-        let out = skyrep().arg(&pair.conf).args(args).output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (code, err) = fails(&["subscriber", "add", "part", "--copy-condition=nosuch > 1"]);
+    let (code, err) = pair.fails(&["subscriber", "add", "part", "--copy-condition=nosuch > 1"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("--copy-condition `nosuch > 1` does not work on public.part"),
