@@ -379,7 +379,12 @@ fn watch_copies(
         .resolve_from_env(&format!("skyrep/{JOB}"))?;
     let mut client = db::connect("subscriber_db", &conn)?;
     let deadline = Instant::now() + COPY_TIMEOUT;
-    let mut seen: BTreeMap<String, Vec<MergeState>> = BTreeMap::new();
+    // The copied tables were just added, so they start as new even if replay moved them on
+    // before the first look.
+    let mut seen: BTreeMap<String, Vec<MergeState>> = COPIED
+        .iter()
+        .map(|table| (table.to_string(), vec![MergeState::New]))
+        .collect();
     loop {
         let tables = load_tables(&mut client, QUEUE)?;
         for table in &tables {
