@@ -9,8 +9,7 @@
 //! stops the program before it touches a database.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -39,24 +38,49 @@ struct Entry {
     line: usize,
 }
 
-/// A number of seconds that a reload of the config (SIGHUP) can change while threads use it.
+/// A setting that a reload of the config (SIGHUP) can change while threads use it.
 #[derive(Clone, Debug)]
-pub struct LiveSeconds(Arc<AtomicU64>);
+pub struct Live<T>(Arc<Mutex<T>>);
 
-impl LiveSeconds {
+impl<T: Copy> Live<T> {
     /// Starts at `value`.
-    pub fn new(value: Duration) -> LiveSeconds {
-        LiveSeconds(Arc::new(AtomicU64::new(value.as_nanos() as u64)))
+    pub fn new(value: T) -> Live<T> {
+        Live(Arc::new(Mutex::new(value)))
     }
 
     /// The value now.
-    pub fn get(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    pub fn get(&self) -> T {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Changes the value for every holder.
-    pub fn set(&self, value: Duration) {
-        self.0.store(value.as_nanos() as u64, Ordering::Relaxed);
+    pub fn set(&self, value: T) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+}
+
+/// A live setting with the key it is read from on reload.
+#[derive(Clone, Debug)]
+pub enum LiveKey {
+    /// A number of seconds.
+    Seconds(&'static str, Live<Duration>),
+    /// A whole number.
+    Count(&'static str, Live<u32>),
+}
+
+impl LiveKey {
+    /// Sets the value from `config`; returns the key and the value as text.
+    pub fn reload(&self, config: &Config) -> Result<(&'static str, String)> {
+        Ok(match self {
+            LiveKey::Seconds(key, live) => {
+                live.set(config.seconds(key)?);
+                (key, format!("{:?}", live.get()))
+            }
+            LiveKey::Count(key, live) => {
+                live.set(config.count(key)?);
+                (key, live.get().to_string())
+            }
+        })
     }
 }
 

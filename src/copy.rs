@@ -41,10 +41,22 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_secs(1);
 
 /// A copy thread: works on tables in copy-owned states until asked to stop.
-pub fn run(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>) {
-    sessions(job, Thread::Copy, stop, |last_error| {
-        session(job, stop, woken, last_error)
-    });
+/// Thread `n` works while `n` is within `parallel_copies`; past it, it waits without
+/// connections until a reload raises the setting.
+pub fn run(job: &Job, n: u32, stop: &Receiver<()>, woken: &Receiver<()>) {
+    loop {
+        while n > job.parallel_copies.get() {
+            if stopped_within(stop, IDLE) {
+                return;
+            }
+        }
+        sessions(job, Thread::Copy, stop, |last_error| {
+            session(job, n, stop, woken, last_error)
+        });
+        if stopped_within(stop, Duration::ZERO) {
+            return;
+        }
+    }
 }
 
 /// Takes (`take`) or gives back the right of this copy thread to work on `table`: a lock
@@ -113,15 +125,17 @@ fn copy_consumer(job: &Job, table: &TableName) -> Consumer {
     )
 }
 
+/// Works until asked to stop, or until thread `n` is past `parallel_copies`.
 fn session(
     job: &Job,
+    n: u32,
     stop: &Receiver<()>,
     woken: &Receiver<()>,
     last_error: &mut LastError,
 ) -> Result<()> {
     let mut conns = Connections::open(job)?;
     loop {
-        if stopped_within(stop, Duration::ZERO) {
+        if stopped_within(stop, Duration::ZERO) || n > job.parallel_copies.get() {
             return Ok(());
         }
         conns.renew_if_old(job)?;

@@ -103,7 +103,7 @@ fn run() -> Result<()> {
                 }
                 Command::Replay => {
                     let job = replay::Job::from_config(&config)?;
-                    let live = [("loop_delay", job.loop_delay.clone())];
+                    let live = job.live_settings();
                     replay::run(
                         &job,
                         &config,

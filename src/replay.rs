@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
 use postgres::{Client, GenericClient, Transaction};
 
 use crate::apply::{Applier, Decoded, decode};
-use crate::config::{Config, LiveSeconds};
+use crate::config::{Config, Live, LiveKey};
 use crate::connstr::Resolved;
 use crate::copy;
 use crate::db;
@@ -43,6 +43,21 @@ const FETCH: i32 = 250;
 /// Events the reader may fetch ahead of the applier.
 const READ_AHEAD: usize = 2 * FETCH as usize;
 
+/// Copy threads started, so that a reload can raise `parallel_copies` up to this (or to its
+/// value at the start, if that is higher).
+const MAX_COPY_THREADS: u32 = 16;
+
+/// The settings a reload (SIGHUP) changes while `replay` runs.
+impl Job {
+    /// `loop_delay` and `parallel_copies`, for [`crate::signals::stop_on_signal`].
+    pub fn live_settings(&self) -> Vec<LiveKey> {
+        vec![
+            LiveKey::Seconds("loop_delay", self.loop_delay.clone()),
+            LiveKey::Count("parallel_copies", self.parallel_copies.clone()),
+        ]
+    }
+}
+
 /// Everything the replay threads need to know about the job.
 #[derive(Clone, Debug)]
 pub struct Job {
@@ -55,13 +70,13 @@ pub struct Job {
     /// Where the tables are applied.
     pub subscriber: Resolved,
     /// Seconds to wait for a batch when no tick wakes the thread (changes on reload).
-    pub loop_delay: LiveSeconds,
+    pub loop_delay: Live<Duration>,
     /// Seconds to wait after an error.
     pub exception_sleep: Duration,
     /// Age at which the threads replace their database connections.
     pub connection_lifetime: Duration,
-    /// Copy threads: tables copied at the same time.
-    pub parallel_copies: u32,
+    /// Copy threads at work: tables copied at the same time (changes on reload).
+    pub parallel_copies: Live<u32>,
 }
 
 impl Job {
@@ -81,10 +96,10 @@ impl Job {
             provider: resolve("provider_db")?,
             subscriber: resolve("subscriber_db")?,
             consumer,
-            loop_delay: LiveSeconds::new(config.seconds("loop_delay")?),
+            loop_delay: Live::new(config.seconds("loop_delay")?),
             exception_sleep: config.seconds("exception_sleep")?,
             connection_lifetime: config.seconds("connection_lifetime")?,
-            parallel_copies: config.count("parallel_copies")?,
+            parallel_copies: Live::new(config.count("parallel_copies")?),
         })
     }
 }
@@ -94,7 +109,10 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
     let ticker_settings = ticker::Settings::from_config(config)?;
     let run_ticker = config.flag("ticker")?;
     let (wake, woken) = bounded::<()>(1);
-    let (copy_wake, copy_woken) = bounded::<()>(job.parallel_copies as usize);
+    // Threads for as many copies as a reload may ask for; those past parallel_copies wait,
+    // without connections, until it grows.
+    let threads = job.parallel_copies.get().max(MAX_COPY_THREADS);
+    let (copy_wake, copy_woken) = bounded::<()>(threads as usize);
     log::info!(
         "replaying queue {} from {} to {} as {}",
         job.queue,
@@ -120,11 +138,11 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
                 })
                 .context("starting the ticker thread")?;
         }
-        for n in 1..=job.parallel_copies {
+        for n in 1..=threads {
             let (stop, copy_woken) = (&stop, &copy_woken);
             std::thread::Builder::new()
                 .name(format!("copy-{n}"))
-                .spawn_scoped(scope, move || copy::run(job, stop, copy_woken))
+                .spawn_scoped(scope, move || copy::run(job, n, stop, copy_woken))
                 .context("starting a copy thread")?;
         }
         replay_loop(job, &stop, &woken, &copy_wake);
@@ -386,7 +404,7 @@ fn hand_over(
             )
         })
         .count();
-    let free = (job.parallel_copies as usize).saturating_sub(copying);
+    let free = (job.parallel_copies.get() as usize).saturating_sub(copying);
     let new = tables.iter().filter(|t| t.state == MergeState::New);
     for next in new.take(free) {
         set_state(

@@ -17,16 +17,13 @@ use crossbeam_channel::{Receiver, bounded};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::config::{Config, LiveSeconds};
+use crate::config::{Config, LiveKey};
 use crate::error::one_line;
 use crate::logging;
 
 /// A receiver that disconnects when the process gets SIGINT or SIGTERM; SIGHUP reloads the
 /// config at `config_path` and sets each `live` value from its key (see the module docs).
-pub fn stop_on_signal(
-    config_path: &Path,
-    live: &[(&'static str, LiveSeconds)],
-) -> Result<Receiver<()>> {
+pub fn stop_on_signal(config_path: &Path, live: &[LiveKey]) -> Result<Receiver<()>> {
     let live = live.to_vec();
     let (stop, stopped) = bounded::<()>(0);
     let mut signals =
@@ -66,7 +63,7 @@ fn settings(config: &Config) -> BTreeMap<String, String> {
 /// SIGHUP: loads the config again, reopens the log file; returns the settings now in force.
 fn reload(
     path: &Path,
-    live: &[(&'static str, LiveSeconds)],
+    live: &[LiveKey],
     before: Option<BTreeMap<String, String>>,
 ) -> Option<BTreeMap<String, String>> {
     let config = match Config::load(path) {
@@ -90,11 +87,12 @@ fn reload(
         );
     }
     let mut applied = vec!["logfile"];
-    for (key, value) in live {
-        match config.seconds(key) {
-            Ok(seconds) => {
-                value.set(seconds);
+    let mut now = Vec::new();
+    for value in live {
+        match value.reload(&config) {
+            Ok((key, value)) => {
                 applied.push(key);
+                now.push(format!("{key} = {value}"));
             }
             Err(e) => log::error!("got SIGHUP, but {}", one_line(&e)),
         }
@@ -114,10 +112,6 @@ fn reload(
                 .filter(|key| !after.contains_key(key.as_str()))
                 .map(String::as_str),
         )
-        .collect();
-    let now: Vec<String> = live
-        .iter()
-        .map(|(key, value)| format!("{key} = {:?}", value.get()))
         .collect();
     let now = if now.is_empty() {
         String::new()

@@ -113,8 +113,9 @@ maint_period = 60
     assert!(text(&out).contains(&format!("sent SIGHUP to pid {pid}")));
     wait_until(WAIT, "a new log file after SIGHUP", || {
         read(&logfile).contains(
-            "got SIGHUP: reopened the log file; in force now: loop_delay = 500ms; changed \
-             settings that take effect at the next start: maint_period",
+            "got SIGHUP: reopened the log file; in force now: loop_delay = 500ms, \
+             parallel_copies = 1; changed settings that take effect at the next start: \
+             maint_period",
         )
     });
     pair.provider
