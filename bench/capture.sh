@@ -33,60 +33,17 @@ CLIENTS=${CLIENTS:-2}
 ROUNDS=${ROUNDS:-2}
 USERS=${USERS:-200000}
 
-die() {
-    echo "capture.sh: $*" >&2
-    exit 1
-}
-
-# --- server binaries -------------------------------------------------------------------
-bindir=""
-if command -v pg_config >/dev/null && [[ -x $(pg_config --bindir)/pg_ctl ]]; then
-    bindir=$(pg_config --bindir)
-fi
-if [[ -z $bindir ]]; then
-    bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-fi
-[[ -n $bindir && -x $bindir/pg_ctl ]] || die "PostgreSQL server binaries not found (apt-get install postgresql)"
-pgversion=$("$bindir/postgres" --version | awk '{print $3}')
-pgmajor=${pgversion%%.*}
+name=capture
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 sharedir=$("$bindir/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$pgmajor")
 pgbench=$bindir/pgbench
 [[ -x $pgbench ]] || pgbench=$(command -v pgbench) || die "pgbench not found"
-psql_bin=$bindir/psql
-[[ -x $psql_bin ]] || psql_bin=$(command -v psql) || die "psql not found"
 
-# --- throwaway cluster -----------------------------------------------------------------
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/skyrep-bench.XXXXXX")
-as_server() { "$@"; }
-if [[ $(id -u) -eq 0 ]]; then
-    id -u postgres >/dev/null 2>&1 || die "running as root but user postgres does not exist"
-    chown postgres: "$tmp"
-    as_server() { runuser -u postgres -- "$@"; }
-fi
-cleanup() {
-    if [[ -f $tmp/data/postmaster.pid ]]; then
-        as_server "$bindir/pg_ctl" -D "$tmp/data" -m immediate -w stop >/dev/null 2>&1 || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 54329)
-as_server "$bindir/initdb" -D "$tmp/data" -A trust -U postgres --no-locale -E UTF8 --no-sync >/dev/null
-cat >>"$tmp/data/postgresql.conf" <<EOF
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$tmp'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-shared_buffers = 128MB
-max_connections = 50
-EOF
-as_server "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w start >/dev/null
-
-psql() { "$psql_bin" -X -q -v ON_ERROR_STOP=1 -h "$tmp" -p "$port" -U postgres "$@"; }
+# --- throwaway cluster (bench/lib.sh) ----------------------------------------------------
+start_cluster data
+data_port=${port[data]}
+psql() { "$psql_bin" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$data_port" -U postgres "$@"; }
 
 # --- variants --------------------------------------------------------------------------
 pl_only=$sharedir/contrib/pgq_pl_only.sql
@@ -195,7 +152,7 @@ reset_db() { # empties the event tables and the log tables, so every run starts 
 
 run_one() { # $1 = database; prints tps
     "$pgbench" -M prepared -n -c "$CLIENTS" -j "$CLIENTS" -T "$DURATION" \
-        -f "$tmp/login.sql" -f "$tmp/logout.sql" -h 127.0.0.1 -p "$port" -U postgres "$1" 2>&1 |
+        -f "$tmp/login.sql" -f "$tmp/logout.sql" -h 127.0.0.1 -p "$data_port" -U postgres "$1" 2>&1 |
         awk '/^tps = / {printf "%.0f\n", $3; exit}'
 }
 
@@ -216,7 +173,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         db="bench_${v//-/_}"
         reset_db "$db"
         tps=$(run_one "$db")
-        [[ -n $tps ]] || die "pgbench failed for $v (see $tmp/server.log)"
+        [[ -n $tps ]] || die "pgbench failed for $v (see $tmp/data.log)"
         runs[$v]+="$tps "
         echo "round $r  $(printf '%-12s' "$v") $tps tps" >&2
     done
