@@ -138,13 +138,7 @@ fn session(
         if stopped_within(stop, Duration::ZERO) || n > job.parallel_copies.get() {
             return Ok(());
         }
-        conns.renew_if_old(job)?;
-        let Connections {
-            provider,
-            subscriber,
-            applier,
-            ..
-        } = &mut conns;
+        let (provider, subscriber, applier) = conns.next_round(job)?;
         let tables = load_tables(subscriber, &job.queue)?;
         // The first copy-owned table that no other copy thread works on.
         let mut work = None;

@@ -258,12 +258,10 @@ impl LastError<'_> {
 /// replaced once they are `connection_lifetime` old (a server-side session that lives for
 /// months collects memory and pins settings; a new one starts clean).
 pub(crate) struct Connections {
-    /// The provider connection.
-    pub provider: Client,
-    /// The subscriber connection.
-    pub subscriber: Client,
-    /// The applier, with statements prepared on `subscriber`.
-    pub applier: Applier,
+    provider: Client,
+    subscriber: Client,
+    /// With statements prepared on `subscriber`.
+    applier: Applier,
     opened: Instant,
 }
 
@@ -278,9 +276,9 @@ impl Connections {
         })
     }
 
-    /// Replaces the connections if they are `connection_lifetime` old. Call between units of
-    /// work, with no transaction open.
-    pub fn renew_if_old(&mut self, job: &Job) -> Result<()> {
+    /// The provider, subscriber and applier for the next unit of work, replaced first if they
+    /// are `connection_lifetime` old. Call between units of work, with no transaction open.
+    pub fn next_round(&mut self, job: &Job) -> Result<(&mut Client, &mut Client, &mut Applier)> {
         if self.opened.elapsed() >= job.connection_lifetime {
             log::debug!(
                 "renewing the database connections after {:?}",
@@ -288,7 +286,7 @@ impl Connections {
             );
             *self = Connections::open(job)?;
         }
-        Ok(())
+        Ok((&mut self.provider, &mut self.subscriber, &mut self.applier))
     }
 }
 
@@ -319,13 +317,7 @@ fn replay_session(
         if stopped_within(stop, Duration::ZERO) {
             return Ok(());
         }
-        conns.renew_if_old(job)?;
-        let Connections {
-            provider,
-            subscriber,
-            applier,
-            ..
-        } = &mut conns;
+        let (provider, subscriber, applier) = conns.next_round(job)?;
         let tables = load_tables(subscriber, &job.queue)?;
         if hand_over(job, subscriber, &tables, copy_wake)? {
             // A copy is finishing at our position: wait for it to say ok.
