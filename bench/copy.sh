@@ -10,17 +10,20 @@
 # only) and nothing in them:
 #
 #   raw pipe     psql -c 'copy big to stdout' | psql -c 'copy big from stdin'
-#   skyrep       `subscriber add big` under a running `skyrep replay`; "copy s" is the COPY
-#                itself (from the log's "copying from the provider" to "in-copy ->
-#                catching-up"), "to ok s" from the add until the table is ok
+#   skyrep       `subscriber add big` under a running `skyrep replay`; "COPY only" is the
+#                copy itself (from the log's "copying from the provider" to "in-copy ->
+#                catching-up"), "until ok" from the add until the table is ok
+#   raw pipes    one raw pipe per small table, all at once
 #   1 thread     `subscriber add` of the TABLES tables with parallel_copies = 1
 #   N threads    the same with parallel_copies = TABLES
 #
-# Prints seconds, rows/s and ratios (skyrep's copy over the raw pipe; one thread over N),
-# and writes the same to bench/results/copy-latest.txt.
+# Each round runs every variant once, in that order (A B A B ...), into empty databases.
+# Prints the median, min and max seconds of the rounds, rows/s and ratios (skyrep's copy over
+# the raw pipe; the small tables over the raw pipes side by side; one thread over N), and
+# writes the same to bench/results/copy-latest.txt.
 #
 # Needs the PostgreSQL server binaries, python3, cargo (or SKYREP=path to a built binary).
-# Environment: ROWS (2000000), TABLES (4), SKYREP.
+# Environment: ROWS (2000000), TABLES (4), ROUNDS (3), SKYREP.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -57,18 +60,17 @@ psql_on prov postgres -c "create database src"
     for i in $(seq 1 "$TABLES"); do fill "part$i" $((ROWS / TABLES)); done
 } | psql_on prov src
 psql_on prov src -c "vacuum analyze"
-for db in raw one serial parallel; do
-    psql_on sub postgres -c "create database $db"
-    schema | psql_on sub "$db"
+ROUNDS=${ROUNDS:-3}
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -gt 0 ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
+for r in $(seq 1 "$ROUNDS"); do
+    for db in raw one rawpar serial parallel; do
+        psql_on sub postgres -c "create database $db$r"
+        schema | psql_on sub "$db$r"
+    done
 done
 
 now() { python3 -c 'import time; print(time.monotonic())'; }
 since() { python3 -c "import sys, time; print('%.2f' % (time.monotonic() - float(sys.argv[1])))" "$1"; }
-
-note "raw pipe ..."
-t0=$(now)
-psql_on prov src -c "copy big to stdout" | psql_on sub raw -c "copy big from stdin"
-raw_s=$(since "$t0")
 
 # A skyrep job from the provider's src into database $1 on the subscriber with queue $1.
 job() { # $1 = subscriber database, $2 = parallel_copies
@@ -121,33 +123,59 @@ print("%.2f" % (end - start).total_seconds())
 PY
 }
 
-note "skyrep, one table ..."
-one_ok=$(run_job one 1 public.big)
-one_copy=$(copy_seconds "$tmp/one.log" public.big)
+# The raw pipe of table $1 into database $2 on the subscriber.
+raw_pipe() {
+    psql_on prov src -c "copy $1 to stdout" | psql_on sub "$2" -c "copy $1 from stdin" >/dev/null
+}
 parts=$(for i in $(seq 1 "$TABLES"); do printf 'public.part%s ' "$i"; done)
-note "skyrep, $TABLES tables, one copy thread ..."
-# shellcheck disable=SC2086
-serial_s=$(run_job serial 1 $parts)
-note "skyrep, $TABLES tables, $TABLES copy threads ..."
-# shellcheck disable=SC2086
-parallel_s=$(run_job parallel "$TABLES" $parts)
+results=$tmp/results
+for r in $(seq 1 "$ROUNDS"); do
+    note "round $r of $ROUNDS: raw pipe ..."
+    t0=$(now)
+    raw_pipe big "raw$r"
+    echo "raw $(since "$t0")" >>"$results"
+    note "round $r of $ROUNDS: skyrep, one table ..."
+    echo "ok $(run_job "one$r" 1 public.big)" >>"$results"
+    echo "copy $(copy_seconds "$tmp/one$r.log" public.big)" >>"$results"
+    note "round $r of $ROUNDS: $TABLES raw pipes side by side ..."
+    t0=$(now)
+    for i in $(seq 1 "$TABLES"); do raw_pipe "part$i" "rawpar$r" & done
+    wait
+    echo "rawpar $(since "$t0")" >>"$results"
+    note "round $r of $ROUNDS: skyrep, $TABLES tables, one copy thread ..."
+    # shellcheck disable=SC2086 # the table list is meant to split
+    echo "serial $(run_job "serial$r" 1 $parts)" >>"$results"
+    note "round $r of $ROUNDS: skyrep, $TABLES tables, $TABLES copy threads ..."
+    # shellcheck disable=SC2086
+    echo "parallel $(run_job "parallel$r" "$TABLES" $parts)" >>"$results"
+done
 
 {
-    echo "skyrep copy benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "skyrep copy benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
-    echo "big: $ROWS rows; $TABLES tables of $((ROWS / TABLES)) rows each; primary keys only"
+    echo "big: $ROWS rows; $TABLES tables of $((ROWS / TABLES)) rows each; primary keys only; $ROUNDS rounds, interleaved"
     echo
-    python3 - "$ROWS" "$raw_s" "$one_copy" "$one_ok" "$TABLES" "$serial_s" "$parallel_s" <<'PY'
-import sys
-rows, raw, copy, ok, tables, serial, parallel = sys.argv[1:]
-rows, raw, copy, ok, serial, parallel = int(rows), float(raw), float(copy), float(ok), float(serial), float(parallel)
-print(f"{'variant':<34} {'seconds':>8} {'rows/s':>10} {'ratio':>7}")
-print(f"{'raw pipe, big':<34} {raw:8.2f} {rows / raw:10.0f} {1:7.2f}")
-print(f"{'skyrep copy of big (COPY only)':<34} {copy:8.2f} {rows / copy:10.0f} {copy / raw:7.2f}")
-print(f"{'skyrep add big until ok':<34} {ok:8.2f} {rows / ok:10.0f} {ok / raw:7.2f}")
-print(f"{tables + ' tables, 1 copy thread':<34} {serial:8.2f} {rows / serial:10.0f} {1:7.2f}")
-print(f"{tables + ' tables, ' + tables + ' copy threads':<34} {parallel:8.2f} {rows / parallel:10.0f} {serial / parallel:7.2f}")
+    python3 - "$ROWS" "$TABLES" "$results" <<'PY'
+import statistics, sys
+rows, tables, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+runs = {}
+for line in open(path):
+    kind, seconds = line.split()
+    runs.setdefault(kind, []).append(float(seconds))
+med = {k: statistics.median(v) for k, v in runs.items()}
+def line(label, kind, base):
+    v = runs[kind]
+    ratio = f"{med[kind] / med[base]:7.2f}" if base else " " * 7
+    print(f"{label:<36} {med[kind]:8.2f} {min(v):8.2f} {max(v):8.2f} {rows / med[kind]:10.0f} {ratio}")
+print(f"{'variant':<36} {'median s':>8} {'min':>8} {'max':>8} {'rows/s':>10} {'ratio':>7}")
+line("raw pipe, big", "raw", None)
+line("skyrep copy of big (COPY only)", "copy", "raw")
+line("skyrep add big until ok", "ok", "raw")
+line(f"{tables} raw pipes side by side", "rawpar", None)
+line(f"{tables} tables, 1 copy thread", "serial", "rawpar")
+line(f"{tables} tables, {tables} copy threads", "parallel", "rawpar")
 print()
-print("ratio: seconds over the raw pipe's (first three), speed-up over one thread (last)")
+print("ratio: median seconds over the median of the raw pipe(s) above it")
+print(f"speed-up of {tables} copy threads over one: {med['serial'] / med['parallel']:.2f}")
 PY
 } | tee "$here/results/copy-latest.txt"

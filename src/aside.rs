@@ -46,6 +46,15 @@ pub fn set_aside(
 ) -> Result<SetAside> {
     let quoted_dest = dest.quoted();
     let context = || format!("setting aside the indexes, foreign keys and triggers of {dest}");
+    // One copy thread at a time: two tables joined by a foreign key, set aside at once, would
+    // both find the key and both drop it. The lock is held until the caller commits, so the
+    // second thread's queries below see the first one's drops.
+    tx.query_one(
+        "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('skyrep aside'), \
+                pg_catalog.hashtext($1))",
+        &[&queue],
+    )
+    .with_context(context)?;
     // Foreign keys first: one may need an index that goes next.
     let fkeys = tx
         .query(

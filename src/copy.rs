@@ -18,7 +18,7 @@ use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use crossbeam_channel::{Receiver, bounded, select};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
 use postgres::{CancelToken, Client, IsolationLevel};
 
 use crate::apply::Applier;
@@ -40,10 +40,11 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long a copy thread sleeps when it has nothing to do and nobody wakes it.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// A copy thread: works on tables in copy-owned states until asked to stop.
+/// A copy thread: works on tables in copy-owned states until asked to stop; wakes the replay
+/// thread through `wake_replay` after each step, since the next step is often replay's.
 /// Thread `n` works while `n` is within `parallel_copies`; past it, it waits without
 /// connections until a reload raises the setting.
-pub fn run(job: &Job, n: u32, stop: &Receiver<()>, woken: &Receiver<()>) {
+pub fn run(job: &Job, n: u32, stop: &Receiver<()>, woken: &Receiver<()>, wake_replay: &Sender<()>) {
     loop {
         while n > job.parallel_copies.get() {
             if stopped_within(stop, IDLE) {
@@ -51,7 +52,7 @@ pub fn run(job: &Job, n: u32, stop: &Receiver<()>, woken: &Receiver<()>) {
             }
         }
         sessions(job, Thread::Copy, stop, |last_error| {
-            session(job, n, stop, woken, last_error)
+            session(job, n, stop, woken, wake_replay, last_error)
         });
         if stopped_within(stop, Duration::ZERO) {
             return;
@@ -103,6 +104,13 @@ fn until_stopped<T>(
     })
 }
 
+/// How long a copy thread waits before it looks again for the tick a hand-over needs: short,
+/// since it is a single query and the table (and with one copy thread, the tables after it)
+/// waits meanwhile.
+fn handover_poll(job: &Job) -> Duration {
+    job.loop_delay.get().min(Duration::from_millis(100))
+}
+
 /// The snapshot of tick `tick` of `queue`.
 fn tick_snapshot(provider: &mut Client, queue: &str, tick: i64) -> Result<Snapshot> {
     let text: String = provider
@@ -131,6 +139,7 @@ fn session(
     n: u32,
     stop: &Receiver<()>,
     woken: &Receiver<()>,
+    wake_replay: &Sender<()>,
     last_error: &mut LastError,
 ) -> Result<()> {
     let mut conns = Connections::open(job)?;
@@ -186,6 +195,7 @@ fn session(
             _ => unreachable!("filtered above"),
         }
         claim(subscriber, &job.queue, &table.table, false)?;
+        let _ = wake_replay.try_send(());
         aside::restore_ready(subscriber, &job.queue)?;
         last_error.succeeded(subscriber)?;
     }
@@ -264,14 +274,10 @@ fn copy_table(
     // again at the next run.
     let (bytes, rows) = until_stopped(stop, &cancel, &job.provider, || -> Result<(u64, u64)> {
         let mut reader = ptx
-            .copy_out(&format!(
-                "copy (select {column_list} from only {}{}) to stdout",
-                table.table.quoted(),
-                table
-                    .condition
-                    .as_ref()
-                    .map(|c| format!(" where ({c})"))
-                    .unwrap_or_default()
+            .copy_out(&copy_out_sql(
+                &table.table,
+                &column_list,
+                table.condition.as_deref(),
             ))
             .with_context(|| format!("reading {} from the provider", table.table))?;
         let mut writer = stx
@@ -317,6 +323,18 @@ fn copy_table(
         bytes as f64 / 1e6
     );
     Ok(())
+}
+
+/// The COPY that reads a table from the provider. Without a condition it reads the table
+/// itself, which is faster than through a query; either way no rows of inheriting tables.
+fn copy_out_sql(table: &TableName, column_list: &str, condition: Option<&str>) -> String {
+    match condition {
+        None => format!("copy {} ({column_list}) to stdout", table.quoted()),
+        Some(c) => format!(
+            "copy (select {column_list} from only {} where ({c})) to stdout",
+            table.quoted()
+        ),
+    }
 }
 
 /// Streams the COPY data from the provider to the subscriber; returns the bytes moved.
@@ -393,6 +411,7 @@ fn catch_up(
         }
     };
     let mut applied_total = 0;
+    let mut tick_asked = false;
     loop {
         let at = {
             let mut tx = subscriber.transaction()?;
@@ -418,14 +437,20 @@ fn catch_up(
         let Some(batch) = consumer.next_batch(provider)? else {
             if target.is_some() {
                 // The tick replay waits at is not there yet for this consumer: look again soon.
-                std::thread::sleep(job.loop_delay.get());
+                std::thread::sleep(handover_poll(job));
                 continue;
             }
             if !tick_snapshot(provider, &job.queue, at)?.covers(&snapshot) {
                 // The copy saw transactions that committed after tick `at`: their events come
                 // in a batch still to be ticked, which this copy must take (and skip) itself,
-                // or replay would apply them again.
-                std::thread::sleep(job.loop_delay.get());
+                // or replay would apply them again. An idle queue ticks seldom: ask for one.
+                if !tick_asked {
+                    provider
+                        .query_one("select pgq.force_tick($1)", &[&job.queue])
+                        .context("asking for a tick")?;
+                    tick_asked = true;
+                }
+                std::thread::sleep(handover_poll(job));
                 continue;
             }
             log::info!(

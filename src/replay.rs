@@ -139,10 +139,10 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
                 .context("starting the ticker thread")?;
         }
         for n in 1..=threads {
-            let (stop, copy_woken) = (&stop, &copy_woken);
+            let (stop, copy_woken, wake) = (&stop, &copy_woken, &wake);
             std::thread::Builder::new()
                 .name(format!("copy-{n}"))
-                .spawn_scoped(scope, move || copy::run(job, n, stop, copy_woken))
+                .spawn_scoped(scope, move || copy::run(job, n, stop, copy_woken, wake))
                 .context("starting a copy thread")?;
         }
         replay_loop(job, &stop, &woken, &copy_wake);
