@@ -151,7 +151,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 {
-    echo "skyrep copy benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "skyrep copy benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
     echo "big: $ROWS rows; $TABLES tables of $((ROWS / TABLES)) rows each; primary keys only; $ROUNDS rounds, interleaved"
     echo
