@@ -14,7 +14,9 @@
 //! sets `ok` in the transaction of its last batch. A crash anywhere leaves a state this
 //! thread or replay continues from: a half-done copy is rolled back and done again.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -40,19 +42,44 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long a copy thread sleeps when it has nothing to do and nobody wakes it.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// A copy thread: works on tables in copy-owned states until asked to stop; wakes the replay
-/// thread through `wake_replay` after each step, since the next step is often replay's.
+/// What the copy threads share with each other and with the replay thread.
+pub struct Pool {
+    /// Woken by the replay thread when it hands a table to the copy threads.
+    woken: Receiver<()>,
+    /// Wakes the replay thread after each step of a copy, since the next step is often its.
+    wake_replay: Sender<()>,
+    /// When work on a table last failed (by qualified name), so that the threads try other
+    /// tables first and one that keeps failing does not hold up the rest.
+    failed: Mutex<HashMap<String, Instant>>,
+}
+
+impl Pool {
+    /// A pool woken through `woken` that wakes the replay thread through `wake_replay`.
+    pub fn new(woken: Receiver<()>, wake_replay: Sender<()>) -> Pool {
+        Pool {
+            woken,
+            wake_replay,
+            failed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failed(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A copy thread: works on tables in copy-owned states until asked to stop.
 /// Thread `n` works while `n` is within `parallel_copies`; past it, it waits without
 /// connections until a reload raises the setting.
-pub fn run(job: &Job, n: u32, stop: &Receiver<()>, woken: &Receiver<()>, wake_replay: &Sender<()>) {
+pub fn run(job: &Job, n: u32, stop: &Receiver<()>, pool: &Pool) {
     loop {
         while n > job.parallel_copies.get() {
             if stopped_within(stop, IDLE) {
                 return;
             }
         }
-        sessions(job, Thread::Copy, stop, |last_error| {
-            session(job, n, stop, woken, wake_replay, last_error)
+        sessions(job, Thread::Copy(n), stop, |last_error| {
+            session(job, n, stop, pool, last_error)
         });
         if stopped_within(stop, Duration::ZERO) {
             return;
@@ -138,8 +165,7 @@ fn session(
     job: &Job,
     n: u32,
     stop: &Receiver<()>,
-    woken: &Receiver<()>,
-    wake_replay: &Sender<()>,
+    pool: &Pool,
     last_error: &mut LastError,
 ) -> Result<()> {
     let mut conns = Connections::open(job)?;
@@ -149,14 +175,24 @@ fn session(
         }
         let (provider, subscriber, applier) = conns.next_round(job)?;
         let tables = load_tables(subscriber, &job.queue)?;
-        // The first copy-owned table that no other copy thread works on.
+        // The first copy-owned table that no other copy thread works on; tables whose work
+        // failed last, the least recently failed first.
+        let mut candidates: Vec<(Option<Instant>, &SubscriberTable)> = {
+            let failed = pool.failed();
+            tables
+                .iter()
+                .filter(|t| {
+                    matches!(
+                        t.state,
+                        MergeState::InCopy | MergeState::CatchingUp | MergeState::DoSync(_)
+                    )
+                })
+                .map(|t| (failed.get(&t.table.qualified()).copied(), t))
+                .collect()
+        };
+        candidates.sort_by_key(|(failed_at, _)| *failed_at);
         let mut work = None;
-        for table in tables.iter().filter(|t| {
-            matches!(
-                t.state,
-                MergeState::InCopy | MergeState::CatchingUp | MergeState::DoSync(_)
-            )
-        }) {
+        for (_, table) in candidates {
             if claim(subscriber, &job.queue, &table.table, true)? {
                 work = Some(table);
                 break;
@@ -168,37 +204,57 @@ fn session(
             last_error.succeeded(subscriber)?;
             select! {
                 recv(stop) -> _ => return Ok(()),
-                recv(woken) -> _ => {},
+                recv(pool.woken) -> _ => {},
                 default(IDLE) => {},
             }
             continue;
         };
-        match table.state {
-            MergeState::InCopy => copy_table(job, stop, provider, subscriber, table)?,
-            MergeState::CatchingUp => {
-                if !catch_up(job, provider, subscriber, applier, table, None)? {
-                    // Caught up with the queue: ask replay to take over.
-                    let position = position(provider, &copy_consumer(job, &table.table))?;
-                    set_state(
-                        subscriber,
-                        &job.queue,
-                        &table.table,
-                        MergeState::CatchingUp,
-                        MergeState::WannaSync(position),
-                        table.snapshot.as_deref(),
-                    )?;
-                }
-            }
-            MergeState::DoSync(target) => {
-                catch_up(job, provider, subscriber, applier, table, Some(target))?;
-            }
-            _ => unreachable!("filtered above"),
+        let worked = work_on(job, stop, provider, subscriber, applier, table);
+        if worked.is_err() {
+            pool.failed()
+                .insert(table.table.qualified(), Instant::now());
+        } else {
+            pool.failed().remove(&table.table.qualified());
         }
+        worked?;
         claim(subscriber, &job.queue, &table.table, false)?;
-        let _ = wake_replay.try_send(());
+        let _ = pool.wake_replay.try_send(());
         aside::restore_ready(subscriber, &job.queue)?;
         last_error.succeeded(subscriber)?;
     }
+}
+
+/// Does the next step of the copy of `table`, by its state.
+fn work_on(
+    job: &Job,
+    stop: &Receiver<()>,
+    provider: &mut Client,
+    subscriber: &mut Client,
+    applier: &mut Applier,
+    table: &SubscriberTable,
+) -> Result<()> {
+    match table.state {
+        MergeState::InCopy => copy_table(job, stop, provider, subscriber, table)?,
+        MergeState::CatchingUp => {
+            if !catch_up(job, provider, subscriber, applier, table, None)? {
+                // Caught up with the queue: ask replay to take over.
+                let position = position(provider, &copy_consumer(job, &table.table))?;
+                set_state(
+                    subscriber,
+                    &job.queue,
+                    &table.table,
+                    MergeState::CatchingUp,
+                    MergeState::WannaSync(position),
+                    table.snapshot.as_deref(),
+                )?;
+            }
+        }
+        MergeState::DoSync(target) => {
+            catch_up(job, provider, subscriber, applier, table, Some(target))?;
+        }
+        _ => unreachable!("filtered above"),
+    }
+    Ok(())
 }
 
 /// Where the consumer is: the tick its next batch starts after.

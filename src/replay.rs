@@ -113,6 +113,7 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
     // without connections, until it grows.
     let threads = job.parallel_copies.get().max(MAX_COPY_THREADS);
     let (copy_wake, copy_woken) = bounded::<()>(threads as usize);
+    let pool = copy::Pool::new(copy_woken, wake.clone());
     log::info!(
         "replaying queue {} from {} to {} as {}",
         job.queue,
@@ -139,10 +140,10 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
                 .context("starting the ticker thread")?;
         }
         for n in 1..=threads {
-            let (stop, copy_woken, wake) = (&stop, &copy_woken, &wake);
+            let (stop, pool) = (&stop, &pool);
             std::thread::Builder::new()
                 .name(format!("copy-{n}"))
-                .spawn_scoped(scope, move || copy::run(job, n, stop, copy_woken, wake))
+                .spawn_scoped(scope, move || copy::run(job, n, stop, pool))
                 .context("starting a copy thread")?;
         }
         replay_loop(job, &stop, &woken, &copy_wake);
@@ -245,7 +246,7 @@ impl LastError<'_> {
 
     /// The thread got work done: clears a recorded error.
     pub(crate) fn succeeded(&mut self, subscriber: &mut impl GenericClient) -> Result<()> {
-        self.failures.recovered(self.thread.name());
+        self.failures.recovered(&self.thread.name());
         if self.recorded {
             status::clear_error(subscriber, &self.job.queue, &self.job.consumer, self.thread)?;
             self.recorded = false;

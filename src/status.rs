@@ -30,16 +30,16 @@ use crate::state::{MergeState, load_tables};
 pub enum Thread {
     /// The replay thread.
     Replay,
-    /// The copy thread.
-    Copy,
+    /// Copy thread number N (from 1).
+    Copy(u32),
 }
 
 impl Thread {
     /// Its name in log lines and in `status`.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Thread::Replay => "replay",
-            Thread::Copy => "copy",
+            Thread::Replay => "replay".to_string(),
+            Thread::Copy(n) => format!("copy-{n}"),
         }
     }
 
@@ -47,8 +47,17 @@ impl Thread {
     pub fn key(self, consumer: &str) -> String {
         match self {
             Thread::Replay => consumer.to_string(),
-            Thread::Copy => format!("{consumer}.copy"),
+            Thread::Copy(n) => format!("{consumer}.copy-{n}"),
         }
+    }
+
+    /// The thread whose errors `key` records for `consumer`, if any.
+    fn from_key(consumer: &str, key: &str) -> Option<Thread> {
+        if key == consumer {
+            return Some(Thread::Replay);
+        }
+        let n = key.strip_prefix(consumer)?.strip_prefix(".copy-")?;
+        n.parse().ok().map(Thread::Copy)
     }
 }
 
@@ -328,22 +337,20 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
         )
         .context("reading the applied tick")?;
     let errors = if has_status {
-        let threads = [Thread::Replay, Thread::Copy];
-        let keys: Vec<String> = threads.iter().map(|t| t.key(&job.consumer)).collect();
         let rows = client
             .query(
                 "select consumer_name, last_error, to_json(error_at) #>> '{}', \
                         extract(epoch from now() - error_at)::float8, failures \
-                 from londiste.replay_status where queue_name = $1 and consumer_name = any($2) \
-                 order by consumer_name",
-                &[&job.queue, &keys],
+                 from londiste.replay_status where queue_name = $1 \
+                 order by error_at, consumer_name",
+                &[&job.queue],
             )
             .context("reading the recorded errors")?;
         Some(
             rows.iter()
                 .filter_map(|r| {
                     let key: String = r.get(0);
-                    let thread = threads[keys.iter().position(|k| *k == key)?];
+                    let thread = Thread::from_key(&job.consumer, &key)?;
                     Some(RecordedError {
                         thread,
                         message: r.get(1),

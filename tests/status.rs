@@ -216,6 +216,9 @@ fn status_while_replaying_shows_every_consumer_with_its_lag() {
 #[test]
 fn a_replay_error_shows_until_replay_recovers() {
     let pair = Pair::new(SCHEMA);
+    // Two copy threads: one fails below while the other copies.
+    let conf = std::fs::read_to_string(&pair.conf).unwrap() + "parallel_copies = 2\n";
+    std::fs::write(&pair.conf, conf).unwrap();
     let mut replay = replicating(&pair);
     // Applying to the subscriber fails while its table lacks a column.
     pair.subscriber
@@ -284,10 +287,27 @@ fn a_replay_error_shows_until_replay_recovers() {
     pair.ok(&["subscriber", "add", "extra"]);
     wait_until(WAIT, "status shows the copy error", || {
         out = status_ok(&pair);
-        out.contains("ERR: copy: ")
+        out.contains("ERR: copy-")
     });
     assert!(out.contains("no_v7"), "{out}");
     assert!(out.contains("Tables: 2/1/0 ok/copying/other"), "{out}");
+    // Each copy thread has its own record: another thread copying another table meanwhile
+    // does not hide this one's error.
+    let fine = "create table fine (id int primary key)";
+    pair.provider.execute(&format!(
+        "{fine}; insert into fine select generate_series(1, 10)"
+    ));
+    pair.subscriber.execute(fine);
+    pair.ok(&["provider", "add", "fine"]);
+    pair.ok(&["subscriber", "add", "fine"]);
+    wait_until(WAIT, "fine is copied", || {
+        pair.states().contains(&("public.fine".to_string(), "ok".to_string()))
+    });
+    let (p, s) = pair.digests("fine", "id");
+    assert_eq!(p, s);
+    let out = status_ok(&pair);
+    assert!(out.contains("ERR: copy-") && out.contains("no_v7"), "{out}");
+    assert!(out.contains("Tables: 3/1/0 ok/copying/other"), "{out}");
     pair.subscriber
         .execute("alter table extra drop constraint no_v7");
     pair.wait_equal(&[("extra", "id")]);
