@@ -770,10 +770,15 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies what is pending, then truncates `dest`.
+    /// Applies what is pending, then empties `dest`: all of it, or with a copy condition only
+    /// the rows that meet it (the table may hold other rows, from elsewhere).
     pub fn truncate(&mut self, tx: &mut Transaction<'_>, dest: &TableName) -> Result<()> {
         self.flush(tx)?;
-        tx.batch_execute(&format!("truncate {}", dest.quoted()))
+        let sql = match self.conditions.get(dest) {
+            Some(condition) => format!("delete from {} where ({condition})", dest.quoted()),
+            None => format!("truncate {}", dest.quoted()),
+        };
+        tx.batch_execute(&sql)
             .with_context(|| format!("truncating {dest}"))
     }
 

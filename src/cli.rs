@@ -44,6 +44,11 @@ Commands:
   provider remove TABLE...
                     drop their capture triggers and unregister them
   provider tables   list the registered tables
+  provider refresh-trigger TABLE...
+                    regenerate their capture triggers after their columns changed
+  provider execute FILE.sql...
+                    run each script on the provider and queue it: every subscriber
+                    runs it at the same point of the stream (alias: execute)
 
   subscriber install
                     install or upgrade londiste in `subscriber_db`
@@ -70,6 +75,8 @@ Commands:
                     register the job's consumer on the provider queue
   subscriber unregister
                     remove it and forget the position it had applied up to
+  subscriber skip-execute FILE.sql
+                    let replay pass over that queued script instead of running it
   tables, add-table, remove-table
                     the same as subscriber tables, add, remove
 
@@ -162,6 +169,16 @@ pub enum Command {
     },
     /// List the provider's tables.
     ProviderTables,
+    /// Regenerate the capture triggers of tables whose columns changed.
+    ProviderRefreshTrigger {
+        /// Tables as typed.
+        tables: Vec<String>,
+    },
+    /// Run scripts on the provider and queue them for the subscribers.
+    ProviderExecute {
+        /// The script files.
+        files: Vec<String>,
+    },
     /// Install or upgrade londiste in `subscriber_db`.
     SubscriberInstall,
     /// Register tables on the subscriber.
@@ -206,6 +223,11 @@ pub enum Command {
     SubscriberRegister,
     /// Unregister the consumer.
     SubscriberUnregister,
+    /// Let replay pass over a queued script instead of running it.
+    SubscriberSkipExecute {
+        /// The script's file name.
+        script: String,
+    },
     /// Count and checksum tables on both sides at one point of the stream.
     Compare {
         /// Tables as typed (none: every table in state `ok`).
@@ -357,6 +379,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         "tables" => "subscriber tables".to_string(),
         "add-table" => "subscriber add".to_string(),
         "remove-table" => "subscriber remove".to_string(),
+        "execute" => "provider execute".to_string(),
         "worker" => "replay".to_string(),
         _ => first,
     };
@@ -412,6 +435,8 @@ pub const COMMANDS: &[&str] = &[
     "provider add",
     "provider remove",
     "provider tables",
+    "provider refresh-trigger",
+    "provider execute",
     "subscriber install",
     "subscriber add",
     "subscriber remove",
@@ -423,6 +448,7 @@ pub const COMMANDS: &[&str] = &[
     "subscriber restore-triggers",
     "subscriber register",
     "subscriber unregister",
+    "subscriber skip-execute",
     "compare",
     "repair",
     "status",
@@ -439,6 +465,7 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         name,
         "provider add"
             | "provider remove"
+            | "provider refresh-trigger"
             | "subscriber add"
             | "subscriber remove"
             | "subscriber resync"
@@ -448,6 +475,8 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
             name,
             "compare"
                 | "repair"
+                | "provider execute"
+                | "subscriber skip-execute"
                 | "subscriber fkeys"
                 | "subscriber triggers"
                 | "subscriber restore-triggers"
@@ -485,6 +514,11 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         "provider add" => Command::ProviderAdd { tables: args, all },
         "provider remove" => Command::ProviderRemove { tables: args },
         "provider tables" => Command::ProviderTables,
+        "provider refresh-trigger" => Command::ProviderRefreshTrigger { tables: args },
+        "provider execute" if args.is_empty() => {
+            return Err(usage("`provider execute` needs at least one file"));
+        }
+        "provider execute" => Command::ProviderExecute { files: args },
         "subscriber install" => Command::SubscriberInstall,
         "subscriber add" => Command::SubscriberAdd {
             tables: args,
@@ -539,6 +573,14 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         },
         "subscriber register" => Command::SubscriberRegister,
         "subscriber unregister" => Command::SubscriberUnregister,
+        "subscriber skip-execute" => match <[String; 1]>::try_from(args) {
+            Ok([script]) => Command::SubscriberSkipExecute { script },
+            Err(_) => {
+                return Err(usage(
+                    "`subscriber skip-execute` takes one script's file name",
+                ));
+            }
+        },
         "compare" => Command::Compare { tables: args },
         "repair" => Command::Repair {
             tables: args,

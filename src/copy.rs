@@ -154,10 +154,12 @@ fn tick_snapshot(provider: &mut Client, queue: &str, tick: i64) -> Result<Snapsh
 
 /// The copy consumer's name for a table.
 fn copy_consumer(job: &Job, table: &TableName) -> Consumer {
-    Consumer::new(
-        &job.queue,
-        &format!("{}.copy.{}", job.consumer, table.qualified()),
-    )
+    Consumer::new(&job.queue, &copy_consumer_name(&job.consumer, table))
+}
+
+/// The name of the consumer that catches `table` up after its copy, for replay's `consumer`.
+pub fn copy_consumer_name(consumer: &str, table: &TableName) -> String {
+    format!("{consumer}.copy.{}", table.qualified())
 }
 
 /// Works until asked to stop, or until thread `n` is past `parallel_copies`.

@@ -75,6 +75,10 @@ fn run() -> Result<()> {
                 }
                 Command::ProviderRemove { tables } => Provider::connect(&config)?.remove(&tables),
                 Command::ProviderTables => Provider::connect(&config)?.tables(),
+                Command::ProviderRefreshTrigger { tables } => {
+                    Provider::connect(&config)?.refresh_triggers(&tables)
+                }
+                Command::ProviderExecute { files } => Provider::connect(&config)?.execute(&files),
                 Command::SubscriberInstall => Subscriber::connect(&config)?.install(),
                 Command::SubscriberAdd { tables, options } => {
                     Subscriber::connect(&config)?.add(&tables, &options)
@@ -98,6 +102,9 @@ fn run() -> Result<()> {
                 }
                 Command::SubscriberRegister => Subscriber::connect(&config)?.register(),
                 Command::SubscriberUnregister => Subscriber::connect(&config)?.unregister(),
+                Command::SubscriberSkipExecute { script } => {
+                    Subscriber::connect(&config)?.skip_execute(&script)
+                }
                 Command::Ticker => {
                     ticker::run(&config, signals::stop_on_signal(config.path(), &[])?)
                 }

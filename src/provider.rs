@@ -1,9 +1,17 @@
-//! Provider side commands: `provider add`, `provider remove`, `provider tables`.
+//! Provider side commands: `provider add`, `remove`, `tables`, `refresh-trigger` and
+//! `execute`.
 //!
 //! Adding a table checks it (exists, is a table, has a primary key), creates skyrep's
 //! generated capture trigger on it (`_londiste_QUEUE`, plus `_londiste_QUEUE_truncate`) and
 //! records it in `londiste.provider_tables`, all in one transaction: a bad table anywhere in
-//! the list changes nothing.
+//! the list changes nothing. Removing one queues a `londiste.remove-table` event in the same
+//! transaction, so that subscribers unregister it when their replay gets there.
+//!
+//! `execute` runs a script and queues it as an `EXECUTE` event (`ev_data` the script,
+//! `ev_extra1` its file name) in one transaction, after regenerating the capture triggers of
+//! the registered tables whose columns the script changed.
+
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use postgres::GenericClient;
@@ -13,6 +21,13 @@ use crate::db;
 use crate::error::usage;
 use crate::names::TableName;
 use crate::output;
+use crate::script::Script;
+
+/// `ev_type` of the event that carries a script of `provider execute`.
+pub const EXECUTE_EVENT: &str = "EXECUTE";
+
+/// `ev_type` of the event that tells subscribers a table was removed (`ev_data` its name).
+pub const REMOVE_TABLE_EVENT: &str = "londiste.remove-table";
 
 /// A provider command's database, queue and job.
 pub struct Provider {
@@ -125,9 +140,127 @@ impl Provider {
                 )
                 .with_context(|| format!("dropping the capture trigger on {table}"))?;
             }
+            tx.query_one(
+                "select pgq.insert_event($1, $2, $3)",
+                &[&self.queue, &REMOVE_TABLE_EVENT, &table.qualified()],
+            )
+            .with_context(|| format!("queueing the removal of {table}"))?;
             log::info!("{}: removed {table}", self.dbname);
         }
         tx.commit().context("committing provider remove")
+    }
+
+    /// `provider refresh-trigger`: regenerates the capture triggers of registered `tables`
+    /// from their current columns.
+    pub fn refresh_triggers(&mut self, tables: &[String]) -> Result<()> {
+        let names = parse_names(tables)?;
+        let mut tx = self.client.transaction()?;
+        check_installed(&mut tx, &self.queue)?;
+        for table in &names {
+            let trigger = registered_trigger(&mut tx, &self.queue, table)?.with_context(|| {
+                format!(
+                    "{table} is not added on the provider for queue {}",
+                    self.queue
+                )
+            })?;
+            check_table(&mut tx, table)?;
+            refresh_trigger(&mut tx, table, &trigger)?;
+            log::info!("{}: refreshed the capture trigger of {table}", self.dbname);
+        }
+        tx.commit().context("committing provider refresh-trigger")
+    }
+
+    /// `provider execute`: runs each script in a transaction of its own and queues it for the
+    /// subscribers in the same transaction. A script run before under the same file name is
+    /// not run again; a different one under that name is refused.
+    pub fn execute(&mut self, files: &[String]) -> Result<()> {
+        for file in files {
+            let path = Path::new(file);
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("{file}: not a file name"))?
+                .to_string();
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+            let script = Script::parse(&text)
+                .and_then(Script::without_transaction_control)
+                .with_context(|| file.to_string())?;
+            if script.is_empty() {
+                bail!("{file} has no statements");
+            }
+            self.execute_one(&name, &script)?;
+        }
+        Ok(())
+    }
+
+    fn execute_one(&mut self, name: &str, script: &Script) -> Result<()> {
+        let sql = script.sql();
+        let mut tx = self.client.transaction()?;
+        check_installed(&mut tx, &self.queue)?;
+        let md5: String = tx.query_one("select md5($1)", &[&sql])?.get(0);
+        let before: Option<(String, String)> = tx
+            .query_opt(
+                "select sql_md5, executed_at::text from londiste.executed_scripts \
+                 where queue_name = $1 and file_name = $2",
+                &[&self.queue, &name],
+            )
+            .context("reading londiste.executed_scripts (run `provider install` to upgrade)")?
+            .map(|r| (r.get(0), r.get(1)));
+        if let Some((old_md5, at)) = before {
+            if old_md5 == md5 {
+                log::info!(
+                    "{}: {name} was executed at {at}; not run again",
+                    self.dbname
+                );
+                return Ok(());
+            }
+            bail!(
+                "a different script named {name} was executed at {at}; give this one a name of its own"
+            );
+        }
+        let registered = registered_tables(&mut tx, &self.queue)?;
+        let mut columns_before = Vec::new();
+        for (table, _) in &registered {
+            columns_before.push(column_signature(&mut tx, table)?);
+        }
+        log::info!(
+            "{}: executing {name} ({} statements)",
+            self.dbname,
+            script.len()
+        );
+        tx.batch_execute(&sql)
+            .with_context(|| format!("{name} failed on the provider; nothing was changed"))?;
+        for ((table, trigger), before) in registered.iter().zip(columns_before) {
+            let after = column_signature(&mut tx, table)?;
+            if after.is_none() {
+                bail!(
+                    "{name} drops or renames {table}, which is replicated: `provider remove` it first; nothing was changed"
+                );
+            }
+            if after != before {
+                refresh_trigger(&mut tx, table, trigger)?;
+                log::info!(
+                    "{}: {name} changed {table}; its capture trigger is refreshed",
+                    self.dbname
+                );
+            }
+        }
+        tx.query_one(
+            "select pgq.insert_event($1, $2, $3, $4, null, null, null)",
+            &[&self.queue, &EXECUTE_EVENT, &sql, &name],
+        )
+        .with_context(|| format!("queueing {name}"))?;
+        tx.execute(
+            "insert into londiste.executed_scripts (queue_name, file_name, sql_md5, status) \
+             values ($1, $2, $3, 'done')",
+            &[&self.queue, &name, &md5],
+        )?;
+        tx.commit().with_context(|| format!("committing {name}"))?;
+        log::info!(
+            "{}: executed {name}; queued for the subscribers",
+            self.dbname
+        );
+        Ok(())
     }
 
     /// `provider tables`: the registered tables, one per line.
@@ -142,6 +275,66 @@ impl Provider {
         }
         Ok(())
     }
+}
+
+/// The capture trigger of `table` if it is registered for `queue`.
+fn registered_trigger(
+    client: &mut impl GenericClient,
+    queue: &str,
+    table: &TableName,
+) -> Result<Option<String>> {
+    Ok(client
+        .query_opt(
+            "select trigger_name from londiste.provider_tables where queue_name = $1 and table_name = $2",
+            &[&queue, &table.qualified()],
+        )?
+        .map(|r| r.get(0)))
+}
+
+/// Every table registered for `queue`, with its capture trigger.
+fn registered_tables(
+    client: &mut impl GenericClient,
+    queue: &str,
+) -> Result<Vec<(TableName, String)>> {
+    client
+        .query(
+            "select table_name, trigger_name from londiste.provider_tables where queue_name = $1 order by 1",
+            &[&queue],
+        )?
+        .iter()
+        .map(|r| Ok((TableName::from_qualified(r.get(0))?, r.get(1))))
+        .collect()
+}
+
+/// The names and types of `table`'s columns in one string, or None if there is no such table.
+fn column_signature(client: &mut impl GenericClient, table: &TableName) -> Result<Option<String>> {
+    Ok(client
+        .query_one(
+            "select case when c.oid is not null then coalesce( \
+                    (select pg_catalog.string_agg(a.attname || ' ' || \
+                         pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' order by a.attnum) \
+                     from pg_catalog.pg_attribute a \
+                     where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped), '') end \
+             from (select pg_catalog.to_regclass($1) as oid) c",
+            &[&table.quoted()],
+        )
+        .with_context(|| format!("reading the columns of {table}"))?
+        .get(0))
+}
+
+/// Regenerates the capture trigger `trigger` of `table` from its current columns.
+fn refresh_trigger(
+    client: &mut impl GenericClient,
+    table: &TableName,
+    trigger: &str,
+) -> Result<()> {
+    client
+        .query_one(
+            "select pgq.skyrep_capture_refresh($1::text::regclass, $2)",
+            &[&table.quoted(), &trigger],
+        )
+        .with_context(|| format!("refreshing the capture trigger on {table}"))?;
+    Ok(())
 }
 
 /// Fails unless `provider install` has been run for `queue`.

@@ -27,11 +27,13 @@ use postgres::{Client, GenericClient, Transaction};
 use crate::apply::{Applier, Decoded, decode};
 use crate::config::{Config, Live, LiveKey};
 use crate::connstr::Resolved;
-use crate::copy;
+use crate::copy::{self, copy_consumer_name};
 use crate::db;
+use crate::ddl;
 use crate::error::{Failures, one_line};
 use crate::names::TableName;
 use crate::pgq::{Batch, Consumer, Event};
+use crate::provider::{EXECUTE_EVENT, REMOVE_TABLE_EVENT};
 use crate::state::{
     MergeState, SubscriberTable, applied_tick, load_tables, record_tick, set_state,
 };
@@ -344,6 +346,19 @@ fn replay_session(
             })
             .collect();
         let route = |ev: &Event| -> Route {
+            match ev.ev_type.as_deref() {
+                Some(EXECUTE_EVENT) => {
+                    return Route::Execute(
+                        tables
+                            .iter()
+                            .filter(|t| t.dest != t.table)
+                            .map(|t| (t.table.qualified(), t.dest.clone()))
+                            .collect(),
+                    );
+                }
+                Some(REMOVE_TABLE_EVENT) => return Route::RemoveTable,
+                _ => {}
+            }
             let table = ev.extra1.as_deref().unwrap_or("");
             match ok.get(table) {
                 Some(dest) => Route::Apply(dest.clone()),
@@ -436,6 +451,11 @@ fn hand_over(
 pub(crate) enum Route {
     /// Apply it to this table.
     Apply(TableName),
+    /// A script of `provider execute`: run it, with these tables' names (the provider's
+    /// `schema.table`) mapped to their local names.
+    Execute(HashMap<String, TableName>),
+    /// A table removed on the provider: unregister it.
+    RemoveTable,
     /// A registered table that is not replicated by this consumer yet: not counted.
     Later,
     /// Not a table of this subscriber: counted as ignored.
@@ -474,6 +494,8 @@ pub(crate) fn apply_batch(
     let mut ptx = provider
         .transaction()
         .context("starting the provider transaction")?;
+    // Copy consumers of tables removed mid-copy, to unregister with the batch.
+    let mut orphans: Vec<String> = Vec::new();
     let mut stx = subscriber
         .transaction()
         .context("starting the subscriber transaction")?;
@@ -504,6 +526,24 @@ pub(crate) fn apply_batch(
                 for ev in &events {
                     let dest = match route(&ev) {
                         Route::Apply(dest) => dest,
+                        Route::Execute(dests) => {
+                            applier.flush(&mut stx)?;
+                            ddl::run_script(&mut stx, queue, &ev, &dests)?;
+                            // The script may have changed any table's columns.
+                            applier.reset();
+                            stats.applied += 1;
+                            continue;
+                        }
+                        Route::RemoveTable => {
+                            applier.flush(&mut stx)?;
+                            if let Some(removed) = ddl::remove_table(&mut stx, queue, &ev)?
+                                && !matches!(removed.state, MergeState::New | MergeState::Ok)
+                            {
+                                orphans.push(copy_consumer_name(name, &removed.table));
+                            }
+                            stats.applied += 1;
+                            continue;
+                        }
                         Route::Later => continue,
                         Route::Ignore => {
                             stats.ignored += 1;
@@ -528,6 +568,10 @@ pub(crate) fn apply_batch(
                 Ok(())
             })?;
             applier.flush(&mut stx)?;
+            for orphan in &orphans {
+                ptx.query_one("select pgq.unregister_consumer($1, $2)", &[&queue, orphan])
+                    .with_context(|| format!("unregistering copy consumer {orphan}"))?;
+            }
             record_tick(&mut stx, queue, name, batch.tick_id)?;
             before_commit(&mut stx)?;
             stx.commit()

@@ -22,6 +22,7 @@ use crate::install;
 use crate::names::{TableName, quote_ident, quote_literal};
 use crate::output;
 use crate::provider::{check_table, parse_names};
+use crate::state::{SubscriberTable, load_tables};
 
 /// Name of the trigger that refuses ordinary writes to a replicated table.
 pub const DENY_TRIGGER: &str = "_skyrep_deny";
@@ -248,33 +249,51 @@ impl Subscriber {
         let mut tx = self.subscriber.transaction()?;
         check_installed(&mut tx)?;
         for table in &names {
-            let dest: Option<String> = tx
-                .query_opt(
-                    "delete from londiste.subscriber_tables where queue_name = $1 and table_name = $2 \
-                     returning dest_table",
-                    &[&self.queue, &table.qualified()],
-                )?
-                .map(|row| row.get(0));
-            let Some(dest) = dest else {
+            if unregister_table(&mut tx, &self.queue, table)?.is_none() {
                 bail!(
                     "{table} is not added on the subscriber for queue {}",
                     self.queue
                 );
-            };
-            let dest = TableName::from_qualified(&dest)?;
-            let exists: bool = tx
-                .query_one("select to_regclass($1) is not null", &[&dest.quoted()])?
-                .get(0);
-            if exists {
-                tx.batch_execute(&format!(
-                    "drop trigger if exists {} on {}",
-                    quote_ident(DENY_TRIGGER),
-                    dest.quoted()
-                ))?;
             }
             log::info!("{}: removed {table}", self.dbname);
         }
         tx.commit().context("committing subscriber remove")
+    }
+
+    /// `subscriber skip-execute`: marks the script of that file name so that replay passes
+    /// over it when it gets there instead of running it.
+    pub fn skip_execute(&mut self, script: &str) -> Result<()> {
+        check_installed(&mut self.subscriber)?;
+        let mut tx = self.subscriber.transaction()?;
+        let before: Option<(String, String)> = tx
+            .query_opt(
+                "select status, executed_at::text from londiste.executed_scripts \
+                 where queue_name = $1 and file_name = $2",
+                &[&self.queue, &script],
+            )
+            .context("reading londiste.executed_scripts (run `subscriber install` to upgrade)")?
+            .map(|r| (r.get(0), r.get(1)));
+        match before {
+            Some((status, at)) if status == "done" => {
+                bail!("{script} was executed here at {at}; there is nothing to skip")
+            }
+            Some((status, at)) if status == "skipped" => {
+                log::info!("{}: {script} was skipped here at {at} already", self.dbname);
+            }
+            Some(_) => log::info!("{}: {script} is marked to be skipped already", self.dbname),
+            None => {
+                tx.execute(
+                    "insert into londiste.executed_scripts (queue_name, file_name, status) \
+                     values ($1, $2, 'skip')",
+                    &[&self.queue, &script],
+                )?;
+                log::info!(
+                    "{}: replay will pass over {script} when it reaches it",
+                    self.dbname
+                );
+            }
+        }
+        tx.commit().context("committing subscriber skip-execute")
     }
 
     /// `subscriber tables`: one row per table, `table_name  merge_state  table_attrs`.
@@ -419,6 +438,34 @@ impl Subscriber {
         );
         Ok(())
     }
+}
+
+/// Unregisters `table` (the provider's name) for `queue` and drops the write guard from its
+/// destination, whose data stays; returns what the registration was, None if there was none.
+pub fn unregister_table(
+    tx: &mut impl GenericClient,
+    queue: &str,
+    table: &TableName,
+) -> Result<Option<SubscriberTable>> {
+    let Some(registered) = load_tables(tx, queue)?
+        .into_iter()
+        .find(|t| t.table == *table)
+    else {
+        return Ok(None);
+    };
+    tx.execute(
+        "delete from londiste.subscriber_tables where queue_name = $1 and table_name = $2",
+        &[&queue, &table.qualified()],
+    )?;
+    let dest = &registered.dest;
+    if to_regclass(tx, &dest.quoted())? {
+        tx.batch_execute(&format!(
+            "drop trigger if exists {} on {}",
+            quote_ident(DENY_TRIGGER),
+            dest.quoted()
+        ))?;
+    }
+    Ok(Some(registered))
 }
 
 fn to_regclass(client: &mut impl GenericClient, name: &str) -> Result<bool> {

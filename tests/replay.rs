@@ -166,7 +166,7 @@ pub fn stop(child: &mut Child, signal: i32) -> Option<i32> {
     }
 }
 
-const SEED_TABLES: [(&str, &str); 4] = [
+pub const SEED_TABLES: [(&str, &str); 4] = [
     ("user_info", "userid"),
     ("user_session", "userid"),
     ("user_login_rec", "id"),
@@ -174,7 +174,7 @@ const SEED_TABLES: [(&str, &str); 4] = [
 ];
 
 /// Runs the seed's login/logout pgbench workload against the provider.
-fn pgbench(provider: &Cluster, transactions: u32) -> std::process::Child {
+pub fn pgbench(provider: &Cluster, transactions: u32) -> std::process::Child {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     Command::new(bindir().join("pgbench"))
         .args(["-n", "-c", "2", "-j", "2", "-t", &transactions.to_string()])

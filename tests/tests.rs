@@ -10,6 +10,7 @@ mod cluster;
 mod compare;
 mod connect;
 mod daemon;
+mod ddl;
 mod demo;
 mod docs;
 mod harness;

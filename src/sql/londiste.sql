@@ -69,6 +69,19 @@ create table if not exists londiste.pending_objects (
     primary key (queue_name, kind, owner_table, object_name)
 );
 
+-- Both sides: the scripts of `provider execute`, by file name. On the provider, each script
+-- run (a script of the same name is not run twice); on a subscriber, each script its replay
+-- ran or skipped, written in the batch's transaction. A subscriber row with status 'skip'
+-- (from `subscriber skip-execute`) makes replay pass over that script once it reaches it.
+create table if not exists londiste.executed_scripts (
+    queue_name  text not null,
+    file_name   text not null,
+    sql_md5     text,                    -- md5 of the script as queued (NULL for 'skip')
+    status      text not null check (status in ('done', 'skip', 'skipped')),
+    executed_at timestamptz not null default now(),
+    primary key (queue_name, file_name)
+);
+
 create or replace function londiste.skyrep_schema_version() returns integer
 language sql immutable as $$ select 1 $$;
 

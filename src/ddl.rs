@@ -1,0 +1,94 @@
+//! What replay does with the queue's events that are not row changes: the scripts of
+//! `provider execute` (`EXECUTE`) and table removals (`londiste.remove-table`). Both run in
+//! the batch's subscriber transaction, at their place among the row changes, so they happen
+//! exactly once with the batch.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use postgres::Transaction;
+
+use crate::names::TableName;
+use crate::pgq::Event;
+use crate::script::Script;
+use crate::state::SubscriberTable;
+use crate::subscriber;
+
+/// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
+/// provider's `schema.table`) mapped to their local names, and records it in
+/// `londiste.executed_scripts`. A script marked by `subscriber skip-execute`, or run here
+/// before, is passed over. A failing script fails the batch: replay stops there.
+pub fn run_script(
+    tx: &mut Transaction<'_>,
+    queue: &str,
+    event: &Event,
+    dests: &HashMap<String, TableName>,
+) -> Result<()> {
+    let name = event.extra1.as_deref().unwrap_or("(unnamed script)");
+    let text = event.data.as_deref().unwrap_or("");
+    let md5: String = tx.query_one("select md5($1)", &[&text])?.get(0);
+    let before: Option<(String, Option<String>, String)> = tx
+        .query_opt(
+            "select status, sql_md5, executed_at::text from londiste.executed_scripts \
+             where queue_name = $1 and file_name = $2",
+            &[&queue, &name],
+        )
+        .context("reading londiste.executed_scripts (run `subscriber install` to upgrade)")?
+        .map(|r| (r.get(0), r.get(1), r.get(2)));
+    match before {
+        Some((status, _, _)) if status == "skip" => {
+            tx.execute(
+                "update londiste.executed_scripts set status = 'skipped', sql_md5 = $3, \
+                 executed_at = now() where queue_name = $1 and file_name = $2",
+                &[&queue, &name, &md5],
+            )?;
+            log::warn!("{name}: skipped as asked (subscriber skip-execute); not run here");
+            return Ok(());
+        }
+        Some((_, Some(old), at)) if old == md5 => {
+            log::info!("{name}: the same script ran here at {at}; not run again");
+            return Ok(());
+        }
+        _ => {}
+    }
+    let skip_hint =
+        || format!("fix the subscriber, or pass over it with `subscriber skip-execute {name}`");
+    let script = Script::parse(text)
+        .and_then(Script::without_transaction_control)
+        .with_context(|| format!("{name}: cannot run this script; {}", skip_hint()))?;
+    let (sql, mapped) = script.mapped(dests);
+    for (from, to) in &mapped {
+        log::info!("{name}: {from} is {to} here");
+    }
+    log::info!("{name}: executing ({} statements)", script.len());
+    tx.batch_execute(&sql)
+        .with_context(|| format!("{name} failed on the subscriber; {}", skip_hint()))?;
+    tx.execute(
+        "insert into londiste.executed_scripts (queue_name, file_name, sql_md5, status) \
+         values ($1, $2, $3, 'done') \
+         on conflict (queue_name, file_name) do update \
+         set sql_md5 = excluded.sql_md5, status = 'done', executed_at = now()",
+        &[&queue, &name, &md5],
+    )?;
+    log::info!("{name}: executed");
+    Ok(())
+}
+
+/// Unregisters the table a `londiste.remove-table` event names, if it is registered here;
+/// returns what its registration was.
+pub fn remove_table(
+    tx: &mut Transaction<'_>,
+    queue: &str,
+    event: &Event,
+) -> Result<Option<SubscriberTable>> {
+    let Some(name) = event.data.as_deref() else {
+        bail!("event {}: a table removal without a table name", event.id);
+    };
+    let table = TableName::from_qualified(name)
+        .with_context(|| format!("event {}: table removal", event.id))?;
+    let removed = subscriber::unregister_table(tx, queue, &table)?;
+    if removed.is_some() {
+        log::info!("{table}: removed on the provider; no longer replicated here (its rows stay)");
+    }
+    Ok(removed)
+}

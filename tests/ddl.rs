@@ -1,0 +1,459 @@
+//! Schema changes through the queue (`provider execute`), TRUNCATE, `provider remove` and
+//! `refresh-trigger`, with one provider feeding two subscribers that progress on their own.
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::cluster::Cluster;
+use crate::replay::{Pair, SEED_TABLES, pgbench, stop};
+use crate::util::{skyrep, wait_until};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A second subscriber: database `sub2` on the pair's subscriber server, its own job and
+/// consumer on the same queue.
+struct Second {
+    conf: PathBuf,
+    log: PathBuf,
+}
+
+impl Second {
+    /// Creates database `sub2` with `schema` and a config for it; installs the subscriber.
+    fn new(pair: &Pair, schema: &str) -> Second {
+        pair.subscriber.create_database("sub2");
+        pair.subscriber
+            .connect("sub2")
+            .batch_execute(schema)
+            .unwrap();
+        let conf = pair.dir.write(
+            "sub2.ini",
+            &format!(
+                "[skyrep]\njob_name = sub2\nprovider_db = {}\nsubscriber_db = {}\n\
+                 pgq_queue_name = login\nexception_sleep = 1\n",
+                pair.provider.connstr("postgres"),
+                pair.subscriber.connstr("sub2")
+            ),
+        );
+        let second = Second {
+            log: pair.dir.path().join("sub2.log"),
+            conf,
+        };
+        second.ok(&["subscriber", "install"]);
+        second
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = skyrep().arg(&self.conf).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "sub2 {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn start_replay(&self) -> Child {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        skyrep()
+            .arg(&self.conf)
+            .arg("replay")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Row count and digest of `table` in `db` of `cluster`, rows ordered by `key`.
+fn digest(cluster: &Cluster, db: &str, table: &str, key: &str) -> String {
+    let sql = format!(
+        "select count(*) || ':' || coalesce(md5(string_agg(t::text, '|' order by {key})), '') from {table} t"
+    );
+    cluster.query_strings(db, &sql)[0][0].clone().unwrap()
+}
+
+/// Waits until each `(provider table, subscriber table, key)` is equal in `db`.
+fn wait_equal_in(pair: &Pair, db: &str, tables: &[(&str, &str, &str)], log: &dyn Fn() -> String) {
+    let equal = || {
+        tables.iter().all(|(p, s, k)| {
+            digest(&pair.provider, "postgres", p, k) == digest(&pair.subscriber, db, s, k)
+        })
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !equal() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !equal() {
+        let detail: Vec<String> = tables
+            .iter()
+            .map(|(p, s, k)| {
+                format!(
+                    "{p}: {} / {s}: {}",
+                    digest(&pair.provider, "postgres", p, k),
+                    digest(&pair.subscriber, db, s, k)
+                )
+            })
+            .collect();
+        panic!(
+            "{db} did not become equal: {detail:?}\n--- log ---\n{}",
+            log()
+        );
+    }
+}
+
+fn registered(cluster: &Cluster, db: &str) -> Vec<String> {
+    cluster
+        .query_strings(
+            db,
+            "select table_name from londiste.subscriber_tables order by 1",
+        )
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect()
+}
+
+fn write_script(pair: &Pair, name: &str, sql: &str) -> String {
+    pair.dir.write(name, sql).to_str().unwrap().to_string()
+}
+
+#[test]
+fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
+    let pair = Pair::new(include_str!("fixtures/seed.sql"));
+    // The second subscriber keeps user_session under another schema and name.
+    let second = Second::new(
+        &pair,
+        &format!(
+            "{}\ncreate schema other; alter table user_session set schema other; \
+             alter table other.user_session rename to session2;",
+            include_str!("fixtures/seed.sql")
+        ),
+    );
+    pair.provider.execute(
+        "insert into user_info (userid, engname) select g, 'user' || g from generate_series(1, 2000) g; \
+         insert into user_session (userid) select g from generate_series(1, 2000) g;",
+    );
+    pair.ok(&["provider", "add", "--all"]);
+    pair.ok(&["subscriber", "add", "--all"]);
+    second.ok(&[
+        "subscriber",
+        "add",
+        "user_info",
+        "user_login_rec",
+        "user_logout_rec",
+    ]);
+    second.ok(&[
+        "subscriber",
+        "add",
+        "user_session",
+        "--dest-table=other.session2",
+    ]);
+    let mut first_replay = pair.start_replay();
+    let mut second_replay = second.start_replay();
+    let second_tables = [
+        ("user_info", "user_info", "userid"),
+        ("user_session", "other.session2", "userid"),
+        ("user_login_rec", "user_login_rec", "id"),
+    ];
+    pair.wait_equal(&SEED_TABLES);
+    wait_equal_in(&pair, "sub2", &second_tables, &|| second.log());
+
+    // The second subscriber is down for a while: the first never waits for it.
+    assert_eq!(stop(&mut second_replay, libc::SIGINT), Some(0));
+    let mut load = pgbench(&pair.provider, 300);
+    let script = write_script(
+        &pair,
+        "add_column.sql",
+        "begin;\nalter table public.user_info add column c1 int;\n\
+         alter table public.user_session add column c1 int default 7;\nend;\n",
+    );
+    pair.ok(&["provider", "execute", &script]);
+    // Later changes of the new column replicate; so does a TRUNCATE.
+    pair.provider.execute(
+        "update user_info set c1 = userid % 5 where userid <= 500; \
+         update user_session set c1 = 1 where userid between 100 and 200; \
+         truncate user_login_rec;",
+    );
+    assert!(load.wait().unwrap().success());
+    pair.ok(&["provider", "remove", "user_logout_rec"]);
+    let mut load = pgbench(&pair.provider, 100);
+    assert!(load.wait().unwrap().success());
+    wait_until(
+        WAIT,
+        "the first subscriber unregisters user_logout_rec",
+        || {
+            !registered(&pair.subscriber, "postgres")
+                .contains(&"public.user_logout_rec".to_string())
+        },
+    );
+    pair.wait_equal(&SEED_TABLES[..3]);
+    let c1 = pair
+        .subscriber
+        .query_strings("postgres", "select count(c1) from user_info");
+    assert_eq!(c1[0][0].as_deref(), Some("500"));
+
+    // The second subscriber catches up: the script runs on its own table names.
+    let mut second_replay = second.start_replay();
+    wait_until(
+        WAIT,
+        "the second subscriber unregisters user_logout_rec",
+        || !registered(&pair.subscriber, "sub2").contains(&"public.user_logout_rec".to_string()),
+    );
+    wait_equal_in(&pair, "sub2", &second_tables, &|| second.log());
+    let log = second.log();
+    assert!(
+        log.contains("add_column.sql: public.user_session is other.session2 here"),
+        "{log}"
+    );
+    let defaults = pair
+        .subscriber
+        .query_strings("sub2", "select count(*) from other.session2 where c1 = 7");
+    assert!(defaults[0][0].as_deref() != Some("0"), "{defaults:?}");
+    // The removed table is the subscriber's own again: its rows stay and it takes writes.
+    pair.subscriber
+        .connect("sub2")
+        .batch_execute("insert into user_logout_rec (userid, id) values (1, -1)")
+        .unwrap();
+    for db in ["postgres", "sub2"] {
+        let done = pair.subscriber.query_strings(
+            db,
+            "select file_name, status from londiste.executed_scripts",
+        );
+        assert_eq!(
+            done,
+            vec![vec![Some("add_column.sql".into()), Some("done".into())]],
+            "{db}"
+        );
+    }
+    assert_eq!(stop(&mut first_replay, libc::SIGINT), Some(0));
+    assert_eq!(stop(&mut second_replay, libc::SIGINT), Some(0));
+}
+
+#[test]
+fn a_failing_script_stops_only_that_subscriber_until_fixed_or_skipped() {
+    let schema = "create table ledger (id int primary key, note text);";
+    let pair = Pair::new(schema);
+    // The second subscriber has a column the script adds already.
+    let second = Second::new(
+        &pair,
+        &format!("{schema} alter table ledger add column c1 int;"),
+    );
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger"]);
+    second.ok(&["subscriber", "add", "ledger", "--force"]);
+    let mut first_replay = pair.start_replay();
+    let mut second_replay = second.start_replay();
+    pair.provider
+        .execute("insert into ledger select g, 'n' || g from generate_series(1, 100) g");
+    pair.wait_equal(&[("ledger", "id")]);
+    wait_until(WAIT, "the second subscriber has copied ledger", || {
+        pair.subscriber.query_strings(
+            "sub2",
+            "select merge_state, (select count(*) from ledger) from londiste.subscriber_tables",
+        ) == vec![vec![Some("ok".to_string()), Some("100".to_string())]]
+    });
+    let script = write_script(&pair, "c1.sql", "alter table ledger add column c1 int;");
+    pair.ok(&["provider", "execute", &script]);
+    pair.provider
+        .execute("insert into ledger select g, 'n' || g, g from generate_series(101, 200) g");
+    pair.wait_equal(&[("ledger", "id")]);
+    // The second stops at the script, says why and how to go on; nothing after it is applied.
+    wait_until(
+        WAIT,
+        "the second subscriber reports the failed script",
+        || second.log().contains("c1.sql failed on the subscriber"),
+    );
+    let status = second.ok(&["status"]);
+    assert!(
+        status.contains("ERR: replay: c1.sql failed on the subscriber")
+            && status.contains("subscriber skip-execute c1.sql")
+            && status.contains("already exists"),
+        "{status}"
+    );
+    let rows = pair
+        .subscriber
+        .query_strings("sub2", "select count(*) from ledger");
+    assert_eq!(rows[0][0].as_deref(), Some("100"));
+    // Fixed by hand: the script runs and the rows after it follow, none lost.
+    pair.subscriber
+        .connect("sub2")
+        .batch_execute("alter table ledger drop column c1")
+        .unwrap();
+    wait_equal_in(&pair, "sub2", &[("ledger", "ledger", "id")], &|| {
+        second.log()
+    });
+
+    // A second script fails there too; this time the operator skips it.
+    pair.subscriber
+        .connect("sub2")
+        .batch_execute("create table side (id int)")
+        .unwrap();
+    let script = write_script(&pair, "side.sql", "create table side (id int);");
+    pair.ok(&["provider", "execute", &script]);
+    pair.provider
+        .execute("insert into ledger select g, 'n' || g, g from generate_series(201, 300) g");
+    wait_until(WAIT, "the second subscriber fails on side.sql", || {
+        second.log().contains("side.sql failed on the subscriber")
+    });
+    second.ok(&["subscriber", "skip-execute", "side.sql"]);
+    wait_equal_in(&pair, "sub2", &[("ledger", "ledger", "id")], &|| {
+        second.log()
+    });
+    let done = pair.subscriber.query_strings(
+        "sub2",
+        "select file_name, status from londiste.executed_scripts order by 1",
+    );
+    assert_eq!(
+        done,
+        vec![
+            vec![Some("c1.sql".into()), Some("done".into())],
+            vec![Some("side.sql".into()), Some("skipped".into())],
+        ]
+    );
+    pair.wait_equal(&[("ledger", "id")]);
+    assert_eq!(stop(&mut first_replay, libc::SIGINT), Some(0));
+    assert_eq!(stop(&mut second_replay, libc::SIGINT), Some(0));
+}
+
+#[test]
+fn execute_refuses_bad_scripts_and_changes_nothing() {
+    let pair = Pair::new("create table ledger (id int primary key, note text);");
+    pair.ok(&["provider", "add", "ledger"]);
+    let events = || {
+        pair.provider.query_strings(
+            "postgres",
+            "select count(*) from pgq.event_template where ev_type = 'EXECUTE'",
+        )[0][0]
+            .clone()
+            .unwrap()
+    };
+    let columns = || {
+        pair.provider.query_strings(
+            "postgres",
+            "select string_agg(attname, ',' order by attnum) from pg_attribute \
+             where attrelid = 'ledger'::regclass and attnum > 0 and not attisdropped",
+        )[0][0]
+            .clone()
+            .unwrap()
+    };
+    for (name, sql, error) in [
+        (
+            "fails.sql",
+            "alter table ledger add column c1 int;\nalter table nowhere add column c2 int;",
+            "fails.sql failed on the provider; nothing was changed",
+        ),
+        (
+            "rollback.sql",
+            "alter table ledger add column c1 int;\nrollback;",
+            "line 2: ROLLBACK is not allowed",
+        ),
+        (
+            "drop.sql",
+            "alter table ledger add column c1 int;\ndrop table ledger;",
+            "drop.sql drops or renames public.ledger, which is replicated",
+        ),
+        (
+            "open.sql",
+            "alter table ledger add column c1 int default 'x;",
+            "line 1: a string is not terminated",
+        ),
+        (
+            "empty.sql",
+            "-- nothing\n;\n",
+            "empty.sql has no statements",
+        ),
+    ] {
+        let path = write_script(&pair, name, sql);
+        let (code, err) = pair.fails(&["provider", "execute", &path]);
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(err.contains(error), "{name}: {err}");
+        assert_eq!(columns(), "id,note", "{name}");
+        assert_eq!(events(), "0", "{name}");
+    }
+    let (code, err) = pair.fails(&["provider", "execute"]);
+    assert_eq!(code, Some(2), "{err}");
+
+    // The same script twice runs once; another script under that name is refused.
+    let path = write_script(&pair, "c1.sql", "alter table ledger add column c1 int;");
+    pair.ok(&["execute", &path]);
+    pair.ok(&["provider", "execute", &path]);
+    assert_eq!(columns(), "id,note,c1");
+    assert_eq!(events(), "1");
+    let path = write_script(&pair, "c1.sql", "alter table ledger add column c2 int;");
+    let (code, err) = pair.fails(&["provider", "execute", &path]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("a different script named c1.sql"), "{err}");
+
+    // The script's change of ledger regenerated its capture trigger: c1 is in the events.
+    pair.provider
+        .execute("insert into ledger values (1, 'one', 11)");
+    let data = pair.provider.query_strings(
+        "postgres",
+        "select ev_data from pgq.event_template where ev_type like 'I:%'",
+    );
+    assert_eq!(data[0][0].as_deref(), Some("id=1&note=one&c1=11"));
+
+    // A change made outside execute needs refresh-trigger.
+    pair.provider
+        .execute("alter table ledger add column c3 int");
+    pair.provider
+        .execute("insert into ledger values (2, 'two', 22, 33)");
+    pair.ok(&["provider", "refresh-trigger", "ledger"]);
+    pair.provider
+        .execute("insert into ledger values (3, 'three', 22, 33)");
+    let data = pair.provider.query_strings(
+        "postgres",
+        "select ev_data from pgq.event_template where ev_type like 'I:%' order by ev_id",
+    );
+    assert_eq!(data[1][0].as_deref(), Some("id=2&note=two&c1=22"));
+    assert_eq!(data[2][0].as_deref(), Some("id=3&note=three&c1=22&c3=33"));
+    let (code, err) = pair.fails(&["provider", "refresh-trigger", "nowhere"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("public.nowhere is not added on the provider"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_script_killed_halfway_runs_once_after_the_restart() {
+    let schema = "create table ledger (id int primary key, note text); create table runs (n int);";
+    let pair = Pair::new(schema);
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger"]);
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("ledger", "id")]);
+    let script = write_script(
+        &pair,
+        "slow.sql",
+        "insert into runs values (1);\nselect pg_sleep(2);\nalter table ledger add column c1 int;",
+    );
+    pair.ok(&["provider", "execute", &script]);
+    wait_until(WAIT, "the subscriber runs the script", || {
+        !pair
+            .subscriber
+            .query_strings(
+                "postgres",
+                "select 1 from pg_stat_activity where query like '%pg_sleep(2)%' and pid <> pg_backend_pid()",
+            )
+            .is_empty()
+    });
+    assert_eq!(stop(&mut replay, libc::SIGKILL), None);
+    pair.provider
+        .execute("insert into ledger values (1, 'one', 1)");
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("ledger", "id")]);
+    let runs = pair
+        .subscriber
+        .query_strings("postgres", "select count(*) from runs");
+    assert_eq!(runs[0][0].as_deref(), Some("1"));
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
