@@ -30,7 +30,7 @@ impl Second {
             "sub2.ini",
             &format!(
                 "[skyrep]\njob_name = sub2\nprovider_db = {}\nsubscriber_db = {}\n\
-                 pgq_queue_name = login\nexception_sleep = 1\n",
+                 pgq_queue_name = login\nexception_sleep = 1\nmaint_period = 1\n",
                 pair.provider.connstr("postgres"),
                 pair.subscriber.connstr("sub2")
             ),
@@ -141,6 +141,18 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
         "insert into user_info (userid, engname) select g, 'user' || g from generate_series(1, 2000) g; \
          insert into user_session (userid) select g from generate_series(1, 2000) g;",
     );
+    // Event tables are due to rotate every second.
+    pair.provider
+        .execute("select pgq.set_queue_config('login', 'rotation_period', '1 second')");
+    let conf = std::fs::read_to_string(&pair.conf).unwrap() + "maint_period = 1\n";
+    std::fs::write(&pair.conf, conf).unwrap();
+    let rotations = || {
+        pair.provider.query_strings(
+            "postgres",
+            "select queue_switch_time::text from pgq.queue where queue_name = 'login'",
+        )[0][0]
+            .clone()
+    };
     pair.ok(&["provider", "add", "--all"]);
     pair.ok(&["subscriber", "add", "--all"]);
     second.ok(&[
@@ -168,6 +180,7 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
 
     // The second subscriber is down for a while: the first never waits for it.
     assert_eq!(stop(&mut second_replay, libc::SIGINT), Some(0));
+    let rotated_at = rotations();
     let mut load = pgbench(&pair.provider, 300);
     let script = write_script(
         &pair,
@@ -208,6 +221,11 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
         || !registered(&pair.subscriber, "sub2").contains(&"public.user_logout_rec".to_string()),
     );
     wait_equal_in(&pair, "sub2", &second_tables, &|| second.log());
+    // Rotation waits for the slowest consumer (no event it needs is dropped); once the second
+    // has passed, it goes on.
+    wait_until(WAIT, "the event tables rotate", || {
+        rotations() != rotated_at
+    });
     let log = second.log();
     assert!(
         log.contains("add_column.sql: public.user_session is other.session2 here"),
@@ -455,5 +473,38 @@ fn a_script_killed_halfway_runs_once_after_the_restart() {
         .subscriber
         .query_strings("postgres", "select count(*) from runs");
     assert_eq!(runs[0][0].as_deref(), Some("1"));
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
+#[test]
+fn truncate_with_a_copy_condition_deletes_only_the_matching_rows() {
+    let pair = Pair::new("create table ledger (id int primary key, note text);");
+    pair.provider
+        .execute("insert into ledger select g, 'n' || g from generate_series(1, 50) g");
+    // Rows of the subscriber's own, which the condition leaves out.
+    pair.subscriber
+        .execute("insert into ledger select -g, 'local' from generate_series(1, 5) g");
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&[
+        "subscriber",
+        "add",
+        "ledger",
+        "--skip-truncate",
+        "--copy-condition=id > 0",
+    ]);
+    let mut replay = pair.start_replay();
+    let count = |sql: &str| {
+        pair.subscriber.query_strings("postgres", sql)[0][0]
+            .clone()
+            .unwrap()
+    };
+    wait_until(WAIT, "ledger is copied", || {
+        count("select count(*) from ledger") == "55"
+    });
+    pair.provider
+        .execute("truncate ledger; insert into ledger values (7, 'seven')");
+    wait_until(WAIT, "the truncate is applied", || {
+        count("select string_agg(id::text, ',' order by id) from ledger") == "-5,-4,-3,-2,-1,7"
+    });
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
