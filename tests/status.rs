@@ -301,7 +301,8 @@ fn a_replay_error_shows_until_replay_recovers() {
     pair.ok(&["provider", "add", "fine"]);
     pair.ok(&["subscriber", "add", "fine"]);
     wait_until(WAIT, "fine is copied", || {
-        pair.states().contains(&("public.fine".to_string(), "ok".to_string()))
+        pair.states()
+            .contains(&("public.fine".to_string(), "ok".to_string()))
     });
     let (p, s) = pair.digests("fine", "id");
     assert_eq!(p, s);
