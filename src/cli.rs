@@ -44,6 +44,11 @@ Commands:
   provider remove TABLE...
                     drop their capture triggers and unregister them
   provider tables   list the registered tables
+  provider add-seq SEQ...
+                    register sequences whose values subscribers follow
+  provider remove-seq SEQ...
+                    unregister them
+  provider seqs     list the registered sequences
 
   subscriber install
                     install or upgrade londiste in `subscriber_db`
@@ -60,6 +65,13 @@ Commands:
   subscriber remove TABLE...
                     stop applying events to them; their data is left alone
   subscriber tables one row per table: table_name  merge_state  table_attrs
+  subscriber add-seq SEQ...
+                    follow provider sequences: before each batch, replay moves them
+                    forward to the provider's values (never back)
+  subscriber remove-seq SEQ...
+                    stop following them; their values are left alone
+  subscriber seqs   one row per sequence: name, local last value, and a mark when
+                    the provider no longer has it
   subscriber fkeys [pending|active]
                     foreign keys set aside while a table is copied (active: in place)
   subscriber triggers [pending|active]
@@ -70,8 +82,9 @@ Commands:
                     register the job's consumer on the provider queue
   subscriber unregister
                     remove it and forget the position it had applied up to
-  tables, add-table, remove-table
-                    the same as subscriber tables, add, remove
+  tables, add-table, remove-table, add-seq, remove-seq, seqs
+                    the same as subscriber tables, add, remove, add-seq,
+                    remove-seq, seqs
 
   compare [TABLE...]
                     wait until replay has caught up (provider locked at most
@@ -162,6 +175,18 @@ pub enum Command {
     },
     /// List the provider's tables.
     ProviderTables,
+    /// Register sequences on the provider.
+    ProviderAddSeq {
+        /// Sequences as typed.
+        seqs: Vec<String>,
+    },
+    /// Unregister sequences on the provider.
+    ProviderRemoveSeq {
+        /// Sequences as typed.
+        seqs: Vec<String>,
+    },
+    /// List the provider's sequences.
+    ProviderSeqs,
     /// Install or upgrade londiste in `subscriber_db`.
     SubscriberInstall,
     /// Register tables on the subscriber.
@@ -185,6 +210,18 @@ pub enum Command {
     },
     /// List the subscriber's tables and their states.
     SubscriberTables,
+    /// Follow provider sequences on the subscriber.
+    SubscriberAddSeq {
+        /// Sequences as typed.
+        seqs: Vec<String>,
+    },
+    /// Stop following sequences on the subscriber.
+    SubscriberRemoveSeq {
+        /// Sequences as typed.
+        seqs: Vec<String>,
+    },
+    /// List the subscriber's sequences with their values.
+    SubscriberSeqs,
     /// List foreign keys set aside for a copy, or in place.
     SubscriberFkeys {
         /// Those in place instead of those set aside.
@@ -357,6 +394,9 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         "tables" => "subscriber tables".to_string(),
         "add-table" => "subscriber add".to_string(),
         "remove-table" => "subscriber remove".to_string(),
+        "add-seq" => "subscriber add-seq".to_string(),
+        "remove-seq" => "subscriber remove-seq".to_string(),
+        "seqs" => "subscriber seqs".to_string(),
         "worker" => "replay".to_string(),
         _ => first,
     };
@@ -402,7 +442,8 @@ fn pick(current: Option<Control>, new: Control) -> Result<Option<Control>> {
 }
 
 /// Every command name, subcommands spelled out (the Londiste 3 short forms `tables`,
-/// `add-table`, `remove-table` are read as their `subscriber` commands).
+/// `add-table`, `remove-table`, `add-seq`, `remove-seq`, `seqs` are read as their
+/// `subscriber` commands).
 pub const COMMANDS: &[&str] = &[
     "check",
     "install",
@@ -412,12 +453,18 @@ pub const COMMANDS: &[&str] = &[
     "provider add",
     "provider remove",
     "provider tables",
+    "provider add-seq",
+    "provider remove-seq",
+    "provider seqs",
     "subscriber install",
     "subscriber add",
     "subscriber remove",
     "subscriber resync",
     "subscriber missing",
     "subscriber tables",
+    "subscriber add-seq",
+    "subscriber remove-seq",
+    "subscriber seqs",
     "subscriber fkeys",
     "subscriber triggers",
     "subscriber restore-triggers",
@@ -443,7 +490,12 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
             | "subscriber remove"
             | "subscriber resync"
     );
+    let needs_seqs = matches!(
+        name,
+        "provider add-seq" | "provider remove-seq" | "subscriber add-seq" | "subscriber remove-seq"
+    );
     let takes_tables = needs_tables
+        || needs_seqs
         || matches!(
             name,
             "compare"
@@ -468,6 +520,9 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         )));
     }
     let all = flags.contains(&"all");
+    if needs_seqs && args.is_empty() {
+        return Err(usage(format!("`{name}` needs at least one sequence")));
+    }
     if needs_tables && args.is_empty() && !all {
         return Err(usage(format!("`{name}` needs at least one table")));
     }
@@ -485,6 +540,9 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         "provider add" => Command::ProviderAdd { tables: args, all },
         "provider remove" => Command::ProviderRemove { tables: args },
         "provider tables" => Command::ProviderTables,
+        "provider add-seq" => Command::ProviderAddSeq { seqs: args },
+        "provider remove-seq" => Command::ProviderRemoveSeq { seqs: args },
+        "provider seqs" => Command::ProviderSeqs,
         "subscriber install" => Command::SubscriberInstall,
         "subscriber add" => Command::SubscriberAdd {
             tables: args,
@@ -502,6 +560,9 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         "subscriber missing" => Command::SubscriberMissing,
         "subscriber remove" => Command::SubscriberRemove { tables: args },
         "subscriber tables" => Command::SubscriberTables,
+        "subscriber add-seq" => Command::SubscriberAddSeq { seqs: args },
+        "subscriber remove-seq" => Command::SubscriberRemoveSeq { seqs: args },
+        "subscriber seqs" => Command::SubscriberSeqs,
         "subscriber fkeys" | "subscriber triggers" => {
             let active = match args.as_slice() {
                 [] => false,
@@ -657,6 +718,46 @@ mod tests {
         );
         assert_eq!(cli(&["-V"]).unwrap().action, Action::Version);
         assert_eq!(cli(&["--ini"]).unwrap().action, Action::SampleConfig);
+    }
+
+    #[test]
+    fn sequence_commands_and_short_forms() {
+        let run = |args: &[&str]| match cli(args).unwrap().action {
+            Action::Run { command, .. } => command,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            run(&["a.ini", "provider", "add-seq", "s1", "x.s2"]),
+            Command::ProviderAddSeq {
+                seqs: vec!["s1".into(), "x.s2".into()]
+            }
+        );
+        assert_eq!(run(&["a.ini", "provider", "seqs"]), Command::ProviderSeqs);
+        assert_eq!(
+            run(&["a.ini", "add-seq", "s"]),
+            Command::SubscriberAddSeq {
+                seqs: vec!["s".into()]
+            }
+        );
+        assert_eq!(
+            run(&["a.ini", "remove-seq", "s"]),
+            Command::SubscriberRemoveSeq {
+                seqs: vec!["s".into()]
+            }
+        );
+        assert_eq!(run(&["a.ini", "seqs"]), Command::SubscriberSeqs);
+        assert_eq!(
+            fails(&["a.ini", "subscriber", "add-seq"]),
+            "`subscriber add-seq` needs at least one sequence"
+        );
+        assert_eq!(
+            fails(&["a.ini", "provider", "remove-seq", "--all"]),
+            "`provider remove-seq` does not take --all"
+        );
+        assert_eq!(
+            fails(&["a.ini", "seqs", "s"]),
+            "`subscriber seqs` takes no arguments, found `s`"
+        );
     }
 
     #[test]

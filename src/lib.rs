@@ -28,6 +28,7 @@ pub mod pgq;
 pub mod provider;
 pub mod repair;
 pub mod replay;
+pub mod seqs;
 pub mod signals;
 pub mod state;
 pub mod status;

@@ -75,6 +75,11 @@ fn run() -> Result<()> {
                 }
                 Command::ProviderRemove { tables } => Provider::connect(&config)?.remove(&tables),
                 Command::ProviderTables => Provider::connect(&config)?.tables(),
+                Command::ProviderAddSeq { seqs } => Provider::connect(&config)?.add_seqs(&seqs),
+                Command::ProviderRemoveSeq { seqs } => {
+                    Provider::connect(&config)?.remove_seqs(&seqs)
+                }
+                Command::ProviderSeqs => Provider::connect(&config)?.seqs(),
                 Command::SubscriberInstall => Subscriber::connect(&config)?.install(),
                 Command::SubscriberAdd { tables, options } => {
                     Subscriber::connect(&config)?.add(&tables, &options)
@@ -87,6 +92,11 @@ fn run() -> Result<()> {
                     Subscriber::connect(&config)?.remove(&tables)
                 }
                 Command::SubscriberTables => Subscriber::connect(&config)?.tables(),
+                Command::SubscriberAddSeq { seqs } => Subscriber::connect(&config)?.add_seqs(&seqs),
+                Command::SubscriberRemoveSeq { seqs } => {
+                    Subscriber::connect(&config)?.remove_seqs(&seqs)
+                }
+                Command::SubscriberSeqs => Subscriber::connect(&config)?.seqs(),
                 Command::SubscriberFkeys { active } => {
                     Subscriber::connect(&config)?.objects("fkey", active)
                 }

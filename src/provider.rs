@@ -3,7 +3,7 @@
 //! Adding a table checks it (exists, is a table, has a primary key), creates skyrep's
 //! generated capture trigger on it (`_londiste_QUEUE`, plus `_londiste_QUEUE_truncate`) and
 //! records it in `londiste.provider_tables`, all in one transaction: a bad table anywhere in
-//! the list changes nothing.
+//! the list changes nothing. The sequence commands are in [`crate::seqs`].
 
 use anyhow::{Context, Result, bail};
 use postgres::GenericClient;
@@ -16,9 +16,12 @@ use crate::output;
 
 /// A provider command's database, queue and job.
 pub struct Provider {
-    client: postgres::Client,
-    queue: String,
-    dbname: String,
+    /// The connection to `provider_db`.
+    pub(crate) client: postgres::Client,
+    /// `pgq_queue_name`.
+    pub(crate) queue: String,
+    /// The database's name, for log lines.
+    pub(crate) dbname: String,
 }
 
 impl Provider {
@@ -145,7 +148,7 @@ impl Provider {
 }
 
 /// Fails unless `provider install` has been run for `queue`.
-fn check_installed(client: &mut impl GenericClient, queue: &str) -> Result<()> {
+pub(crate) fn check_installed(client: &mut impl GenericClient, queue: &str) -> Result<()> {
     let row = client.query_one(
         "select to_regclass('londiste.provider_tables') is not null, \
                 to_regprocedure('pgq.skyrep_capture_create(regclass, text, text, text[])') is not null",
