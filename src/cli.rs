@@ -49,6 +49,11 @@ Commands:
   provider execute FILE.sql...
                     run each script on the provider and queue it: every subscriber
                     runs it at the same point of the stream (alias: execute)
+  provider add-seq SEQ...
+                    register sequences whose values subscribers follow
+  provider remove-seq SEQ...
+                    unregister them
+  provider seqs     list the registered sequences
 
   subscriber install
                     install or upgrade londiste in `subscriber_db`
@@ -65,6 +70,13 @@ Commands:
   subscriber remove TABLE...
                     stop applying events to them; their data is left alone
   subscriber tables one row per table: table_name  merge_state  table_attrs
+  subscriber add-seq SEQ...
+                    follow provider sequences: before each batch, replay moves them
+                    forward to the provider's values (never back)
+  subscriber remove-seq SEQ...
+                    stop following them; their values are left alone
+  subscriber seqs   one row per sequence: name, local last value, and a mark when
+                    the provider no longer has it
   subscriber fkeys [pending|active]
                     foreign keys set aside while a table is copied (active: in place)
   subscriber triggers [pending|active]
@@ -77,8 +89,9 @@ Commands:
                     remove it and forget the position it had applied up to
   subscriber skip-execute FILE.sql
                     let replay pass over that queued script instead of running it
-  tables, add-table, remove-table
-                    the same as subscriber tables, add, remove
+  tables, add-table, remove-table, add-seq, remove-seq, seqs
+                    the same as subscriber tables, add, remove, add-seq,
+                    remove-seq, seqs
 
   compare [TABLE...]
                     wait until replay has caught up (provider locked at most
@@ -179,6 +192,18 @@ pub enum Command {
         /// The script files.
         files: Vec<String>,
     },
+    /// Register sequences on the provider.
+    ProviderAddSeq {
+        /// Sequences as typed.
+        seqs: Vec<String>,
+    },
+    /// Unregister sequences on the provider.
+    ProviderRemoveSeq {
+        /// Sequences as typed.
+        seqs: Vec<String>,
+    },
+    /// List the provider's sequences.
+    ProviderSeqs,
     /// Install or upgrade londiste in `subscriber_db`.
     SubscriberInstall,
     /// Register tables on the subscriber.
@@ -202,6 +227,18 @@ pub enum Command {
     },
     /// List the subscriber's tables and their states.
     SubscriberTables,
+    /// Follow provider sequences on the subscriber.
+    SubscriberAddSeq {
+        /// Sequences as typed.
+        seqs: Vec<String>,
+    },
+    /// Stop following sequences on the subscriber.
+    SubscriberRemoveSeq {
+        /// Sequences as typed.
+        seqs: Vec<String>,
+    },
+    /// List the subscriber's sequences with their values.
+    SubscriberSeqs,
     /// List foreign keys set aside for a copy, or in place.
     SubscriberFkeys {
         /// Those in place instead of those set aside.
@@ -380,6 +417,9 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         "add-table" => "subscriber add".to_string(),
         "remove-table" => "subscriber remove".to_string(),
         "execute" => "provider execute".to_string(),
+        "add-seq" => "subscriber add-seq".to_string(),
+        "remove-seq" => "subscriber remove-seq".to_string(),
+        "seqs" => "subscriber seqs".to_string(),
         "worker" => "replay".to_string(),
         _ => first,
     };
@@ -425,7 +465,8 @@ fn pick(current: Option<Control>, new: Control) -> Result<Option<Control>> {
 }
 
 /// Every command name, subcommands spelled out (the Londiste 3 short forms `tables`,
-/// `add-table`, `remove-table` are read as their `subscriber` commands).
+/// `add-table`, `remove-table`, `add-seq`, `remove-seq`, `seqs` are read as their
+/// `subscriber` commands).
 pub const COMMANDS: &[&str] = &[
     "check",
     "install",
@@ -437,12 +478,18 @@ pub const COMMANDS: &[&str] = &[
     "provider tables",
     "provider refresh-trigger",
     "provider execute",
+    "provider add-seq",
+    "provider remove-seq",
+    "provider seqs",
     "subscriber install",
     "subscriber add",
     "subscriber remove",
     "subscriber resync",
     "subscriber missing",
     "subscriber tables",
+    "subscriber add-seq",
+    "subscriber remove-seq",
+    "subscriber seqs",
     "subscriber fkeys",
     "subscriber triggers",
     "subscriber restore-triggers",
@@ -470,7 +517,12 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
             | "subscriber remove"
             | "subscriber resync"
     );
+    let needs_seqs = matches!(
+        name,
+        "provider add-seq" | "provider remove-seq" | "subscriber add-seq" | "subscriber remove-seq"
+    );
     let takes_tables = needs_tables
+        || needs_seqs
         || matches!(
             name,
             "compare"
@@ -497,6 +549,9 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         )));
     }
     let all = flags.contains(&"all");
+    if needs_seqs && args.is_empty() {
+        return Err(usage(format!("`{name}` needs at least one sequence")));
+    }
     if needs_tables && args.is_empty() && !all {
         return Err(usage(format!("`{name}` needs at least one table")));
     }
@@ -519,6 +574,9 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
             return Err(usage("`provider execute` needs at least one file"));
         }
         "provider execute" => Command::ProviderExecute { files: args },
+        "provider add-seq" => Command::ProviderAddSeq { seqs: args },
+        "provider remove-seq" => Command::ProviderRemoveSeq { seqs: args },
+        "provider seqs" => Command::ProviderSeqs,
         "subscriber install" => Command::SubscriberInstall,
         "subscriber add" => Command::SubscriberAdd {
             tables: args,
@@ -536,6 +594,9 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         "subscriber missing" => Command::SubscriberMissing,
         "subscriber remove" => Command::SubscriberRemove { tables: args },
         "subscriber tables" => Command::SubscriberTables,
+        "subscriber add-seq" => Command::SubscriberAddSeq { seqs: args },
+        "subscriber remove-seq" => Command::SubscriberRemoveSeq { seqs: args },
+        "subscriber seqs" => Command::SubscriberSeqs,
         "subscriber fkeys" | "subscriber triggers" => {
             let active = match args.as_slice() {
                 [] => false,
@@ -699,6 +760,46 @@ mod tests {
         );
         assert_eq!(cli(&["-V"]).unwrap().action, Action::Version);
         assert_eq!(cli(&["--ini"]).unwrap().action, Action::SampleConfig);
+    }
+
+    #[test]
+    fn sequence_commands_and_short_forms() {
+        let run = |args: &[&str]| match cli(args).unwrap().action {
+            Action::Run { command, .. } => command,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            run(&["a.ini", "provider", "add-seq", "s1", "x.s2"]),
+            Command::ProviderAddSeq {
+                seqs: vec!["s1".into(), "x.s2".into()]
+            }
+        );
+        assert_eq!(run(&["a.ini", "provider", "seqs"]), Command::ProviderSeqs);
+        assert_eq!(
+            run(&["a.ini", "add-seq", "s"]),
+            Command::SubscriberAddSeq {
+                seqs: vec!["s".into()]
+            }
+        );
+        assert_eq!(
+            run(&["a.ini", "remove-seq", "s"]),
+            Command::SubscriberRemoveSeq {
+                seqs: vec!["s".into()]
+            }
+        );
+        assert_eq!(run(&["a.ini", "seqs"]), Command::SubscriberSeqs);
+        assert_eq!(
+            fails(&["a.ini", "subscriber", "add-seq"]),
+            "`subscriber add-seq` needs at least one sequence"
+        );
+        assert_eq!(
+            fails(&["a.ini", "provider", "remove-seq", "--all"]),
+            "`provider remove-seq` does not take --all"
+        );
+        assert_eq!(
+            fails(&["a.ini", "seqs", "s"]),
+            "`subscriber seqs` takes no arguments, found `s`"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod provider;
 pub mod repair;
 pub mod replay;
 pub mod script;
+pub mod seqs;
 pub mod signals;
 pub mod state;
 pub mod status;

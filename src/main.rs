@@ -79,6 +79,11 @@ fn run() -> Result<()> {
                     Provider::connect(&config)?.refresh_triggers(&tables)
                 }
                 Command::ProviderExecute { files } => Provider::connect(&config)?.execute(&files),
+                Command::ProviderAddSeq { seqs } => Provider::connect(&config)?.add_seqs(&seqs),
+                Command::ProviderRemoveSeq { seqs } => {
+                    Provider::connect(&config)?.remove_seqs(&seqs)
+                }
+                Command::ProviderSeqs => Provider::connect(&config)?.seqs(),
                 Command::SubscriberInstall => Subscriber::connect(&config)?.install(),
                 Command::SubscriberAdd { tables, options } => {
                     Subscriber::connect(&config)?.add(&tables, &options)
@@ -91,6 +96,11 @@ fn run() -> Result<()> {
                     Subscriber::connect(&config)?.remove(&tables)
                 }
                 Command::SubscriberTables => Subscriber::connect(&config)?.tables(),
+                Command::SubscriberAddSeq { seqs } => Subscriber::connect(&config)?.add_seqs(&seqs),
+                Command::SubscriberRemoveSeq { seqs } => {
+                    Subscriber::connect(&config)?.remove_seqs(&seqs)
+                }
+                Command::SubscriberSeqs => Subscriber::connect(&config)?.seqs(),
                 Command::SubscriberFkeys { active } => {
                     Subscriber::connect(&config)?.objects("fkey", active)
                 }

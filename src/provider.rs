@@ -9,7 +9,8 @@
 //!
 //! `execute` runs a script and queues it as an `EXECUTE` event (`ev_data` the script,
 //! `ev_extra1` its file name) in one transaction, after regenerating the capture triggers of
-//! the registered tables whose columns the script changed.
+//! the registered tables whose columns the script changed. The sequence commands are in
+//! [`crate::seqs`].
 
 use std::path::Path;
 
@@ -31,9 +32,12 @@ pub const REMOVE_TABLE_EVENT: &str = "londiste.remove-table";
 
 /// A provider command's database, queue and job.
 pub struct Provider {
-    client: postgres::Client,
-    queue: String,
-    dbname: String,
+    /// The connection to `provider_db`.
+    pub(crate) client: postgres::Client,
+    /// `pgq_queue_name`.
+    pub(crate) queue: String,
+    /// The database's name, for log lines.
+    pub(crate) dbname: String,
 }
 
 impl Provider {
@@ -338,7 +342,7 @@ fn refresh_trigger(
 }
 
 /// Fails unless `provider install` has been run for `queue`.
-fn check_installed(client: &mut impl GenericClient, queue: &str) -> Result<()> {
+pub(crate) fn check_installed(client: &mut impl GenericClient, queue: &str) -> Result<()> {
     let row = client.query_one(
         "select to_regclass('londiste.provider_tables') is not null, \
                 to_regprocedure('pgq.skyrep_capture_create(regclass, text, text, text[])') is not null",

@@ -34,6 +34,7 @@ use crate::error::{Failures, one_line};
 use crate::names::TableName;
 use crate::pgq::{Batch, Consumer, Event};
 use crate::provider::{EXECUTE_EVENT, REMOVE_TABLE_EVENT};
+use crate::seqs::Follower;
 use crate::state::{
     MergeState, SubscriberTable, applied_tick, load_tables, record_tick, set_state,
 };
@@ -316,6 +317,7 @@ fn replay_session(
 ) -> Result<()> {
     let mut conns = Connections::open(job)?;
     let consumer = Consumer::new(&job.queue, &job.consumer);
+    let mut seqs = Follower::new(&job.queue);
     loop {
         if stopped_within(stop, Duration::ZERO) {
             return Ok(());
@@ -337,6 +339,8 @@ fn replay_session(
             }
             continue;
         };
+        // After the batch's tick was taken: the provider's sequences are at least there.
+        let seq_targets = seqs.read(provider, subscriber)?;
         let ok: HashMap<String, TableName> = tables
             .iter()
             .filter(|t| t.state == MergeState::Ok)
@@ -373,7 +377,7 @@ fn replay_session(
             &batch,
             applier,
             &route,
-            &mut |_| Ok(()),
+            &mut |tx| seq_targets.apply(tx),
         )?;
         last_error.succeeded(subscriber)?;
         log::info!(

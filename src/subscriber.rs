@@ -5,7 +5,8 @@
 //! with a primary key and the same columns) and records it in `londiste.subscriber_tables`
 //! with merge state NULL (waiting for its copy) or `ok` (`--expect-sync`), and puts the
 //! statement trigger on it that refuses ordinary writes. Everything in one transaction: a
-//! bad table anywhere in the list changes nothing.
+//! bad table anywhere in the list changes nothing. The sequence commands are in
+//! [`crate::seqs`].
 
 use std::collections::BTreeMap;
 
@@ -29,12 +30,15 @@ pub const DENY_TRIGGER: &str = "_skyrep_deny";
 
 /// A subscriber command's two databases, queue and consumer name.
 pub struct Subscriber {
-    subscriber: Client,
+    /// The connection to `subscriber_db`.
+    pub(crate) subscriber: Client,
     provider_conn: Resolved,
     provider: Option<Client>,
-    queue: String,
+    /// `pgq_queue_name`.
+    pub(crate) queue: String,
     consumer: String,
-    dbname: String,
+    /// The subscriber database's name, for log lines.
+    pub(crate) dbname: String,
 }
 
 impl Subscriber {
@@ -64,7 +68,7 @@ impl Subscriber {
     }
 
     /// The provider connection, opened on first use (not every command needs it).
-    fn provider(&mut self) -> Result<&mut Client> {
+    pub(crate) fn provider(&mut self) -> Result<&mut Client> {
         if self.provider.is_none() {
             self.provider = Some(db::connect("provider_db", &self.provider_conn)?);
         }
@@ -468,13 +472,15 @@ pub fn unregister_table(
     Ok(Some(registered))
 }
 
-fn to_regclass(client: &mut impl GenericClient, name: &str) -> Result<bool> {
+/// Whether relation `name` exists.
+pub(crate) fn to_regclass(client: &mut impl GenericClient, name: &str) -> Result<bool> {
     Ok(client
         .query_one("select to_regclass($1) is not null", &[&name])?
         .get(0))
 }
 
-fn check_installed(client: &mut impl GenericClient) -> Result<()> {
+/// Fails unless `subscriber install` has been run.
+pub(crate) fn check_installed(client: &mut impl GenericClient) -> Result<()> {
     if !to_regclass(client, "londiste.subscriber_tables")? {
         bail!("the subscriber database is not set up: run `subscriber install` first");
     }

@@ -16,6 +16,7 @@ mod docs;
 mod harness;
 mod pgq_sql;
 mod replay;
+mod seqs;
 mod setup;
 mod status;
 mod ticker;

@@ -1,5 +1,5 @@
--- skyrep's londiste schema: the table registry on both sides and, on the subscriber, the
--- per-table merge state and the record of applied ticks.
+-- skyrep's londiste schema: the table and sequence registry on both sides and, on the
+-- subscriber, the per-table merge state and the record of applied ticks.
 --
 -- Installed by `provider install` and `subscriber install`, in one transaction, as often as
 -- wanted: every statement is idempotent and keeps what is there. The table names differ from
@@ -100,3 +100,19 @@ begin
         using hint = 'change it on the provider, or remove it from replication first';
 end
 $$;
+
+-- Provider: sequences whose values the subscribers of a queue follow.
+create table if not exists londiste.provider_seqs (
+    queue_name text not null,
+    seq_name   text not null,            -- schema.sequence, unquoted, like table_name
+    added_at   timestamptz not null default now(),
+    primary key (queue_name, seq_name)
+);
+
+-- Subscriber: sequences that replay moves forward to the provider's values, before each batch.
+create table if not exists londiste.subscriber_seqs (
+    queue_name text not null,
+    seq_name   text not null,            -- the provider's schema.sequence (the same name here)
+    added_at   timestamptz not null default now(),
+    primary key (queue_name, seq_name)
+);
