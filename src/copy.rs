@@ -159,7 +159,12 @@ fn copy_consumer(job: &Job, table: &TableName) -> Consumer {
 
 /// The name of the consumer that catches `table` up after its copy, for replay's `consumer`.
 pub fn copy_consumer_name(consumer: &str, table: &TableName) -> String {
-    format!("{consumer}.copy.{}", table.qualified())
+    format!("{}{}", copy_consumer_prefix(consumer), table.qualified())
+}
+
+/// How the names of replay's `consumer`'s copy consumers begin.
+pub fn copy_consumer_prefix(consumer: &str) -> String {
+    format!("{consumer}.copy.")
 }
 
 /// Works until asked to stop, or until thread `n` is past `parallel_copies`.

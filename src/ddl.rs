@@ -11,7 +11,6 @@ use postgres::Transaction;
 use crate::names::TableName;
 use crate::pgq::Event;
 use crate::script::Script;
-use crate::state::SubscriberTable;
 use crate::subscriber;
 
 /// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
@@ -63,6 +62,9 @@ pub fn run_script(
     log::info!("{name}: executing ({} statements)", script.len());
     tx.batch_execute(&sql)
         .with_context(|| format!("{name} failed on the subscriber; {}", skip_hint()))?;
+    // Settings the script made (a search path, a timeout) must not outlive it in replay's
+    // session; the batch's own setting comes back.
+    tx.batch_execute("reset all; set local skyrep.replay = on")?;
     tx.execute(
         "insert into londiste.executed_scripts (queue_name, file_name, sql_md5, status) \
          values ($1, $2, $3, 'done') \
@@ -75,19 +77,15 @@ pub fn run_script(
 }
 
 /// Unregisters the table a `londiste.remove-table` event names, if it is registered here;
-/// returns what its registration was.
-pub fn remove_table(
-    tx: &mut Transaction<'_>,
-    queue: &str,
-    event: &Event,
-) -> Result<Option<SubscriberTable>> {
+/// returns whether it was.
+pub fn remove_table(tx: &mut Transaction<'_>, queue: &str, event: &Event) -> Result<bool> {
     let Some(name) = event.data.as_deref() else {
         bail!("event {}: a table removal without a table name", event.id);
     };
     let table = TableName::from_qualified(name)
         .with_context(|| format!("event {}: table removal", event.id))?;
-    let removed = subscriber::unregister_table(tx, queue, &table)?;
-    if removed.is_some() {
+    let removed = subscriber::unregister_table(tx, queue, &table)?.is_some();
+    if removed {
         log::info!("{table}: removed on the provider; no longer replicated here (its rows stay)");
     }
     Ok(removed)

@@ -27,7 +27,7 @@ use postgres::{Client, GenericClient, Transaction};
 use crate::apply::{Applier, Decoded, decode};
 use crate::config::{Config, Live, LiveKey};
 use crate::connstr::Resolved;
-use crate::copy::{self, copy_consumer_name};
+use crate::copy::{self, copy_consumer_name, copy_consumer_prefix};
 use crate::db;
 use crate::ddl;
 use crate::error::{Failures, one_line};
@@ -318,12 +318,17 @@ fn replay_session(
     let mut conns = Connections::open(job)?;
     let consumer = Consumer::new(&job.queue, &job.consumer);
     let mut seqs = Follower::new(&job.queue);
+    let mut next_cleanup = Instant::now();
     loop {
         if stopped_within(stop, Duration::ZERO) {
             return Ok(());
         }
         let (provider, subscriber, applier) = conns.next_round(job)?;
         let tables = load_tables(subscriber, &job.queue)?;
+        if Instant::now() >= next_cleanup {
+            drop_stale_copy_consumers(job, provider, &tables)?;
+            next_cleanup = Instant::now() + CLEANUP_EVERY;
+        }
         if hand_over(job, subscriber, &tables, copy_wake)? {
             // A copy is finishing at our position: wait for it to say ok.
             if wait_for_tick(stop, woken, job.loop_delay.get()) {
@@ -380,6 +385,10 @@ fn replay_session(
             &mut |tx| seq_targets.apply(tx),
         )?;
         last_error.succeeded(subscriber)?;
+        if stats.removed > 0 {
+            // A table removed mid-copy leaves its copy consumer: drop it now.
+            next_cleanup = Instant::now();
+        }
         log::info!(
             "{{count: {}, ignored: {}, duration: {:.3}, lag: {:.1}}}",
             stats.applied,
@@ -391,6 +400,38 @@ fn replay_session(
                 .as_secs_f64()
         );
     }
+}
+
+/// How often replay looks for copy consumers that no copy needs any more.
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+
+/// Unregisters this job's copy consumers whose table is not being copied: left behind by a
+/// crash between a table's `ok` and the copy's unregistering, or by a table removed or
+/// unregistered mid-copy. Such a consumer would hold up the rotation of event tables.
+fn drop_stale_copy_consumers(
+    job: &Job,
+    provider: &mut Client,
+    tables: &[SubscriberTable],
+) -> Result<()> {
+    let prefix = copy_consumer_prefix(&job.consumer);
+    let rows = provider
+        .query(
+            "select consumer_name from pgq.get_consumer_info($1) \
+             where left(consumer_name, length($2)) = $2",
+            &[&job.queue, &prefix],
+        )
+        .context("listing copy consumers")?;
+    for row in rows {
+        let name: String = row.get(0);
+        let copying = tables.iter().any(|t| {
+            !matches!(t.state, MergeState::New | MergeState::Ok)
+                && copy_consumer_name(&job.consumer, &t.table) == name
+        });
+        if !copying && Consumer::new(&job.queue, &name).unregister(provider)? {
+            log::info!("unregistered copy consumer {name}, which no copy needs any more");
+        }
+    }
+    Ok(())
 }
 
 /// Does the replay thread's part of the copy protocol; true if replay must wait.
@@ -474,6 +515,8 @@ pub(crate) struct BatchStats {
     pub ignored: u64,
     /// Time taken.
     pub duration: Duration,
+    /// Tables unregistered because the provider removed them.
+    pub removed: u32,
 }
 
 /// Applies the events of `batch` that `route` sends somewhere, exactly once, in one
@@ -494,12 +537,11 @@ pub(crate) fn apply_batch(
         applied: 0,
         ignored: 0,
         duration: Duration::ZERO,
+        removed: 0,
     };
     let mut ptx = provider
         .transaction()
         .context("starting the provider transaction")?;
-    // Copy consumers of tables removed mid-copy, to unregister with the batch.
-    let mut orphans: Vec<String> = Vec::new();
     let mut stx = subscriber
         .transaction()
         .context("starting the subscriber transaction")?;
@@ -540,10 +582,8 @@ pub(crate) fn apply_batch(
                         }
                         Route::RemoveTable => {
                             applier.flush(&mut stx)?;
-                            if let Some(removed) = ddl::remove_table(&mut stx, queue, &ev)?
-                                && !matches!(removed.state, MergeState::New | MergeState::Ok)
-                            {
-                                orphans.push(copy_consumer_name(name, &removed.table));
+                            if ddl::remove_table(&mut stx, queue, &ev)? {
+                                stats.removed += 1;
                             }
                             stats.applied += 1;
                             continue;
@@ -572,10 +612,6 @@ pub(crate) fn apply_batch(
                 Ok(())
             })?;
             applier.flush(&mut stx)?;
-            for orphan in &orphans {
-                ptx.query_one("select pgq.unregister_consumer($1, $2)", &[&queue, orphan])
-                    .with_context(|| format!("unregistering copy consumer {orphan}"))?;
-            }
             record_tick(&mut stx, queue, name, batch.tick_id)?;
             before_commit(&mut stx)?;
             stx.commit()

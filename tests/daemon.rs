@@ -333,7 +333,7 @@ fn a_stop_cancels_a_running_copy_and_the_next_start_copies_again() {
         pair.replay_log()
     );
     let log = pair.replay_log();
-    assert!(log.contains("INFO copy: stopped: "), "{log}");
+    assert!(log.contains("INFO copy-1: stopped: "), "{log}");
     assert!(!log.contains(" ERROR "), "a stop is no failure: {log}");
     assert_eq!(
         pair.states(),

@@ -1,5 +1,6 @@
-//! Schema changes through the queue (`provider execute`), TRUNCATE, `provider remove` and
-//! `refresh-trigger`, with one provider feeding two subscribers that progress on their own.
+//! Schema changes through the queue (`provider execute`), TRUNCATE, sequences, `provider
+//! remove` and `refresh-trigger`, with one provider feeding two subscribers that progress on
+//! their own.
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -155,6 +156,10 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
     };
     pair.ok(&["provider", "add", "--all"]);
     pair.ok(&["subscriber", "add", "--all"]);
+    let seq = "user_login_rec_id_seq";
+    pair.ok(&["provider", "add-seq", seq]);
+    pair.ok(&["subscriber", "add-seq", seq]);
+    second.ok(&["add-seq", seq]);
     second.ok(&[
         "subscriber",
         "add",
@@ -235,6 +240,16 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
         .subscriber
         .query_strings("sub2", "select count(*) from other.session2 where c1 = 7");
     assert!(defaults[0][0].as_deref() != Some("0"), "{defaults:?}");
+    // Both subscribers' sequence is where the provider's is.
+    let last = format!("select last_value from {seq}");
+    let provider_seq = pair.provider.query_strings("postgres", &last);
+    for db in ["postgres", "sub2"] {
+        assert_eq!(
+            pair.subscriber.query_strings(db, &last),
+            provider_seq,
+            "{db}"
+        );
+    }
     // The removed table is the subscriber's own again: its rows stay and it takes writes.
     pair.subscriber
         .connect("sub2")
@@ -452,7 +467,8 @@ fn a_script_killed_halfway_runs_once_after_the_restart() {
     let script = write_script(
         &pair,
         "slow.sql",
-        "insert into runs values (1);\nselect pg_sleep(2);\nalter table ledger add column c1 int;",
+        "insert into runs values (1);\nselect pg_sleep(2);\nalter table ledger add column c1 int;\n\
+         set application_name = 'by_script';",
     );
     pair.ok(&["provider", "execute", &script]);
     wait_until(WAIT, "the subscriber runs the script", || {
@@ -473,6 +489,12 @@ fn a_script_killed_halfway_runs_once_after_the_restart() {
         .subscriber
         .query_strings("postgres", "select count(*) from runs");
     assert_eq!(runs[0][0].as_deref(), Some("1"));
+    // What the script set does not stay in replay's session.
+    let named = pair.subscriber.query_strings(
+        "postgres",
+        "select count(*) from pg_stat_activity where application_name = 'by_script'",
+    );
+    assert_eq!(named[0][0].as_deref(), Some("0"));
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
 
@@ -506,5 +528,44 @@ fn truncate_with_a_copy_condition_deletes_only_the_matching_rows() {
     wait_until(WAIT, "the truncate is applied", || {
         count("select string_agg(id::text, ',' order by id) from ledger") == "-5,-4,-3,-2,-1,7"
     });
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
+#[test]
+fn a_table_removed_mid_copy_leaves_no_copy_consumer_behind() {
+    let pair = Pair::new("create table ledger (id int primary key, v text);");
+    pair.provider
+        .execute("insert into ledger select g, 'v' || g from generate_series(1, 100) g");
+    // The copy keeps failing on the subscriber, so the table stays in-copy.
+    pair.subscriber
+        .execute("alter table ledger add constraint no_v7 check (v <> 'v7')");
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger"]);
+    let mut replay = pair.start_replay();
+    let copy_consumers = || {
+        pair.provider
+            .query_strings(
+                "postgres",
+                "select consumer_name from pgq.get_consumer_info('login') \
+                 where consumer_name like '%.copy.%'",
+            )
+            .len()
+    };
+    wait_until(WAIT, "the copy fails", || {
+        pair.replay_log().contains("no_v7")
+    });
+    assert_eq!(copy_consumers(), 1);
+    pair.ok(&["provider", "remove", "ledger"]);
+    wait_until(
+        WAIT,
+        "ledger is unregistered and its copy consumer gone",
+        || pair.states().is_empty() && copy_consumers() == 0,
+    );
+    assert!(
+        pair.replay_log()
+            .contains("unregistered copy consumer login_sub.copy.public.ledger"),
+        "{}",
+        pair.replay_log()
+    );
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
