@@ -6,12 +6,44 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use postgres::Transaction;
+use postgres::{GenericClient, Transaction};
 
 use crate::names::TableName;
 use crate::pgq::Event;
 use crate::script::Script;
 use crate::subscriber;
+
+/// What `londiste.executed_scripts` says about a script.
+pub struct ScriptRecord {
+    /// `done`, `skip` or `skipped`.
+    pub status: String,
+    /// md5 of the script as queued (none for `skip`).
+    pub md5: Option<String>,
+    /// When it was run, marked or skipped.
+    pub at: String,
+}
+
+/// The record of the script `name` of `queue`, if any; `install` is the command that adds
+/// the table where it is missing (`provider install` or `subscriber install`).
+pub fn script_record(
+    client: &mut impl GenericClient,
+    queue: &str,
+    name: &str,
+    install: &str,
+) -> Result<Option<ScriptRecord>> {
+    Ok(client
+        .query_opt(
+            "select status, sql_md5, executed_at::text from londiste.executed_scripts \
+             where queue_name = $1 and file_name = $2",
+            &[&queue, &name],
+        )
+        .with_context(|| format!("reading londiste.executed_scripts (run `{install}` to upgrade)"))?
+        .map(|r| ScriptRecord {
+            status: r.get(0),
+            md5: r.get(1),
+            at: r.get(2),
+        }))
+}
 
 /// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
 /// provider's `schema.table`) mapped to their local names, and records it in
@@ -26,16 +58,8 @@ pub fn run_script(
     let name = event.extra1.as_deref().unwrap_or("(unnamed script)");
     let text = event.data.as_deref().unwrap_or("");
     let md5: String = tx.query_one("select md5($1)", &[&text])?.get(0);
-    let before: Option<(String, Option<String>, String)> = tx
-        .query_opt(
-            "select status, sql_md5, executed_at::text from londiste.executed_scripts \
-             where queue_name = $1 and file_name = $2",
-            &[&queue, &name],
-        )
-        .context("reading londiste.executed_scripts (run `subscriber install` to upgrade)")?
-        .map(|r| (r.get(0), r.get(1), r.get(2)));
-    match before {
-        Some((status, _, _)) if status == "skip" => {
+    match script_record(tx, queue, name, "subscriber install")? {
+        Some(record) if record.status == "skip" => {
             tx.execute(
                 "update londiste.executed_scripts set status = 'skipped', sql_md5 = $3, \
                  executed_at = now() where queue_name = $1 and file_name = $2",
@@ -44,8 +68,11 @@ pub fn run_script(
             log::warn!("{name}: skipped as asked (subscriber skip-execute); not run here");
             return Ok(());
         }
-        Some((_, Some(old), at)) if old == md5 => {
-            log::info!("{name}: the same script ran here at {at}; not run again");
+        Some(record) if record.md5.as_ref() == Some(&md5) => {
+            log::info!(
+                "{name}: the same script ran here at {}; not run again",
+                record.at
+            );
             return Ok(());
         }
         _ => {}

@@ -19,6 +19,7 @@ use postgres::GenericClient;
 
 use crate::config::Config;
 use crate::db;
+use crate::ddl::script_record;
 use crate::error::usage;
 use crate::names::TableName;
 use crate::output;
@@ -202,16 +203,9 @@ impl Provider {
         let mut tx = self.client.transaction()?;
         check_installed(&mut tx, &self.queue)?;
         let md5: String = tx.query_one("select md5($1)", &[&sql])?.get(0);
-        let before: Option<(String, String)> = tx
-            .query_opt(
-                "select sql_md5, executed_at::text from londiste.executed_scripts \
-                 where queue_name = $1 and file_name = $2",
-                &[&self.queue, &name],
-            )
-            .context("reading londiste.executed_scripts (run `provider install` to upgrade)")?
-            .map(|r| (r.get(0), r.get(1)));
-        if let Some((old_md5, at)) = before {
-            if old_md5 == md5 {
+        if let Some(record) = script_record(&mut tx, &self.queue, name, "provider install")? {
+            let at = record.at;
+            if record.md5 == Some(md5) {
                 log::info!(
                     "{}: {name} was executed at {at}; not run again",
                     self.dbname

@@ -18,6 +18,7 @@ use crate::cli::AddOptions;
 use crate::config::Config;
 use crate::connstr::Resolved;
 use crate::db;
+use crate::ddl::script_record;
 use crate::error::usage;
 use crate::install;
 use crate::names::{TableName, quote_ident, quote_literal};
@@ -269,14 +270,8 @@ impl Subscriber {
     pub fn skip_execute(&mut self, script: &str) -> Result<()> {
         check_installed(&mut self.subscriber)?;
         let mut tx = self.subscriber.transaction()?;
-        let before: Option<(String, String)> = tx
-            .query_opt(
-                "select status, executed_at::text from londiste.executed_scripts \
-                 where queue_name = $1 and file_name = $2",
-                &[&self.queue, &script],
-            )
-            .context("reading londiste.executed_scripts (run `subscriber install` to upgrade)")?
-            .map(|r| (r.get(0), r.get(1)));
+        let before = script_record(&mut tx, &self.queue, script, "subscriber install")?
+            .map(|r| (r.status, r.at));
         match before {
             Some((status, at)) if status == "done" => {
                 bail!("{script} was executed here at {at}; there is nothing to skip")
