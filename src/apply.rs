@@ -778,8 +778,9 @@ impl Applier {
             Some(condition) => format!("delete from {} where ({condition})", dest.quoted()),
             None => format!("truncate {}", dest.quoted()),
         };
-        tx.batch_execute(&sql)
-            .with_context(|| format!("truncating {dest}"))
+        tx.execute(&sql, &[])
+            .with_context(|| format!("truncating {dest}"))?;
+        Ok(())
     }
 
     /// Applies what is pending; call before committing. After an error nothing is pending.

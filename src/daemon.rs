@@ -13,6 +13,7 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -152,7 +153,7 @@ impl PidFile {
         let mut temporary_name = file_name.to_os_string();
         temporary_name.push(format!(".{own}.tmp"));
         let temporary = path.with_file_name(temporary_name);
-        fs::write(&temporary, format!("{own}\n"))
+        write_new(&temporary, format!("{own}\n").as_bytes())
             .with_context(|| format!("writing pidfile {}", temporary.display()))?;
         let result = (|| {
             // Twice: once more after removing a stale pidfile.
@@ -197,6 +198,20 @@ impl Drop for PidFile {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// Writes `data` to a new file at `path`, readable by all and writable by the owner only
+/// whatever the umask allows more of. Whatever is at `path` (a file left by a crash, or a
+/// symlink planted there) is removed first, never followed.
+fn write_new(path: &Path, data: &[u8]) -> Result<()> {
+    remove_if_there(path)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
+    file.write_all(data)?;
+    Ok(())
 }
 
 fn remove_if_there(path: &Path) -> Result<()> {
@@ -265,4 +280,43 @@ pub fn signal(config: &Config, control: Control) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     output::line(&format!("stopped pid {pid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    #[test]
+    fn the_pidfile_never_follows_a_planted_symlink() {
+        let dir = std::env::temp_dir().join(format!("skyrep-pidfile-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let path = dir.join("job.pid");
+        // At the temporary name the pidfile is written under first, and at the pidfile.
+        symlink(
+            &victim,
+            dir.join(format!("job.pid.{}.tmp", std::process::id())),
+        )
+        .unwrap();
+        symlink(&victim, &path).unwrap();
+        let pidfile = PidFile::create(&path).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(
+            meta.permissions().mode() & 0o022,
+            0,
+            "not writable by others"
+        );
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        drop(pidfile);
+        assert!(!path.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

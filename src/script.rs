@@ -207,6 +207,16 @@ fn ident(token: &Token) -> Option<&str> {
     }
 }
 
+/// Fails unless `text` is at most one statement or expression: no `;` outside its strings,
+/// names and comments, and none of those left open (for `--copy-condition`, which skyrep
+/// puts into its own statements).
+pub fn check_single(text: &str) -> Result<()> {
+    if lex(text)?.iter().any(|(_, t)| *t == Token::End) {
+        bail!("`;` is not allowed: one SQL expression only");
+    }
+    Ok(())
+}
+
 /// The line number (from 1) of byte `at` of `text`.
 fn line_of(text: &str, at: usize) -> usize {
     text[..at].matches('\n').count() + 1
@@ -374,6 +384,14 @@ mod tests {
             "{sql}"
         );
         assert!(sql.ends_with("select \"semi;colon\" from a;\n"), "{sql}");
+    }
+
+    #[test]
+    fn a_single_expression_has_no_semicolon_outside_strings() {
+        check_single("region = 'eu;x' and \"a;b\" > 0 -- c;\n").unwrap();
+        for bad in ["true); drop table t; --", "1;", "a = 'open"] {
+            assert!(check_single(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -129,12 +129,18 @@ impl Subscriber {
             }
             let theirs = columns(provider, table).context("reading the provider's columns")?;
             if let Some(condition) = copy_condition {
-                // Tried on the provider, where the copy runs it: a bad one stops here.
+                crate::script::check_single(condition)
+                    .map_err(|e| usage(format!("--copy-condition `{condition}`: {e}")))?;
+                // Tried on the provider, where the copy runs it: a bad one stops here. As one
+                // prepared statement, which cannot hold a second one.
                 provider
-                    .batch_execute(&format!(
-                        "select 1 from only {} where ({condition}) limit 0",
-                        table.quoted()
-                    ))
+                    .query(
+                        &format!(
+                            "select 1 from only {} where ({condition}) limit 0",
+                            table.quoted()
+                        ),
+                        &[],
+                    )
                     .map_err(|e| {
                         usage(format!(
                             "--copy-condition `{condition}` does not work on {table}: {}",

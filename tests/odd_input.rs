@@ -4,7 +4,9 @@
 //! numerics, time zones, enums, domains, ranges, xml, geometry and a 5 MB TOASTed value.
 
 use crate::replay::{Pair, stop};
-use crate::util::skyrep;
+use std::time::Duration;
+
+use crate::util::{skyrep, wait_until};
 
 const TABLE: &str = r#""Odd Schema ☺"."Tab ""Le"" Ünï""#;
 const KEY: &str = r#""Id", "select""#;
@@ -110,5 +112,67 @@ fn odd_names_and_every_type_replicate_exactly_through_copy_and_events() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
+#[test]
+fn hostile_names_conditions_and_events_run_nothing_but_what_they_mean() {
+    let pair = Pair::new(
+        "create table ledger (id int primary key, note text); create table canary (id int);",
+    );
+    let canary_alive = || {
+        for cluster in [&pair.provider, &pair.subscriber] {
+            let found =
+                cluster.query_strings("postgres", "select to_regclass('canary') is not null");
+            assert_eq!(found, [[Some("t".to_string())]], "canary was dropped");
+        }
+    };
+    let (code, err) = pair.fails(&["provider", "add", "ledger; drop table canary"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    canary_alive();
+    pair.ok(&["provider", "add", "ledger"]);
+    for (option, error) in [
+        (
+            "--copy-condition=true); drop table canary; --",
+            "one SQL expression only",
+        ),
+        (
+            "--copy-condition=id > 0; drop table canary",
+            "one SQL expression only",
+        ),
+        (
+            "--dest-table=canary\"; drop table canary; --",
+            "bad table name",
+        ),
+        (
+            "--dest-table=\"canary; drop table canary\"",
+            "does not exist",
+        ),
+    ] {
+        let (code, err) = pair.fails(&["subscriber", "add", "ledger", option]);
+        assert!(matches!(code, Some(1 | 2)), "{option}: {err}");
+        assert!(err.contains(error), "{option}: {err}");
+        canary_alive();
+    }
+    assert!(pair.states().is_empty());
+
+    // Crafted events: a column name that is SQL, and a table name that is SQL.
+    pair.ok(&["subscriber", "add", "ledger", "--expect-sync"]);
+    let mut replay = pair.start_replay();
+    pair.provider.execute(
+        "select pgq.insert_event('login', 'I:id', 'id=1&note=x', 'public.ledger\"; drop table canary; --', null, null, null); \
+         select pgq.insert_event('login', 'I:id', 'id=2&note=y&%22%29%3B+drop+table+canary%3B+--=1', 'public.ledger', null, null, null);",
+    );
+    wait_until(
+        Duration::from_secs(120),
+        "replay refuses the crafted column",
+        || pair.replay_log().contains("drop table canary; --`"),
+    );
+    canary_alive();
+    let rows = pair
+        .subscriber
+        .query_strings("postgres", "select count(*) from ledger");
+    assert_eq!(rows, [[Some("0".to_string())]]);
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
