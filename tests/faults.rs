@@ -136,3 +136,47 @@ fn a_provider_transaction_spanning_many_ticks_is_not_lost() {
     );
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn a_statement_that_fails_on_the_subscriber_holds_replay_until_cleared() {
+    let pair = Pair::new(SCHEMA);
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger", "--expect-sync"]);
+    // A subscriber trigger that refuses one value, as a full disk or a bad constraint would.
+    pair.subscriber.execute(
+        "create function poison() returns trigger language plpgsql as $$ \
+         begin if new.note = 'poison' then raise exception 'no room for poison'; end if; \
+         return new; end $$; \
+         create trigger poison before insert on ledger for each row execute function poison();",
+    );
+    let mut replay = pair.start_replay();
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let writer = ledger_writer(&pair.provider, stop_writer.clone());
+    pair.provider
+        .execute("insert into ledger values (-1, 'poison')");
+    let status = || {
+        let out = crate::util::skyrep()
+            .arg(&pair.conf)
+            .arg("status")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until(WAIT, "status shows the failure", || {
+        status().contains("no room for poison")
+    });
+    // Nothing after the failing batch is applied meanwhile; once cleared, all of it is.
+    let applied = || {
+        pair.subscriber
+            .query_strings("postgres", "select count(*) from ledger")
+    };
+    let before = applied();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(applied(), before, "replay went past the failing batch");
+    pair.subscriber.execute("drop trigger poison on ledger");
+    stop_writer.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    pair.wait_equal(&[("ledger", "id")]);
+    wait_until(WAIT, "the error is cleared", || !status().contains("ERR: "));
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
