@@ -176,3 +176,81 @@ fn hostile_names_conditions_and_events_run_nothing_but_what_they_mean() {
     assert_eq!(rows, [[Some("0".to_string())]]);
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn the_password_shows_nowhere() {
+    const SECRET: &str = "S3cret-Pw-7f3a";
+    let cluster = crate::cluster::Cluster::builder().password_auth().start();
+    cluster.execute(&format!("create role app login password '{SECRET}'"));
+    for db in ["shop", "shop2"] {
+        cluster.execute(&format!("create database {db} owner app"));
+        cluster.query_strings(
+            db,
+            "create table ledger (id int primary key, note text); alter table ledger owner to app",
+        );
+    }
+    let dir = crate::util::TempDir::new("secret");
+    let conn = |db: &str| {
+        format!(
+            "host=127.0.0.1 port={} dbname={db} user=app password={SECRET}",
+            cluster.port()
+        )
+    };
+    let conf = dir.write(
+        "shop.ini",
+        &format!(
+            "[skyrep]\njob_name = shop\nprovider_db = {}\nsubscriber_db = {}\n\
+             pgq_queue_name = shop\nlogfile = {}\n",
+            conn("shop"),
+            conn("shop2"),
+            dir.path().join("shop.log").display()
+        ),
+    );
+    let run = |args: &[&str]| {
+        let out = skyrep().arg(&conf).args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let mut seen = String::new();
+    for args in [
+        &["provider", "install"][..],
+        &["subscriber", "install"],
+        &["provider", "add", "ledger"],
+        &["subscriber", "add", "ledger"],
+        &["check"],
+    ] {
+        seen += &run(args);
+    }
+    let mut replay = skyrep()
+        .arg(&conf)
+        .arg("replay")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    cluster.query_strings("shop", "insert into ledger values (1, 'one')");
+    wait_until(Duration::from_secs(120), "the row is replicated", || {
+        cluster.query_strings("shop2", "select count(*) from ledger") == [[Some("1".to_string())]]
+    });
+    seen += &run(&["status"]);
+    seen += &run(&["status", "--json"]);
+    seen += &run(&["compare"]);
+    // Every thread of the daemon, as `ps` shows it.
+    for task in std::fs::read_dir(format!("/proc/{}/task", replay.id())).unwrap() {
+        let task = task.unwrap().path();
+        seen += &std::fs::read_to_string(task.join("cmdline")).unwrap_or_default();
+        seen += &std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+    }
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut replay.stderr.take().unwrap(), &mut stderr).unwrap();
+    seen += &stderr;
+    seen += &std::fs::read_to_string(dir.path().join("shop.log")).unwrap();
+    assert!(seen.contains("user=app"), "{seen}");
+    assert!(!seen.contains(SECRET), "{seen}");
+}
