@@ -374,7 +374,7 @@ fn user_tables(client: &mut impl GenericClient) -> Result<Vec<TableName>> {
     let rows = client.query(
         "select n.nspname::text, c.relname::text from pg_catalog.pg_class c \
          join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
-         where c.relkind in ('r', 'p') and not c.relispartition \
+         where c.relkind = 'r' \
            and n.nspname not in ('pgq', 'londiste', 'information_schema') \
            and n.nspname not like 'pg\\_%' \
          order by 1, 2",
@@ -399,7 +399,11 @@ pub fn check_table(client: &mut impl GenericClient, table: &TableName) -> Result
     };
     let (kind, has_pk): (String, bool) = (row.get(0), row.get(1));
     match kind.as_str() {
-        "r" | "p" => {}
+        "r" => {}
+        "p" => bail!(
+            "{table} is partitioned: add its partitions instead (they hold the rows, and each \
+             is replicated as a table of its own)"
+        ),
         "v" | "m" => bail!("{table} is a view, not a table"),
         _ => bail!("{table} is not a table"),
     }

@@ -77,7 +77,7 @@ impl Second {
 /// Row count and digest of `table` in `db` of `cluster`, rows ordered by `key`.
 fn digest(cluster: &Cluster, db: &str, table: &str, key: &str) -> String {
     let sql = format!(
-        "select count(*) || ':' || coalesce(md5(string_agg(t::text, '|' order by {key})), '') from {table} t"
+        "select count(*) || ':' || coalesce(md5(string_agg(whole_row::text, '|' order by {key})), '') from {table} whole_row"
     );
     cluster.query_strings(db, &sql)[0][0].clone().unwrap()
 }

@@ -114,7 +114,7 @@ impl Pair {
     /// Row count and a digest of every row of `table` (ordered by `key`), on both sides.
     pub fn digests(&self, table: &str, key: &str) -> (String, String) {
         let sql = format!(
-            "select count(*) || ':' || coalesce(md5(string_agg(t::text, '|' order by {key})), '') from {table} t"
+            "select count(*) || ':' || coalesce(md5(string_agg(whole_row::text, '|' order by {key})), '') from {table} whole_row"
         );
         let one = |c: &Cluster| c.query_strings("postgres", &sql)[0][0].clone().unwrap();
         (one(&self.provider), one(&self.subscriber))

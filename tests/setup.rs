@@ -24,6 +24,8 @@ const TABLES: &str = "
     create table \"Odd \"\"Name\"\"\" (\"Key Col\" int primary key, \"välue\" text);
     create table no_pk (a int);
     create view a_view as select 1 as x;
+    create table parted (id int primary key) partition by range (id);
+    create table parted_low partition of parted for values from (0) to (100);
 ";
 
 impl Setup {
@@ -88,6 +90,10 @@ fn provider_add_refuses_bad_tables_and_changes_nothing() {
         ("no_pk", "table public.no_pk has no primary key"),
         ("missing", "table public.missing does not exist"),
         ("a_view", "public.a_view is a view, not a table"),
+        (
+            "parted",
+            "public.parted is partitioned: add its partitions instead",
+        ),
     ] {
         let err = s.fails(&["provider", "add", "user_info", table]);
         assert!(err.contains(expected), "{err}");
@@ -137,15 +143,16 @@ fn provider_add_captures_changes_and_remove_stops_it() {
     let err = s.fails(&["provider", "add", "--all"]);
     assert!(err.contains("no_pk has no primary key"), "{err}");
     s.provider.execute("drop table no_pk");
+    // Partitions are tables of their own; their partitioned parent is left out.
     s.ok(&["provider", "add", "--all"]);
     assert_eq!(
         s.ok(&["provider", "tables"]),
-        "public.Odd \"Name\"\npublic.user_info\npublic.user_session\n"
+        "public.Odd \"Name\"\npublic.parted_low\npublic.user_info\npublic.user_session\n"
     );
     s.ok(&["provider", "remove", "user_info"]);
     assert_eq!(
         s.ok(&["provider", "tables"]),
-        "public.Odd \"Name\"\npublic.user_session\n"
+        "public.Odd \"Name\"\npublic.parted_low\npublic.user_session\n"
     );
     s.provider
         .execute("insert into user_info (userid) values (2)");
