@@ -184,7 +184,12 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
     wait_equal_in(&pair, "sub2", &second_tables, &|| second.log());
 
     // The second subscriber is down for a while: the first never waits for it.
-    assert_eq!(stop(&mut second_replay, libc::SIGINT), Some(0));
+    assert_eq!(
+        stop(&mut second_replay, libc::SIGINT),
+        Some(0),
+        "{}",
+        second.log()
+    );
     let rotated_at = rotations();
     let mut load = pgbench(&pair.provider, 300);
     let script = write_script(
@@ -200,10 +205,10 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
          update user_session set c1 = 1 where userid between 100 and 200; \
          truncate user_login_rec;",
     );
-    assert!(load.wait().unwrap().success());
+    assert!(load.wait().unwrap().success(), "pgbench failed");
     pair.ok(&["provider", "remove", "user_logout_rec"]);
     let mut load = pgbench(&pair.provider, 100);
-    assert!(load.wait().unwrap().success());
+    assert!(load.wait().unwrap().success(), "pgbench failed");
     wait_until(
         WAIT,
         "the first subscriber unregisters user_logout_rec",
@@ -216,7 +221,7 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
     let c1 = pair
         .subscriber
         .query_strings("postgres", "select count(c1) from user_info");
-    assert_eq!(c1[0][0].as_deref(), Some("500"));
+    assert_eq!(c1[0][0].as_deref(), Some("500"), "{}", pair.replay_log());
 
     // The second subscriber catches up: the script runs on its own table names.
     let mut second_replay = second.start_replay();
@@ -247,7 +252,9 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
         assert_eq!(
             pair.subscriber.query_strings(db, &last),
             provider_seq,
-            "{db}"
+            "{db}: {}\n{}",
+            pair.replay_log(),
+            second.log()
         );
     }
     // The removed table is the subscriber's own again: its rows stay and it takes writes.
@@ -266,8 +273,18 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
             "{db}"
         );
     }
-    assert_eq!(stop(&mut first_replay, libc::SIGINT), Some(0));
-    assert_eq!(stop(&mut second_replay, libc::SIGINT), Some(0));
+    assert_eq!(
+        stop(&mut first_replay, libc::SIGINT),
+        Some(0),
+        "{}",
+        pair.replay_log()
+    );
+    assert_eq!(
+        stop(&mut second_replay, libc::SIGINT),
+        Some(0),
+        "{}",
+        second.log()
+    );
 }
 
 #[test]
