@@ -23,7 +23,7 @@ impl Provider {
         let names = parse_seqs(seqs, "provider add-seq")?;
         let mut tx = self.client.transaction()?;
         provider::check_installed(&mut tx, &self.queue)?;
-        check_registry(&mut tx, "londiste.provider_seqs", "provider")?;
+        check_registry(&mut tx, Side::Provider)?;
         for seq in &names {
             check_sequence(&mut tx, seq)?;
         }
@@ -47,32 +47,72 @@ impl Provider {
         let names = parse_seqs(seqs, "provider remove-seq")?;
         let mut tx = self.client.transaction()?;
         provider::check_installed(&mut tx, &self.queue)?;
-        check_registry(&mut tx, "londiste.provider_seqs", "provider")?;
-        for seq in &names {
-            let removed = tx.execute(
-                "delete from londiste.provider_seqs where queue_name = $1 and seq_name = $2",
-                &[&self.queue, &seq.qualified()],
-            )?;
-            if removed == 0 {
-                bail!(
-                    "sequence {seq} is not added on the provider for queue {}",
-                    self.queue
-                );
-            }
-            log::info!("{}: removed sequence {seq}", self.dbname);
-        }
+        unregister(&mut tx, Side::Provider, &self.queue, &names, &self.dbname)?;
         tx.commit().context("committing provider remove-seq")
     }
 
     /// `provider seqs`: the registered sequences, one per line.
     pub fn seqs(&mut self) -> Result<()> {
         provider::check_installed(&mut self.client, &self.queue)?;
-        check_registry(&mut self.client, "londiste.provider_seqs", "provider")?;
+        check_registry(&mut self.client, Side::Provider)?;
         for seq in provider_seqs(&mut self.client, &self.queue)? {
             output::line(&seq)?;
         }
         Ok(())
     }
+}
+
+/// Which side's sequence registry.
+#[derive(Clone, Copy)]
+enum Side {
+    Provider,
+    Subscriber,
+}
+
+impl Side {
+    /// Its name in messages.
+    fn name(self) -> &'static str {
+        match self {
+            Side::Provider => "provider",
+            Side::Subscriber => "subscriber",
+        }
+    }
+
+    /// Its registry table.
+    fn registry(self) -> &'static str {
+        match self {
+            Side::Provider => "londiste.provider_seqs",
+            Side::Subscriber => "londiste.subscriber_seqs",
+        }
+    }
+}
+
+/// Removes `names` from `side`'s registry for `queue`; each must be in it.
+fn unregister(
+    tx: &mut Transaction<'_>,
+    side: Side,
+    queue: &str,
+    names: &[TableName],
+    dbname: &str,
+) -> Result<()> {
+    check_registry(tx, side)?;
+    for seq in names {
+        let removed = tx.execute(
+            &format!(
+                "delete from {} where queue_name = $1 and seq_name = $2",
+                side.registry()
+            ),
+            &[&queue, &seq.qualified()],
+        )?;
+        if removed == 0 {
+            bail!(
+                "sequence {seq} is not added on the {} for queue {queue}",
+                side.name()
+            );
+        }
+        log::info!("{dbname}: removed sequence {seq}");
+    }
+    Ok(())
 }
 
 impl Subscriber {
@@ -83,12 +123,12 @@ impl Subscriber {
         let queue = self.queue.clone();
         let theirs = {
             let provider = self.provider()?;
-            check_registry(provider, "londiste.provider_seqs", "provider")?;
+            check_registry(provider, Side::Provider)?;
             provider_seqs(provider, &queue)?
         };
         let mut tx = self.subscriber.transaction()?;
         subscriber::check_installed(&mut tx)?;
-        check_registry(&mut tx, "londiste.subscriber_seqs", "subscriber")?;
+        check_registry(&mut tx, Side::Subscriber)?;
         for seq in &names {
             if !theirs.contains(&seq.qualified()) {
                 bail!(
@@ -118,20 +158,7 @@ impl Subscriber {
         let names = parse_seqs(seqs, "subscriber remove-seq")?;
         let mut tx = self.subscriber.transaction()?;
         subscriber::check_installed(&mut tx)?;
-        check_registry(&mut tx, "londiste.subscriber_seqs", "subscriber")?;
-        for seq in &names {
-            let removed = tx.execute(
-                "delete from londiste.subscriber_seqs where queue_name = $1 and seq_name = $2",
-                &[&self.queue, &seq.qualified()],
-            )?;
-            if removed == 0 {
-                bail!(
-                    "sequence {seq} is not added on the subscriber for queue {}",
-                    self.queue
-                );
-            }
-            log::info!("{}: removed sequence {seq}", self.dbname);
-        }
+        unregister(&mut tx, Side::Subscriber, &self.queue, &names, &self.dbname)?;
         tx.commit().context("committing subscriber remove-seq")
     }
 
@@ -140,11 +167,7 @@ impl Subscriber {
     /// `(not on the provider)` when the provider no longer has it added for the queue.
     pub fn seqs(&mut self) -> Result<()> {
         subscriber::check_installed(&mut self.subscriber)?;
-        check_registry(
-            &mut self.subscriber,
-            "londiste.subscriber_seqs",
-            "subscriber",
-        )?;
+        check_registry(&mut self.subscriber, Side::Subscriber)?;
         let rows = self.subscriber.query(
             "select r.seq_name, \
                     case when s.sequencename is null then 'missing' \
@@ -196,8 +219,9 @@ fn parse_seqs(seqs: &[String], command: &str) -> Result<Vec<TableName>> {
 }
 
 /// Fails unless the sequence registry `table` exists (an install from before sequences).
-fn check_registry(client: &mut impl GenericClient, table: &str, side: &str) -> Result<()> {
-    if !to_regclass(client, table)? {
+fn check_registry(client: &mut impl GenericClient, side: Side) -> Result<()> {
+    if !to_regclass(client, side.registry())? {
+        let side = side.name();
         bail!("the {side} database has no sequence registry yet: run `{side} install` again");
     }
     Ok(())
