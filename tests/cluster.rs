@@ -186,6 +186,15 @@ impl Cluster {
             .collect()
     }
 
+    /// The first column of the first row `sql` returns in `dbname` (None for NULL).
+    pub fn value(&self, dbname: &str, sql: &str) -> Option<String> {
+        self.query_strings(dbname, sql)
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+            .unwrap_or_else(|| panic!("{sql}\nreturned no row"))
+    }
+
     /// Creates database `name`.
     pub fn create_database(&self, name: &str) {
         self.execute(&format!(

@@ -79,7 +79,7 @@ fn digest(cluster: &Cluster, db: &str, table: &str, key: &str) -> String {
     let sql = format!(
         "select count(*) || ':' || coalesce(md5(string_agg(whole_row::text, '|' order by {key})), '') from {table} whole_row"
     );
-    cluster.query_strings(db, &sql)[0][0].clone().unwrap()
+    cluster.value(db, &sql).unwrap()
 }
 
 /// Waits until each `(provider table, subscriber table, key)` is equal in `db`.
@@ -148,11 +148,10 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
     let conf = std::fs::read_to_string(&pair.conf).unwrap() + "maint_period = 1\n";
     std::fs::write(&pair.conf, conf).unwrap();
     let rotations = || {
-        pair.provider.query_strings(
+        pair.provider.value(
             "postgres",
             "select queue_switch_time::text from pgq.queue where queue_name = 'login'",
-        )[0][0]
-            .clone()
+        )
     };
     pair.ok(&["provider", "add", "--all"]);
     pair.ok(&["subscriber", "add", "--all"]);
@@ -220,8 +219,8 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
     pair.wait_equal(&SEED_TABLES[..3]);
     let c1 = pair
         .subscriber
-        .query_strings("postgres", "select count(c1) from user_info");
-    assert_eq!(c1[0][0].as_deref(), Some("500"), "{}", pair.replay_log());
+        .value("postgres", "select count(c1) from user_info");
+    assert_eq!(c1.as_deref(), Some("500"), "{}", pair.replay_log());
 
     // The second subscriber catches up: the script runs on its own table names.
     let mut second_replay = second.start_replay();
@@ -243,8 +242,8 @@ fn execute_truncate_and_remove_reach_two_subscribers_under_load() {
     );
     let defaults = pair
         .subscriber
-        .query_strings("sub2", "select count(*) from other.session2 where c1 = 7");
-    assert!(defaults[0][0].as_deref() != Some("0"), "{defaults:?}");
+        .value("sub2", "select count(*) from other.session2 where c1 = 7");
+    assert!(defaults.as_deref() != Some("0"), "{defaults:?}");
     // Both subscribers' sequence is where the provider's is.
     let last = format!("select last_value from {seq}");
     let provider_seq = pair.provider.query_strings("postgres", &last);
@@ -328,10 +327,8 @@ fn a_failing_script_stops_only_that_subscriber_until_fixed_or_skipped() {
             && status.contains("already exists"),
         "{status}"
     );
-    let rows = pair
-        .subscriber
-        .query_strings("sub2", "select count(*) from ledger");
-    assert_eq!(rows[0][0].as_deref(), Some("100"));
+    let rows = pair.subscriber.value("sub2", "select count(*) from ledger");
+    assert_eq!(rows.as_deref(), Some("100"));
     // Fixed by hand: the script runs and the rows after it follow, none lost.
     pair.subscriber
         .connect("sub2")
@@ -378,20 +375,20 @@ fn execute_refuses_bad_scripts_and_changes_nothing() {
     let pair = Pair::new("create table ledger (id int primary key, note text);");
     pair.ok(&["provider", "add", "ledger"]);
     let events = || {
-        pair.provider.query_strings(
-            "postgres",
-            "select count(*) from pgq.event_template where ev_type = 'EXECUTE'",
-        )[0][0]
-            .clone()
+        pair.provider
+            .value(
+                "postgres",
+                "select count(*) from pgq.event_template where ev_type = 'EXECUTE'",
+            )
             .unwrap()
     };
     let columns = || {
-        pair.provider.query_strings(
-            "postgres",
-            "select string_agg(attname, ',' order by attnum) from pg_attribute \
-             where attrelid = 'ledger'::regclass and attnum > 0 and not attisdropped",
-        )[0][0]
-            .clone()
+        pair.provider
+            .value(
+                "postgres",
+                "select string_agg(attname, ',' order by attnum) from pg_attribute \
+                 where attrelid = 'ledger'::regclass and attnum > 0 and not attisdropped",
+            )
             .unwrap()
     };
     for (name, sql, error) in [
@@ -445,11 +442,11 @@ fn execute_refuses_bad_scripts_and_changes_nothing() {
     // The script's change of ledger regenerated its capture trigger: c1 is in the events.
     pair.provider
         .execute("insert into ledger values (1, 'one', 11)");
-    let data = pair.provider.query_strings(
+    let data = pair.provider.value(
         "postgres",
         "select ev_data from pgq.event_template where ev_type like 'I:%'",
     );
-    assert_eq!(data[0][0].as_deref(), Some("id=1&note=one&c1=11"));
+    assert_eq!(data.as_deref(), Some("id=1&note=one&c1=11"));
 
     // A change made outside execute needs refresh-trigger.
     pair.provider
@@ -504,14 +501,14 @@ fn a_script_killed_halfway_runs_once_after_the_restart() {
     pair.wait_equal(&[("ledger", "id")]);
     let runs = pair
         .subscriber
-        .query_strings("postgres", "select count(*) from runs");
-    assert_eq!(runs[0][0].as_deref(), Some("1"));
+        .value("postgres", "select count(*) from runs");
+    assert_eq!(runs.as_deref(), Some("1"));
     // What the script set does not stay in replay's session.
-    let named = pair.subscriber.query_strings(
+    let named = pair.subscriber.value(
         "postgres",
         "select count(*) from pg_stat_activity where application_name = 'by_script'",
     );
-    assert_eq!(named[0][0].as_deref(), Some("0"));
+    assert_eq!(named.as_deref(), Some("0"));
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
 
@@ -532,11 +529,7 @@ fn truncate_with_a_copy_condition_deletes_only_the_matching_rows() {
         "--copy-condition=id > 0",
     ]);
     let mut replay = pair.start_replay();
-    let count = |sql: &str| {
-        pair.subscriber.query_strings("postgres", sql)[0][0]
-            .clone()
-            .unwrap()
-    };
+    let count = |sql: &str| pair.subscriber.value("postgres", sql).unwrap();
     wait_until(WAIT, "ledger is copied", || {
         count("select count(*) from ledger") == "55"
     });

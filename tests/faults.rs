@@ -106,8 +106,7 @@ fn a_provider_transaction_spanning_many_ticks_is_not_lost() {
     // Many ticks pass with other, later keys committed and applied meanwhile.
     let ticks = || {
         pair.provider
-            .query_strings("postgres", "select max(tick_id) from pgq.tick")[0][0]
-            .clone()
+            .value("postgres", "select max(tick_id) from pgq.tick")
             .unwrap()
             .parse::<i64>()
             .unwrap()

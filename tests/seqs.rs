@@ -11,11 +11,7 @@ fn next_value(cluster: &Cluster, seq: &str) -> i64 {
         "select case when s.is_called then s.last_value + q.seqincrement else s.last_value end \
          from {seq} s, pg_catalog.pg_sequence q where q.seqrelid = '{seq}'::regclass"
     );
-    cluster.query_strings("postgres", &sql)[0][0]
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
+    cluster.value("postgres", &sql).unwrap().parse().unwrap()
 }
 
 /// Takes `n` values of `seq` on `cluster`.
