@@ -188,21 +188,29 @@ fn session(
             let failed = pool.failed();
             tables
                 .iter()
-                .filter(|t| {
-                    matches!(
-                        t.state,
-                        MergeState::InCopy | MergeState::CatchingUp | MergeState::DoSync(_)
-                    )
-                })
+                .filter(|t| copy_owned(t.state))
                 .map(|t| (failed.get(&t.table.qualified()).copied(), t))
                 .collect()
         };
         candidates.sort_by_key(|(failed_at, _)| *failed_at);
         let mut work = None;
         for (_, table) in candidates {
-            if claim(subscriber, &job.queue, &table.table, true)? {
-                work = Some(table);
-                break;
+            if !claim(subscriber, &job.queue, &table.table, true)? {
+                continue;
+            }
+            // The list was read before the claim: the thread that held the table until now
+            // may have moved it on (to `ok`, say), so work from its state as it is now.
+            let now = load_tables(subscriber, &job.queue)?
+                .into_iter()
+                .find(|t| t.table == table.table);
+            match now {
+                Some(now) if copy_owned(now.state) => {
+                    work = Some(now);
+                    break;
+                }
+                _ => {
+                    claim(subscriber, &job.queue, &table.table, false)?;
+                }
             }
         }
         let Some(table) = work else {
@@ -216,7 +224,7 @@ fn session(
             }
             continue;
         };
-        let worked = work_on(job, stop, provider, subscriber, applier, table);
+        let worked = work_on(job, stop, provider, subscriber, applier, &table);
         if worked.is_err() {
             pool.failed()
                 .insert(table.table.qualified(), Instant::now());
@@ -229,6 +237,14 @@ fn session(
         aside::restore_ready(subscriber, &job.queue)?;
         last_error.succeeded(subscriber)?;
     }
+}
+
+/// Whether a table in `state` is the copy threads' to work on.
+fn copy_owned(state: MergeState) -> bool {
+    matches!(
+        state,
+        MergeState::InCopy | MergeState::CatchingUp | MergeState::DoSync(_)
+    )
 }
 
 /// Does the next step of the copy of `table`, by its state.
