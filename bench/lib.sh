@@ -4,7 +4,11 @@
 # `repo` (the repository, for building skyrep).
 # Provides: die, note, bindir, pgversion, pgmajor, psql_bin, find_skyrep, tmp, as_server,
 # daemons (pids to stop on exit), start_cluster NAME [extra postgresql.conf lines],
-# port[NAME], psql_on NAME DB ARGS..., value_on NAME DB SQL, connstr NAME DB.
+# port[NAME], psql_on NAME DB ARGS..., value_on NAME DB SQL, connstr NAME DB;
+# record (figures for bench/run.sh's report, see bench/record.py), wait_quiet PHASE,
+# cpu_seconds PID, rss_kb PID, peak_rss_kb PID, backend_pids CLUSTER DB;
+# Londiste 3: need_londiste, londiste_nodes, londiste_start, londiste_stop;
+# built-in logical replication: logical_subscribe.
 
 die() {
     echo "$name: $*" >&2
@@ -103,3 +107,128 @@ psql_on() { # $1 = cluster, $2 = database, then psql arguments
 }
 value_on() { psql_on "$1" "$2" -At -c "$3"; }
 connstr() { echo "host=127.0.0.1 port=${port[$1]} dbname=$2 user=postgres"; }
+
+# --- figures for the report (bench/record.py) ------------------------------------------
+# Every benchmark writes bench/results/$name.json; bench/run.sh merges them into
+# bench/results/latest.json and bench/RESULTS.md.
+fragment=$(dirname "${BASH_SOURCE[0]}")/results/$name.json
+record() { python3 "$(dirname "${BASH_SOURCE[0]}")/record.py" "$fragment" "$@"; }
+
+# Waits until the machine is quiet (under QUIET_PERCENT % of all CPUs busy over a second,
+# default 20) before a timed phase, at most QUIET_WAIT seconds (60); if it stays busy, says so
+# and notes it in the results.
+wait_quiet() { # $1 = the phase about to start
+    local busy waited=0
+    while :; do
+        busy=$(python3 - <<'PY'
+import time
+def read():
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(f), f[3] + f[4]
+t0, i0 = read(); time.sleep(1); t1, i1 = read()
+print(round(100 * (1 - (i1 - i0) / max(1, t1 - t0))))
+PY
+        )
+        ((busy < ${QUIET_PERCENT:-20})) && return 0
+        if ((waited >= ${QUIET_WAIT:-60})); then
+            note "the machine is busy ($busy% CPU) before $1; measuring anyway"
+            record note "the machine was busy ($busy% of CPU time) before $1"
+            return 0
+        fi
+        ((waited == 0)) && note "waiting for the machine to be quiet before $1 ($busy% CPU busy) ..."
+        waited=$((waited + 1))
+    done
+}
+
+# CPU seconds (user + system, all threads) that process PID has used so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz}' "/proc/$1/stat"
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }      # resident memory now
+peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; } # its peak so far
+# The server processes serving clients connected to database DB of CLUSTER (not this query's).
+backend_pids() {
+    value_on "$1" postgres "select pid from pg_stat_activity
+        where datname = '$2' and backend_type = 'client backend' and pid <> pg_backend_pid()"
+}
+
+# --- Londiste 3 from Debian's packages -------------------------------------------------
+# Sets londiste_bin and pgqd_bin, or stops with the packages to install.
+need_londiste() {
+    local sharedir ext pkg
+    sharedir=$("$bindir/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$pgmajor")
+    for ext in pgq:pgq3 pgq_node:pgq-node londiste:londiste-sql; do
+        pkg=postgresql-$pgmajor-${ext#*:}
+        [[ -f $sharedir/extension/${ext%%:*}.control ]] ||
+            die "the ${ext%%:*} extension is not installed (apt-get install $pkg)"
+    done
+    londiste_bin=$(command -v londiste || command -v londiste3) ||
+        die "londiste not found (apt-get install python3-londiste)"
+    pgqd_bin=$(command -v pgqd) || die "pgqd not found (apt-get install pgqd)"
+}
+
+# Makes a Londiste 3 root node in database PROV_DB of cluster prov and a leaf node in SUB_DB
+# of cluster sub, on queue QUEUE; their configs are $tmp/londiste_TAG_root.ini and
+# $tmp/londiste_TAG_leaf.ini (logs beside them). Add tables with
+#   "$londiste_bin" "$tmp/londiste_TAG_root.ini" add-table ...   (and the same on the leaf).
+londiste_nodes() { # $1 = tag, $2 = provider db, $3 = subscriber db, $4 = queue
+    local tag=$1 node cluster db log=$tmp/londiste_$1_setup.log
+    for node in root leaf; do
+        if [[ $node == root ]]; then cluster=prov db=$2; else cluster=sub db=$3; fi
+        cat >"$tmp/londiste_${tag}_$node.ini" <<EOF
+[londiste]
+job_name = ${tag}_$node
+db = $(connstr "$cluster" "$db")
+queue_name = $4
+logfile = $tmp/londiste_${tag}_$node.log
+pidfile = $tmp/londiste_${tag}_$node.pid
+EOF
+    done
+    "$londiste_bin" "$tmp/londiste_${tag}_root.ini" create-root "${tag}_root" "$(connstr prov "$2")" \
+        >>"$log" 2>&1 || die "londiste create-root failed (see $log)"
+    "$londiste_bin" "$tmp/londiste_${tag}_leaf.ini" create-leaf "${tag}_leaf" "$(connstr sub "$3")" \
+        --provider="$(connstr prov "$2")" >>"$log" 2>&1 || die "londiste create-leaf failed (see $log)"
+}
+
+# Starts the leaf's worker (its output to $tmp/londiste_TAG_worker.out) and pgqd ticking
+# PROV_DB; sets londiste_pid and pgqd_pid (both in daemons).
+londiste_start() { # $1 = tag, $2 = provider db
+    "$londiste_bin" "$tmp/londiste_$1_leaf.ini" worker >>"$tmp/londiste_$1_worker.out" 2>&1 &
+    londiste_pid=$!
+    cat >"$tmp/pgqd_$1.ini" <<EOF
+[pgqd]
+base_connstr = host=127.0.0.1 port=${port[prov]} user=postgres
+initial_database = $2
+database_list = $2
+logfile = $tmp/pgqd_$1.log
+pidfile = $tmp/pgqd_$1.pid
+EOF
+    "$pgqd_bin" "$tmp/pgqd_$1.ini" >>"$tmp/pgqd_$1.out" 2>&1 &
+    pgqd_pid=$!
+    daemons+=("$londiste_pid" "$pgqd_pid")
+}
+
+# Stops what londiste_start started.
+londiste_stop() {
+    local pid keep=() p
+    kill -INT "$londiste_pid" 2>/dev/null || true
+    kill -TERM "$pgqd_pid" 2>/dev/null || true
+    for pid in "$londiste_pid" "$pgqd_pid"; do wait "$pid" 2>/dev/null || true; done
+    for p in "${daemons[@]}"; do
+        [[ $p == "$londiste_pid" || $p == "$pgqd_pid" ]] || keep+=("$p")
+    done
+    daemons=("${keep[@]}")
+}
+
+# --- built-in logical replication ------------------------------------------------------
+# Publishes tables of PROV_DB (cluster prov, started with "wal_level = logical") and
+# subscribes SUB_DB (cluster sub) to them as subscription NAME; COPY_DATA is true or false
+# (false: the tables are equal already). Dropped with the clusters.
+logical_subscribe() { # $1 = name, $2 = provider db, $3 = subscriber db, $4 = copy_data, then tables
+    local name=$1 prov=$2 sub=$3 copy=$4 list
+    shift 4
+    list=$(printf '%s, ' "$@")
+    psql_on prov "$prov" -c "create publication ${name}_pub for table ${list%, }" >/dev/null
+    psql_on sub "$sub" -c "create subscription $name connection '$(connstr prov "$prov")'
+        publication ${name}_pub with (copy_data = $copy)" >/dev/null
+}
