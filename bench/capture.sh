@@ -20,9 +20,10 @@
 # Needs the PostgreSQL server binaries, pgbench and Debian's postgresql-NN-pgq3.
 #
 # Prints the tps of every run, the mean per variant and its ratio to "none", and writes the
-# same to bench/results/capture-latest.txt.
+# same to bench/results/capture-latest.txt; the figures (capture.tps.VARIANT, every run) go
+# to bench/results/capture.json for bench/run.sh's report.
 #
-# Environment: DURATION (seconds per run, 10), CLIENTS (2), ROUNDS (2), USERS (200000),
+# Environment: DURATION (seconds per run, 10), CLIENTS (2), ROUNDS (3), USERS (200000),
 # VARIANTS (space-separated subset of the names above, default all available).
 set -euo pipefail
 
@@ -30,7 +31,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-2}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 USERS=${USERS:-200000}
 
 name=capture
@@ -39,6 +40,10 @@ source "$here/lib.sh"
 sharedir=$("$bindir/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$pgmajor")
 pgbench=$bindir/pgbench
 [[ -x $pgbench ]] || pgbench=$(command -v pgbench) || die "pgbench not found"
+
+mkdir -p "$here/results"
+record start "Capture cost: the provider's write throughput with each kind of capture trigger" \
+    DURATION="$DURATION" CLIENTS="$CLIENTS" ROUNDS="$ROUNDS" USERS="$USERS"
 
 # --- throwaway cluster (bench/lib.sh) ----------------------------------------------------
 start_cluster data
@@ -164,6 +169,7 @@ for v in $variants; do
         ready+=("$v")
     else
         echo "note: variant $v is not available, skipped" >&2
+        record note "variant $v was not available and did not run"
     fi
 done
 
@@ -172,6 +178,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for v in "${ready[@]}"; do
         db="bench_${v//-/_}"
         reset_db "$db"
+        wait_quiet "the $v run"
         tps=$(run_one "$db")
         [[ -n $tps ]] || die "pgbench failed for $v (see $tmp/data.log)"
         runs[$v]+="$tps "
@@ -179,9 +186,23 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
+label_of() {
+    case $1 in
+    none) echo "no capture triggers" ;;
+    skyrep) echo "skyrep's generated triggers, on PgQ 3's C extension" ;;
+    pgq-c) echo "PgQ 3's C trigger (Londiste 3)" ;;
+    pgq-pl) echo "PgQ 3's PL/pgSQL-only trigger" ;;
+    generic-pl) echo "skyrep's generic PL/pgSQL pgq.logutriga" ;;
+    skyrep-core) echo "skyrep's generated triggers, on skyrep's PgQ in SQL (no C)" ;;
+    esac
+}
+for v in "${ready[@]}"; do
+    # shellcheck disable=SC2086 # the runs are meant to split
+    record figure "capture.tps.$v" tps "$(label_of "$v")" ${runs[$v]}
+done
+
 mean() { awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.0f", s / NF}' <<<"$1"; }
 base=$(mean "${runs[none]:-0}")
-mkdir -p "$here/results"
 {
     echo "skyrep capture benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, fsync off; pgbench -M prepared -c $CLIENTS -j $CLIENTS -T $DURATION,"

@@ -12,7 +12,8 @@
 #   raw pipe     psql -c 'copy big to stdout' | psql -c 'copy big from stdin'
 #   skyrep       `subscriber add big` under a running `skyrep replay`; "COPY only" is the
 #                copy itself (from the log's "copying from the provider" to "in-copy ->
-#                catching-up"), "until ok" from the add until the table is ok
+#                catching-up"), "until ok" from the add until the log's last "-> ok" (the
+#                state is polled only twice a second, so the polling costs next to nothing)
 #   raw pipes    one raw pipe per small table, all at once
 #   1 thread     `subscriber add` of the TABLES tables with parallel_copies = 1
 #   N threads    the same with parallel_copies = TABLES
@@ -20,7 +21,9 @@
 # Each round runs every variant once, in that order (A B A B ...), into empty databases.
 # Prints the median, min and max seconds of the rounds, rows/s and ratios (skyrep's copy over
 # the raw pipe; the small tables over the raw pipes side by side; one thread over N), and
-# writes the same to bench/results/copy-latest.txt.
+# writes the same to bench/results/copy-latest.txt; the figures (copy.seconds.KIND, every
+# round) go to bench/results/copy.json for bench/run.sh's report. Each phase waits for the
+# machine to be quiet first.
 #
 # Needs the PostgreSQL server binaries, python3, cargo (or SKYREP=path to a built binary).
 # Environment: ROWS (2000000), TABLES (4), ROUNDS (3), SKYREP.
@@ -37,6 +40,11 @@ for n in ROWS TABLES; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive integer, not '${!n}'"
 done
 find_skyrep
+ROUNDS=${ROUNDS:-3}
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -gt 0 ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
+mkdir -p "$here/results"
+record start "Initial copy: skyrep against a raw COPY pipe between the same servers" \
+    ROWS="$ROWS" TABLES="$TABLES" ROUNDS="$ROUNDS"
 
 start_cluster prov
 start_cluster sub
@@ -60,8 +68,6 @@ psql_on prov postgres -c "create database src"
     for i in $(seq 1 "$TABLES"); do fill "part$i" $((ROWS / TABLES)); done
 } | psql_on prov src
 psql_on prov src -c "vacuum analyze"
-ROUNDS=${ROUNDS:-3}
-[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -gt 0 ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
 for r in $(seq 1 "$ROUNDS"); do
     for db in raw one rawpar serial parallel; do
         psql_on sub postgres -c "create database $db$r"
@@ -69,8 +75,8 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-now() { python3 -c 'import time; print(time.monotonic())'; }
-since() { python3 -c "import sys, time; print('%.2f' % (time.monotonic() - float(sys.argv[1])))" "$1"; }
+now() { python3 -c 'import time; print(time.time())'; }
+since() { python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$1"; }
 
 # A skyrep job from the provider's src into database $1 on the subscriber with queue $1.
 job() { # $1 = subscriber database, $2 = parallel_copies
@@ -87,6 +93,7 @@ INI
 }
 run_job() { # $1 = database, $2 = parallel_copies, then the tables; prints seconds to all ok
     local db=$1 copies=$2 conf log t0 pid
+    wait_quiet "skyrep's copy into $db"
     shift 2
     conf=$(job "$db" "$copies")
     log=$tmp/$db.log
@@ -100,11 +107,21 @@ run_job() { # $1 = database, $2 = parallel_copies, then the tables; prints secon
     t0=$(now)
     "$skyrep" "$conf" subscriber add "$@" >>"$log" 2>&1 || die "subscriber add failed (see $log)"
     until ! "$skyrep" -q "$conf" subscriber tables | tail -n +3 | grep -qv '  ok'; do
-        sleep 0.05
+        sleep 0.5
     done
-    since "$t0"
     kill -INT "$pid"
     wait "$pid" || true
+    ok_seconds "$log" "$t0"
+}
+# Seconds from epoch $2 to the last "-> ok" in log $1 (its times are local time).
+ok_seconds() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+from datetime import datetime
+last = max(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+           for line in open(sys.argv[1]) if line.rstrip().endswith(" -> ok"))
+print("%.2f" % (last.timestamp() - float(sys.argv[2])))
+PY
 }
 # Seconds of the COPY of table $2 in log $1.
 copy_seconds() {
@@ -131,6 +148,7 @@ parts=$(for i in $(seq 1 "$TABLES"); do printf 'public.part%s ' "$i"; done)
 results=$tmp/results
 for r in $(seq 1 "$ROUNDS"); do
     note "round $r of $ROUNDS: raw pipe ..."
+    wait_quiet "the raw pipe"
     t0=$(now)
     raw_pipe big "raw$r"
     echo "raw $(since "$t0")" >>"$results"
@@ -138,6 +156,7 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "ok $(run_job "one$r" 1 public.big)" >>"$results"
     echo "copy $(copy_seconds "$tmp/one$r.log" public.big)" >>"$results"
     note "round $r of $ROUNDS: $TABLES raw pipes side by side ..."
+    wait_quiet "the raw pipes"
     t0=$(now)
     for i in $(seq 1 "$TABLES"); do raw_pipe "part$i" "rawpar$r" & done
     wait
@@ -150,6 +169,20 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "parallel $(run_job "parallel$r" "$TABLES" $parts)" >>"$results"
 done
 
+label_of() {
+    case $1 in
+    raw) echo "raw pipe, one table of $ROWS rows" ;;
+    copy) echo "skyrep's COPY of that table" ;;
+    ok) echo "skyrep, subscriber add of that table until ok" ;;
+    rawpar) echo "$TABLES raw pipes side by side, $TABLES tables of $((ROWS / TABLES)) rows" ;;
+    serial) echo "skyrep, those $TABLES tables, 1 copy thread" ;;
+    parallel) echo "skyrep, those $TABLES tables, $TABLES copy threads" ;;
+    esac
+}
+for kind in raw copy ok rawpar serial parallel; do
+    # shellcheck disable=SC2046 # the runs are meant to split
+    record figure "copy.seconds.$kind" s "$(label_of "$kind")" $(awk -v k="$kind" '$1 == k {print $2}' "$results")
+done
 {
     echo "skyrep copy benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
