@@ -160,7 +160,7 @@ pub const KEYS: &[Key] = &[
         Kind::Seconds,
         Some("0.2"),
         TICKER,
-        "seconds between tick attempts",
+        "seconds between tick attempts (sooner when a queue's ticker_max_lag runs out first)",
     ),
     Key {
         aliases: &["maint_delay"],

@@ -174,7 +174,9 @@ fn session(
             );
             stats = Stats::default();
         }
-        if stopped_within(stop, settings.ticker_period) {
+        let pause = until_next_attempt(&mut client, settings.ticker_period)
+            .with_context(|| format!("{name}: reading when a tick is due"))?;
+        if stopped_within(stop, pause) {
             log::info!("{name}: ticker stopped");
             return Ok(SessionEnd::Stopped);
         }
@@ -182,6 +184,38 @@ fn session(
             log::debug!("{name}: renewing the connection");
             return Ok(SessionEnd::Renew);
         }
+    }
+}
+
+/// How long to wait before the next `pgq.ticker()`: `period`, or less when a queue's
+/// `ticker_max_lag` runs out sooner, so that waiting events get their tick when it runs out
+/// rather than up to a period later. (A queue without events then just does not tick.)
+fn until_next_attempt(client: &mut Client, period: Duration) -> Result<Duration> {
+    let due: Option<f64> = client
+        .query_one(
+            "select extract(epoch from min(t.tick_time + q.queue_ticker_max_lag \
+                                           - pg_catalog.clock_timestamp()))::float8 \
+               from pgq.queue q \
+               join pgq.tick t on t.tick_queue = q.queue_id \
+                and t.tick_id = (select max(l.tick_id) from pgq.tick l \
+                                  where l.tick_queue = q.queue_id) \
+              where not q.queue_ticker_paused and not q.queue_external_ticker",
+            &[],
+        )?
+        .get(0);
+    Ok(attempt_pause(due, period))
+}
+
+/// The pause before the next tick attempt, given the seconds until the soonest queue's
+/// `ticker_max_lag` runs out (negative: it ran out already).
+fn attempt_pause(due: Option<f64>, period: Duration) -> Duration {
+    // A little after the moment, so that the tick's own clock has passed it too.
+    const AFTER: Duration = Duration::from_millis(5);
+    match due {
+        Some(due) if due > 0.0 && due < period.as_secs_f64() => {
+            Duration::from_secs_f64(due) + AFTER
+        }
+        _ => period,
     }
 }
 
@@ -389,6 +423,20 @@ fn list_databases(base: &ConnStr, initial: &str, app: &str) -> Result<Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_waits_for_the_soonest_max_lag_within_the_period() {
+        let period = Duration::from_millis(200);
+        let after = Duration::from_millis(5);
+        assert_eq!(attempt_pause(None, period), period, "no queue");
+        assert_eq!(attempt_pause(Some(-1.0), period), period, "ran out already");
+        assert_eq!(attempt_pause(Some(0.0), period), period, "runs out now");
+        assert_eq!(attempt_pause(Some(0.5), period), period, "after the period");
+        assert_eq!(
+            attempt_pause(Some(0.05), period),
+            Duration::from_millis(50) + after
+        );
+    }
 
     #[test]
     fn identifiers_are_quoted_part_by_part() {

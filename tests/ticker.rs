@@ -197,6 +197,37 @@ fn ticker_command_ticks_and_stops_cleanly_on_sigint() {
     assert!(log.contains("{ticks: "), "a statistics line: {log}");
 }
 
+#[test]
+fn a_busy_queue_ticks_when_its_max_lag_runs_out_not_a_ticker_period_later() {
+    let cluster = Cluster::start();
+    let dir = TempDir::new("ticker-due");
+    // Attempts a minute apart: only the queue's max_lag (2 s) can bring a tick sooner.
+    let conf = dir.write(
+        "ticker.ini",
+        &format!(
+            "[pgqadm]\njob_name = t\ndb = {}\nticker_period = 60\n",
+            cluster.connstr("postgres")
+        ),
+    );
+    run_ok(&conf, "install");
+    cluster.execute(
+        "select pgq.create_queue('q'); \
+         select pgq.set_queue_config('q', 'ticker_max_lag', '2 seconds')",
+    );
+    insert_events(&cluster, "q", 1, 10);
+    let before = last_tick(&cluster, "q");
+    let mut ticker = skyrep().arg(&conf).arg("ticker").spawn().unwrap();
+    wait_until(WAIT, "the first attempt ticked", || {
+        last_tick(&cluster, "q") > before
+    });
+    let first = last_tick(&cluster, "q");
+    insert_events(&cluster, "q", 11, 20);
+    wait_until(WAIT, "a tick when max_lag ran out", || {
+        last_tick(&cluster, "q") > first
+    });
+    stop_child(&mut ticker, libc::SIGINT);
+}
+
 /// Sends `signal` to the child and waits (bounded) for it to exit.
 fn stop_child(child: &mut Child, signal: i32) {
     // SAFETY: plain kill(2) on our own child's pid.
