@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# How fast does a consumer drain a backlog? skyrep's replay against Londiste 3, side by side.
+# How fast does a consumer drain a backlog, and what does it cost in CPU and memory? skyrep's
+# replay against Londiste 3, built-in logical replication and plain SQL, side by side.
 #
 # Starts two throwaway PostgreSQL clusters on this machine, a provider cluster and a
-# subscriber cluster (fsync off, in a temporary directory that is removed on exit), and
-# gives every variant its own provider database and its own subscriber database:
+# subscriber cluster (fsync off, track_commit_timestamp on, the provider with wal_level =
+# logical, in a temporary directory that is removed on exit), and gives every variant its own
+# provider database and its own subscriber database:
 #
 #   skyrep      skyrep replay; the provider has skyrep's own PgQ in SQL (src/sql/pgq_core.sql,
 #               installed by `skyrep provider install`, no C extension), skyrep's generated
@@ -13,28 +15,72 @@
 #   londiste    Londiste 3 (Debian's python3-londiste, PgQ 3 and pgq_node extensions): root
 #               node on the provider, leaf node on the subscriber, `londiste leaf.ini worker`,
 #               with pgqd ticking the provider while it drains (as skyrep's ticker thread does)
+#   logical     built-in logical replication: a publication of the three tables on the
+#               provider, a subscription with copy_data = false on the subscriber; the
+#               provider's walsender decodes the WAL (pgoutput), the subscriber's apply worker
+#               applies it, every provider transaction as one transaction
 #   plain-sql   the floor: the same row changes as plain SQL statements (captured with PgQ's
 #               pgq.sqltriga), run inside the subscriber by one PL/pgSQL loop that commits
 #               every BATCH statements: no client, no queue, no decoding
 #
 # Every round sets all variants up afresh, with three tables with int primary keys (account,
 # item, history; ROWS rows each, the same on both sides, so tables are added without a copy:
-# skyrep `subscriber add --expect-sync`, londiste `add-table --expect-sync`). Then, with no
-# consumer and no ticker running, one pgbench client per variant (the variants side by side,
-# each with one client and --random-seed SEED+round, so every variant gets the same backlog)
-# runs EVENTS/5 transactions of 5 statements, 60% updates of non-key columns, 30% inserts and
-# 10% deletes, over the three tables. After every transaction the client calls
-# pgq.ticker(queue), with the queue's ticker_max_count set to BATCH and its lag and idle ticks
-# set an hour away, so the queue ticks every BATCH events, the way pgqd ticks a busy queue at
-# ticker_max_count; a last tick closes the tail. So all consumers face the same events cut
-# into the same batches.
+# skyrep `subscriber add --expect-sync`, londiste `add-table --expect-sync`, logical
+# copy_data = false). Then, with no consumer and no ticker running, one pgbench client per
+# variant (the queue variants side by side, each with one client and --random-seed
+# SEED+round, so every variant gets the same backlog) runs EVENTS/5 transactions of 5
+# statements, 60% updates of non-key columns, 30% inserts and 10% deletes, over the three
+# tables. After every transaction the client calls pgq.ticker(queue), with the queue's
+# ticker_max_count set to BATCH and its lag and idle ticks set an hour away, so the queue ticks
+# every BATCH events, the way pgqd ticks a busy queue at ticker_max_count; a last tick closes
+# the tail. So all queue consumers face the same events cut into the same batches.
+#
+# logical has no queue, so its client runs the same two scripts without the pgq.ticker call
+# (and there is no pgq in its databases): pgbench picks the script and draws the random values
+# the same way whatever the statements are, so its row changes are the same as the others'.
+# Its subscription is made and at once disabled (`alter subscription ... disable`; the apply
+# worker and the walsender stop, the replication slot on the provider keeps the WAL from its
+# creation on), and only then, after the other variants' backlogs, its backlog is made, alone:
+# all databases of a cluster write one WAL and a walsender reads all of it, so a backlog made
+# alongside the others would have it read (and skip) theirs too. Its "queued" is the row
+# changes the slot holds (counted with pg_logical_slot_peek_binary_changes, which does not
+# move the slot).
 #
 # Then each variant in turn (the order alternates between rounds) starts its consumer and
-# waits until the consumer's last tick on the provider (pgq.get_consumer_info) reaches the
-# last tick of the backlog; the consumer is stopped and the subscriber tables are checked to
-# equal the provider's. The time is from starting the consumer to the commit of its last
-# batch on the subscriber (track_commit_timestamp), so process start-up counts and polling
-# does not; "apply s" is from the first batch's commit to the last one's.
+# waits until it is done: skyrep and londiste when the consumer's last tick on the provider
+# (pgq.get_consumer_info) reaches the last tick of the backlog; logical, started with `alter
+# subscription ... enable`, when the slot's confirmed_flush_lsn on the provider reaches the
+# end of the provider's WAL taken right after its backlog (pg_current_wal_insert_lsn(), then
+# waiting until the WAL is flushed that far, as a walsender sends only flushed WAL). The
+# apply worker reports as flushed only positions up to which every transaction it has
+# received is applied and committed on the subscriber (with none pending, the last position
+# it received, and the walsender sends in WAL order), so reaching that position means every
+# backlog transaction is committed there. (pg_stat_subscription.latest_end_lsn would not do:
+# it is the walsender's position as told in keepalives, not what is applied.) Then the
+# consumer is stopped (logical: the subscription is dropped, with its slot) and the subscriber
+# tables are checked to equal the provider's. The time is from starting the consumer to the
+# commit of its last change on the subscriber, so process start-up counts and polling does
+# not; "apply s" is from the first commit to the last one. The commit times are the rows'
+# commit timestamps (track_commit_timestamp); but a transaction applied by logical
+# replication keeps its provider's commit timestamp, so for logical they are read from the
+# apply worker's commit records in the subscriber's WAL written during the drain (pg_waldump;
+# a commit record carries the local time as well as the origin's).
+#
+# CPU, as CPU seconds (user + system, /proc/PID/stat) per 100,000 events, read when the drain
+# is seen done and before the consumer is stopped, less what a process had used at the start
+# if it already existed then (the consumers' processes and connections all start after):
+#   process   the consumer process: skyrep replay (all its threads); the Londiste worker
+#             (python); for logical the provider's walsender (it decodes; from
+#             pg_stat_replication)
+#   pgqd      Londiste's pgqd, separately
+#   sub       the subscriber side: every client backend connected to the variant's subscriber
+#             database; for logical the apply worker (pg_stat_subscription); for plain-sql the
+#             backend running the loop (read by that backend itself from /proc at its end)
+#   prov      the provider side: every client backend connected to the variant's provider
+#             database (skyrep's ticker and consumer connections; Londiste's worker and pgqd
+#             connections); none for logical, where the walsender is the process
+# A backend that ends before the drain is seen done is not counted.
+# Memory: the peak resident memory (VmHWM) of the skyrep process and of the Londiste worker.
 #
 # Needs the PostgreSQL server binaries, pgbench, python3, cargo (or SKYREP=path to a built
 # binary), Debian's postgresql-NN-pgq3 (skyrep-pgq, londiste, plain-sql), and for londiste
@@ -42,25 +88,33 @@
 # one stops the script with a message naming the package.
 #
 # Prints every run (with "queued", the rows in the queue's event tables: the backlog plus the
-# few events Londiste's own setup queues), the mean seconds and events/s (EVENTS / seconds)
-# per variant and the ratio of its events/s to londiste's, and writes the same to bench/results/drain-latest.txt. A drain whose log shows an
-# error or a warning keeps that log as bench/results/drain-VARIANT-roundN.log.
+# few events Londiste's own setup queues), then per variant the mean seconds, events/s
+# (EVENTS / seconds), its ratio to londiste's and to logical's events/s, the mean CPU figures
+# and the peak memory, and how skyrep stands against its targets (at least 3x londiste's
+# events/s and at least logical's; process CPU at most 1/8 of the Londiste worker's;
+# subscriber CPU at most half Londiste's). Writes the same to bench/results/drain-latest.txt
+# and the figures to bench/results/drain.json (bench/record.py): drain.eps.VARIANT,
+# drain.seconds.VARIANT, drain.cpu_process.VARIANT, drain.cpu_pgqd.londiste,
+# drain.cpu_backend.VARIANT, drain.cpu_provider.VARIANT, drain.rss_kb.VARIANT. A drain whose
+# log (the consumer's; for logical the servers' lines written during it) shows an error or a
+# warning keeps that log as bench/results/drain-VARIANT-roundN.log.
 #
-# Environment: EVENTS (backlog size, 200000), ROUNDS (2), ROWS (rows per table, 100000),
+# Environment: EVENTS (backlog size, 300000), ROUNDS (2), ROWS (rows per table, 100000),
 # BATCH (events per tick, 1000), SEED (pgbench random seed, 1),
-# VARIANTS (space-separated subset of the names above, default all), SKYREP (binary to use
-# instead of building with cargo build --release), DRAIN_TIMEOUT (seconds per drain, 900),
-# DRAIN_LOGS (a directory to copy every consumer log and the server logs into).
+# VARIANTS (space-separated subset of the names above, default all but skyrep-pgq), SKYREP
+# (binary to use instead of building with cargo build --release), DRAIN_TIMEOUT (seconds per
+# drain, 900), DRAIN_LOGS (a directory to copy every consumer log and the server logs into),
+# QUIET_WAIT and QUIET_PERCENT (bench/lib.sh wait_quiet, before every drain).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
-EVENTS=${EVENTS:-200000}
+EVENTS=${EVENTS:-300000}
 ROUNDS=${ROUNDS:-2}
 ROWS=${ROWS:-100000}
 BATCH=${BATCH:-1000}
 SEED=${SEED:-1}
-VARIANTS=${VARIANTS:-skyrep skyrep-pgq londiste plain-sql}
+VARIANTS=${VARIANTS:-skyrep londiste logical plain-sql}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-900}
 
 name=drain
@@ -69,8 +123,8 @@ source "$here/lib.sh"
 
 for v in $VARIANTS; do
     case $v in
-    skyrep | skyrep-pgq | londiste | plain-sql) ;;
-    *) die "unknown variant $v (known: skyrep skyrep-pgq londiste plain-sql)" ;;
+    skyrep | skyrep-pgq | londiste | logical | plain-sql) ;;
+    *) die "unknown variant $v (known: skyrep skyrep-pgq londiste logical plain-sql)" ;;
     esac
 done
 has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
@@ -86,29 +140,28 @@ transactions=$((EVENTS / 5))
 sharedir=$("$bindir/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$pgmajor")
 pgbench=$bindir/pgbench
 [[ -x $pgbench ]] || pgbench=$(command -v pgbench) || die "pgbench not found (apt-get install postgresql-contrib)"
-
-need_ext() { # $1 = extension, $2 = Debian package
-    [[ -f $sharedir/extension/$1.control ]] ||
-        die "the $1 extension is not installed (apt-get install $2)"
-}
-if has_variant skyrep-pgq || has_variant plain-sql || has_variant londiste; then
-    need_ext pgq "postgresql-$pgmajor-pgq3"
+if has_variant skyrep-pgq || has_variant plain-sql; then
+    [[ -f $sharedir/extension/pgq.control ]] ||
+        die "the pgq extension is not installed (apt-get install postgresql-$pgmajor-pgq3)"
 fi
-londiste_bin="" pgqd_bin=""
 if has_variant londiste; then
-    need_ext pgq_node "postgresql-$pgmajor-pgq-node"
-    need_ext londiste "postgresql-$pgmajor-londiste-sql"
-    londiste_bin=$(command -v londiste || command -v londiste3) ||
-        die "londiste not found (apt-get install python3-londiste)"
-    pgqd_bin=$(command -v pgqd) || die "pgqd not found (apt-get install pgqd)"
+    need_londiste
 fi
 skyrep=""
 if has_variant skyrep || has_variant skyrep-pgq; then
     find_skyrep
 fi
 
+record start "Draining a backlog: skyrep against Londiste 3, logical replication and plain SQL" \
+    EVENTS="$EVENTS" ROUNDS="$ROUNDS" ROWS="$ROWS" BATCH="$BATCH" SEED="$SEED" \
+    VARIANTS="$VARIANTS" postgresql="$pgversion" cpus="$(nproc)"
+fail() { # like die, and says so in the results
+    record note "the run stopped: $*"
+    die "$*"
+}
+
 # --- throwaway clusters (bench/lib.sh) ---------------------------------------------------
-start_cluster prov "track_commit_timestamp = on"
+start_cluster prov "track_commit_timestamp = on" "wal_level = logical"
 start_cluster sub "track_commit_timestamp = on"
 
 # --- schema and workload -----------------------------------------------------------------
@@ -132,7 +185,8 @@ insert into history select g, 1 + g % $ROWS, g % 100 - 50,
 "
 # Two kinds of transaction, picked at random with equal weight: 3 updates + 2 inserts, and
 # 3 updates + 1 insert + 1 delete; so 60% updates, 30% inserts, 10% deletes. Each statement
-# changes exactly one row. After each transaction the client asks for a tick (see above).
+# changes exactly one row. After each transaction the client asks for a tick (see above);
+# logical's copies (tx_a_logical.sql, tx_b_logical.sql) leave that call out.
 cat >"$tmp/tx_a.sql" <<EOF
 \set a random(1, $ROWS)
 \set b random(1, $ROWS)
@@ -159,10 +213,15 @@ delete from history where id = (select nextval('history_del_seq'));
 end;
 select pgq.ticker(:queue);
 EOF
+for f in tx_a tx_b; do
+    grep -v '^select pgq\.ticker' "$tmp/$f.sql" >"$tmp/${f}_logical.sql"
+done
 
 queue=benchq
 skyrep_job=bench_sub
-londiste_job=bench_leaf
+londiste_tag=bench
+londiste_job=${londiste_tag}_leaf # londiste_nodes names the leaf's job TAG_leaf
+subscription=bench_logical
 db_of() { echo "${2}_${1//-/_}"; } # $1 = variant, $2 = prov or sub
 
 # --- per-variant setup -------------------------------------------------------------------
@@ -171,7 +230,7 @@ run_logged() { # $1 = log file, then the command; on failure shows the log and s
     shift
     "$@" >>"$log" 2>&1 || {
         tail -n 20 "$log" >&2
-        die "failed: $* (log: $log)"
+        fail "failed: $* (log: $log)"
     }
 }
 
@@ -183,24 +242,6 @@ job_name = $skyrep_job
 provider_db = $(connstr prov "$(db_of "$1" prov)")
 subscriber_db = $(connstr sub "$(db_of "$1" sub)")
 pgq_queue_name = $queue
-EOF
-    echo "$f"
-}
-
-londiste_conf() { # $1 = root or leaf
-    local f=$tmp/londiste_$1.ini db job
-    if [[ $1 == root ]]; then
-        db=$(connstr prov "$(db_of londiste prov)") job=bench_root
-    else
-        db=$(connstr sub "$(db_of londiste sub)") job=$londiste_job
-    fi
-    cat >"$f" <<EOF
-[londiste]
-job_name = $job
-db = $db
-queue_name = $queue
-logfile = $tmp/londiste_$1.log
-pidfile = $tmp/londiste_$1.pid
 EOF
     echo "$f"
 }
@@ -228,15 +269,14 @@ setup_variant() { # $1 = variant
         run_logged "$log" "$skyrep" -q "$conf" subscriber add $tables --expect-sync
         ;;
     londiste)
-        local root leaf
-        root=$(londiste_conf root) leaf=$(londiste_conf leaf)
-        run_logged "$log" "$londiste_bin" "$root" create-root bench_root "$(connstr prov "$prov")"
-        run_logged "$log" "$londiste_bin" "$leaf" create-leaf bench_leaf "$(connstr sub "$sub")" \
-            --provider="$(connstr prov "$prov")"
+        londiste_nodes "$londiste_tag" "$prov" "$sub" "$queue"
         # shellcheck disable=SC2086
-        run_logged "$log" "$londiste_bin" "$root" add-table $tables
+        run_logged "$log" "$londiste_bin" "$tmp/londiste_${londiste_tag}_root.ini" add-table $tables
         # shellcheck disable=SC2086
-        run_logged "$log" "$londiste_bin" "$leaf" add-table $tables --expect-sync
+        run_logged "$log" "$londiste_bin" "$tmp/londiste_${londiste_tag}_leaf.ini" add-table $tables --expect-sync
+        ;;
+    logical)
+        return 0 # subscribed later, just before its backlog (logical_prepare)
         ;;
     plain-sql)
         psql_on prov "$prov" -c "create extension pgq" -c "select pgq.create_queue('$queue')" >/dev/null
@@ -254,6 +294,31 @@ setup_variant() { # $1 = variant
         -c "select pgq.set_queue_config('$queue', 'ticker_idle_period', '1 hour')" >/dev/null
 }
 
+slot_active() { # prints t while a walsender serves the subscription's slot
+    value_on prov "$(db_of logical prov)" \
+        "select active from pg_replication_slots where slot_name = '$subscription'"
+}
+
+apply_worker() { # prints the pid of the subscription's apply worker, if it runs
+    value_on sub "$(db_of logical sub)" "select pid from pg_stat_subscription
+        where subname = '$subscription' and relid is null and pid is not null"
+}
+
+# logical: subscribes (both sides are equal, so no copy), then disables the subscription and
+# waits until its apply worker and walsender are gone; the slot keeps the WAL from here on.
+logical_prepare() {
+    local prov sub deadline
+    prov=$(db_of logical prov) sub=$(db_of logical sub)
+    # shellcheck disable=SC2086 # the table list is meant to split
+    logical_subscribe "$subscription" "$prov" "$sub" false $tables
+    psql_on sub "$sub" -c "alter subscription $subscription disable"
+    deadline=$(($(date +%s) + 60))
+    while [[ $(slot_active) != f || -n $(apply_worker) ]]; do
+        (($(date +%s) < deadline)) || fail "logical: the subscription did not stop after disable"
+        sleep 0.1
+    done
+}
+
 consumer_of() { # $1 = variant
     case $1 in
     skyrep | skyrep-pgq) echo "$skyrep_job" ;;
@@ -263,38 +328,79 @@ consumer_of() { # $1 = variant
 }
 
 start_backlog() { # $1 = variant, $2 = round; runs pgbench in the background
-    local v=$1
+    local v=$1 kind=""
+    [[ $v == logical ]] && kind=_logical
     "$pgbench" -n -M prepared -c 1 -j 1 -t "$transactions" --random-seed="$((SEED + $2))" \
-        -D queue="$queue" -f "$tmp/tx_a.sql" -f "$tmp/tx_b.sql" \
+        -D queue="$queue" -f "$tmp/tx_a$kind.sql" -f "$tmp/tx_b$kind.sql" \
         -h 127.0.0.1 -p "${port[prov]}" -U postgres "$(db_of "$v" prov)" >"$tmp/pgbench_$v.log" 2>&1 &
     loaders[$v]=$!
     daemons+=("${loaders[$v]}")
 }
 
-finish_backlog() { # $1 = variant; waits for pgbench, ticks the tail; sets target_tick, queued
+# The end of cluster $1's WAL now, once it is flushed to disk (which the WAL writer soon does):
+# WAL is decoded, and read by pg_waldump, only as far as it is flushed.
+flushed_wal_end() {
+    local lsn
+    lsn=$(value_on "$1" postgres "select pg_current_wal_insert_lsn()")
+    until [[ $(value_on "$1" postgres "select pg_current_wal_flush_lsn() >= '$lsn'") == t ]]; do
+        sleep 0.1
+    done
+    echo "$lsn"
+}
+
+# Waits for pgbench; queue variants: ticks the tail, sets target_tick; logical: sets
+# target_lsn. Sets queued.
+finish_backlog() { # $1 = variant
     local v=$1 prov pfx status=0
     prov=$(db_of "$v" prov)
     wait "${loaders[$v]}" || status=$?
     forget_daemon "${loaders[$v]}"
     if ((status != 0)); then
         tail -n 20 "$tmp/pgbench_$v.log" >&2
-        die "pgbench failed for $v"
+        fail "pgbench failed for $v"
     fi
-    psql_on prov "$prov" -At \
-        -c "select pgq.set_queue_config('$queue', 'ticker_max_lag', '0')" \
-        -c "select pgq.ticker('$queue')" \
-        -c "select pgq.set_queue_config('$queue', 'ticker_max_lag', '1 hour')" >/dev/null
-    target_tick[$v]=$(value_on prov "$prov" "select last_tick_id from pgq.get_queue_info('$queue')")
-    pfx=$(value_on prov "$prov" "select queue_data_pfx from pgq.queue where queue_name = '$queue'")
-    queued[$v]=$(value_on prov "$prov" "select count(*) from $pfx")
+    if [[ $v == logical ]]; then
+        target_lsn=$(flushed_wal_end prov)
+        queued[$v]=$(value_on prov "$prov" "select count(*)
+            from pg_logical_slot_peek_binary_changes('$subscription', null, null,
+                'proto_version', '1', 'publication_names', '${subscription}_pub')
+            where get_byte(data, 0) in (ascii('I'), ascii('U'), ascii('D'))")
+    else
+        psql_on prov "$prov" -At \
+            -c "select pgq.set_queue_config('$queue', 'ticker_max_lag', '0')" \
+            -c "select pgq.ticker('$queue')" \
+            -c "select pgq.set_queue_config('$queue', 'ticker_max_lag', '1 hour')" >/dev/null
+        target_tick[$v]=$(value_on prov "$prov" "select last_tick_id from pgq.get_queue_info('$queue')")
+        pfx=$(value_on prov "$prov" "select queue_data_pfx from pgq.queue where queue_name = '$queue'")
+        queued[$v]=$(value_on prov "$prov" "select count(*) from $pfx")
+    fi
     note "  $v: backlog of ${queued[$v]} events, made at $(awk '/^tps/ {printf "%.0f", $3; exit}' \
         "$tmp/pgbench_$v.log") transactions/s"
 }
+
+# --- CPU and memory ----------------------------------------------------------------------
+# "pid cpu-seconds" of every client backend connected to database $2 of cluster $1.
+backend_cpu_list() {
+    local pid s
+    for pid in $(backend_pids "$1" "$2"); do
+        if s=$(cpu_seconds "$pid" 2>/dev/null); then echo "$pid $s"; fi
+    done
+}
+# CPU seconds the backends in list $2 (at the end) used since list $1 (at the start).
+backend_cpu_used() {
+    awk 'FILENAME == ARGV[1] {s[$1] = $2; next} {t += $2 - ($1 in s ? s[$1] : 0)} END {printf "%.2f", t}' "$1" "$2"
+}
+per_100k() { awk -v s="$1" -v n="$EVENTS" 'BEGIN {printf "%.3f", s * 100000 / n}'; }
 
 # --- draining ----------------------------------------------------------------------------
 consumer_tick() { # $1 = variant
     value_on prov "$(db_of "$1" prov)" \
         "select coalesce(last_tick, 0) from pgq.get_consumer_info('$queue', '$(consumer_of "$1")')"
+}
+
+logical_done() { # t once the subscriber has confirmed the WAL up to target_lsn
+    value_on prov "$(db_of logical prov)" "select confirmed_flush_lsn >= '$target_lsn'
+        from pg_replication_slots where slot_name = '$subscription'"
 }
 
 forget_daemon() { # $1 = pid
@@ -309,6 +415,22 @@ stop_daemon() { # $1 = pid, $2 = signal
     kill "-$2" "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
     forget_daemon "$1"
+}
+
+# The apply worker's first and last commit between WAL positions $1 and $2 of the subscriber
+# (as commit_times prints them), from the commit records in its WAL, which carry the local
+# time; its commit timestamps are the provider's (see above).
+logical_commit_times() {
+    TZ=UTC "$bindir/pg_waldump" -p "$tmp/sub/pg_wal" -s "$1" -e "$2" -r Transaction | python3 -c '
+import datetime, sys
+times = []
+for line in sys.stdin:
+    if "desc: COMMIT " in line and "; origin: node " in line:
+        t = datetime.datetime.strptime(line.split("desc: COMMIT ", 1)[1][:26], "%Y-%m-%d %H:%M:%S.%f")
+        times.append(t.replace(tzinfo=datetime.timezone.utc).timestamp())
+if times:
+    print("%.6f %.6f" % (min(times), max(times)))
+'
 }
 
 commit_times() { # $1 = subscriber db, $2 = start epoch; prints "first last" commit epochs
@@ -326,16 +448,50 @@ check_equal() { # $1 = variant
         local q="select count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\n' order by id), '')) from only $t t"
         a=$(value_on prov "$(db_of "$v" prov)" "$q")
         b=$(value_on sub "$(db_of "$v" sub)" "$q")
-        [[ $a == "$b" ]] || die "$v: table $t differs after the drain: provider $a, subscriber $b"
+        [[ $a == "$b" ]] || fail "$v: table $t differs after the drain: provider $a, subscriber $b"
+    done
+}
+
+# Waits until variant $1 has drained; $2 = its consumer's pid (none for logical), $3 = log.
+wait_drained() {
+    local v=$1 pid=$2 log=$3 deadline
+    deadline=$(($(date +%s) + DRAIN_TIMEOUT))
+    while :; do
+        if [[ $v == logical ]]; then
+            [[ $(logical_done) == t ]] && return 0
+            if [[ $(value_on sub "$(db_of logical sub)" "select apply_error_count
+                    from pg_stat_subscription_stats where subname = '$subscription'") != 0 ]]; then
+                tail -n 20 "$tmp/sub.log" >&2
+                fail "logical: the apply worker failed (see the subscriber's log above)"
+            fi
+        else
+            (($(consumer_tick "$v") >= ${target_tick[$v]})) && return 0
+            if ! kill -0 "$pid" 2>/dev/null; then
+                tail -n 20 "$log" >&2
+                fail "$v: the consumer exited before the backlog was drained"
+            fi
+        fi
+        if (($(date +%s) > deadline)); then
+            [[ $v == logical ]] && log=$tmp/sub.log
+            tail -n 20 "$log" >&2
+            fail "$v: not drained after $DRAIN_TIMEOUT s"
+        fi
+        sleep 0.2
     done
 }
 
 drain() { # $1 = variant, $2 = round; records the run
-    local v=$1 prov sub start pid="" ticker="" log=$tmp/drain_$1_$2.log deadline times batches
+    local v=$1 r=$2 prov sub start pid="" log=$tmp/drain_$1_$2.log times batches
+    local proc="-" pgqd="-" subcpu="-" provcpu="-" rss="-" walsender worker prov_at sub_at sub_lsn
     prov=$(db_of "$v" prov) sub=$(db_of "$v" sub)
     psql_on prov postgres -c checkpoint
     psql_on sub postgres -c checkpoint
+    wait_quiet "the $v drain of round $r"
     : >"$log"
+    backend_cpu_list sub "$sub" >"$tmp/cpu_sub_start"
+    backend_cpu_list prov "$prov" >"$tmp/cpu_prov_start"
+    prov_at=$(stat -c %s "$tmp/prov.log") sub_at=$(stat -c %s "$tmp/sub.log")
+    sub_lsn=$(value_on sub postgres "select pg_current_wal_insert_lsn()")
     start=$(date +%s.%N)
     case $v in
     skyrep | skyrep-pgq)
@@ -344,23 +500,16 @@ drain() { # $1 = variant, $2 = round; records the run
         daemons+=("$pid")
         ;;
     londiste)
-        "$londiste_bin" "$tmp/londiste_leaf.ini" worker >>"$log" 2>&1 &
-        pid=$!
-        daemons+=("$pid")
-        cat >"$tmp/pgqd.ini" <<EOF
-[pgqd]
-base_connstr = host=127.0.0.1 port=${port[prov]} user=postgres
-initial_database = $prov
-database_list = $prov
-logfile = $tmp/pgqd.log
-pidfile = $tmp/pgqd.pid
-EOF
-        "$pgqd_bin" "$tmp/pgqd.ini" >>"$tmp/pgqd.out" 2>&1 &
-        ticker=$!
-        daemons+=("$ticker")
+        : >"$tmp/londiste_${londiste_tag}_worker.out"
+        londiste_start "$londiste_tag" "$prov"
+        pid=$londiste_pid
+        ;;
+    logical)
+        psql_on sub "$sub" -c "alter subscription $subscription enable"
         ;;
     plain-sql)
-        psql_on sub "$sub" -c "
+        # The same backend reads its own CPU time at the end (fields 14 and 15 of its stat).
+        psql_on sub "$sub" -At -c "
             do \$\$
             declare
                 r record;
@@ -374,57 +523,91 @@ EOF
                     end if;
                 end loop;
             end
-            \$\$" >>"$log" 2>&1 || die "plain-sql: the SQL did not apply (see $log)"
+            \$\$" -c "select pg_read_file('/proc/' || pg_backend_pid() || '/stat')" \
+            >"$tmp/plain_stat" 2>>"$log" || fail "plain-sql: the SQL did not apply (see $log)"
+        subcpu=$(awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' \
+            "$tmp/plain_stat")
         ;;
     esac
-    if [[ -n $pid ]]; then
-        deadline=$(($(date +%s) + DRAIN_TIMEOUT))
-        while (($(consumer_tick "$v") < ${target_tick[$v]})); do
-            if ! kill -0 "$pid" 2>/dev/null; then
-                tail -n 20 "$log" >&2
-                die "$v: the consumer exited before the backlog was drained (log: $log)"
-            fi
-            if (($(date +%s) > deadline)); then
-                tail -n 20 "$log" >&2
-                die "$v: not drained after $DRAIN_TIMEOUT s (log: $log)"
-            fi
-            sleep 0.2
-        done
-        if [[ $v == londiste ]]; then
-            stop_daemon "$pid" INT
-            stop_daemon "$ticker" TERM
+    if [[ $v != plain-sql ]]; then
+        wait_drained "$v" "$pid" "$log"
+        # CPU and memory now, with the consumer still running
+        if [[ $v == logical ]]; then
+            walsender=$(value_on prov "$prov" \
+                "select pid from pg_stat_replication where application_name = '$subscription'")
+            worker=$(apply_worker)
+            [[ -n $walsender && -n $worker ]] || fail "logical: walsender or apply worker not found"
+            proc=$(cpu_seconds "$walsender")
+            subcpu=$(cpu_seconds "$worker")
         else
-            stop_daemon "$pid" TERM
+            proc=$(cpu_seconds "$pid")
+            rss=$(peak_rss_kb "$pid")
+            [[ $v == londiste ]] && pgqd=$(cpu_seconds "$pgqd_pid")
+            backend_cpu_list sub "$sub" >"$tmp/cpu_sub_end"
+            backend_cpu_list prov "$prov" >"$tmp/cpu_prov_end"
+            subcpu=$(backend_cpu_used "$tmp/cpu_sub_start" "$tmp/cpu_sub_end")
+            provcpu=$(backend_cpu_used "$tmp/cpu_prov_start" "$tmp/cpu_prov_end")
         fi
+        case $v in
+        londiste)
+            londiste_stop
+            cat "$tmp/londiste_${londiste_tag}_worker.out" >>"$log"
+            ;;
+        logical)
+            psql_on sub "$sub" -c "drop subscription $subscription"
+            {
+                echo "--- provider log"
+                tail -c +"$((prov_at + 1))" "$tmp/prov.log"
+                echo "--- subscriber log"
+                tail -c +"$((sub_at + 1))" "$tmp/sub.log"
+            } >>"$log"
+            ;;
+        *) stop_daemon "$pid" TERM ;;
+        esac
     fi
-    times=$(commit_times "$sub" "$start")
+    if [[ $v == logical ]]; then
+        times=$(logical_commit_times "$sub_lsn" "$(flushed_wal_end sub)")
+    else
+        times=$(commit_times "$sub" "$start")
+    fi
     check_equal "$v"
     case $v in
-    skyrep | skyrep-pgq | londiste)
-        batches=$(grep -c '{count: [1-9]' "$log" || true)
-        ;;
+    skyrep | skyrep-pgq | londiste) batches=$(grep -c '{count: [1-9]' "$log" || true) ;;
+    logical) batches="-" ;;
     *) batches=$(((EVENTS + BATCH - 1) / BATCH)) ;;
     esac
     read -r first last <<<"$times"
-    [[ -n $last ]] || die "$v: no commit found on the subscriber"
-    local secs apply rate
+    [[ -n $last ]] || fail "$v: no commit found on the subscriber"
+    local secs apply rate f
     secs=$(awk -v a="$start" -v b="$last" 'BEGIN {printf "%.2f", b - a}')
     apply=$(awk -v a="$first" -v b="$last" 'BEGIN {printf "%.2f", b - a}')
     rate=$(awk -v n="$EVENTS" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')
     runs[$v]+="$rate "
     secs_of[$v]+="$secs "
-    run_lines+=("$(printf '%5s  %-10s %9s %9s %9s %8s %10s' "$2" "$v" "${queued[$v]}" \
-        "$secs" "$apply" "$batches" "$rate")")
-    note "  $v: $secs s, $rate events/s ($batches batches, apply $apply s)"
+    for f in proc pgqd subcpu provcpu; do
+        if [[ ${!f} != - ]]; then
+            printf -v "$f" '%s' "$(per_100k "${!f}")"
+            cpu_of[$f.$v]+="${!f} "
+        fi
+    done
+    [[ $rss == - ]] || rss_of[$v]+="$rss "
+    # shellcheck disable=SC2059 # the format is shared with the summary's heading
+    run_lines+=("$(printf "$run_format" "$r" "$v" "${queued[$v]}" "$secs" "$apply" "$batches" \
+        "$rate" "$proc" "$pgqd" "$subcpu" "$provcpu" "$(mb "$rss")")")
+    note "  $v: $secs s, $rate events/s ($batches batches, apply $apply s); CPU s per 100k events:" \
+        "process $proc, pgqd $pgqd, subscriber $subcpu, provider $provcpu; peak memory $(mb "$rss") MB"
     if [[ -n ${DRAIN_LOGS:-} ]]; then
         mkdir -p "$DRAIN_LOGS"
         cp "$log" "$DRAIN_LOGS/"
     fi
     if grep -qiE 'error|warning|traceback' "$log"; then
-        cp "$log" "$here/results/drain-$v-round$2.log"
-        note "  $v: its log has errors or warnings, kept as bench/results/drain-$v-round$2.log"
+        cp "$log" "$here/results/drain-$v-round$r.log"
+        note "  $v: its log has errors or warnings, kept as bench/results/drain-$v-round$r.log"
+        record note "$v, round $r: the drain's log has errors or warnings (bench/results/drain-$v-round$r.log)"
     fi
 }
+mb() { if [[ $1 == - ]]; then echo -; else awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; fi; }
+run_format='%5s  %-10s %9s %8s %8s %7s %9s %7s %6s %6s %6s %7s'
 
 fill_floor() { # plain-sql: the captured statements, in event order, into floor_sql
     local prov sub qid
@@ -444,7 +627,8 @@ fill_floor() { # plain-sql: the captured statements, in event order, into floor_
 # --- run ---------------------------------------------------------------------------------
 mkdir -p "$here/results"
 rm -f "$here"/results/drain-*-round*.log
-declare -A target_tick queued runs secs_of loaders
+declare -A target_tick queued runs secs_of cpu_of rss_of loaders
+target_lsn=""
 run_lines=()
 read -r -a order <<<"$VARIANTS"
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -454,11 +638,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
     note "round $r: making the backlog of $EVENTS events ..."
     for v in "${order[@]}"; do
-        start_backlog "$v" "$r"
+        [[ $v == logical ]] || start_backlog "$v" "$r"
     done
     for v in "${order[@]}"; do
-        finish_backlog "$v"
+        [[ $v == logical ]] || finish_backlog "$v"
     done
+    if has_variant logical; then
+        logical_prepare
+        start_backlog logical "$r"
+        finish_backlog logical
+    fi
     if has_variant plain-sql; then
         fill_floor
     fi
@@ -478,39 +667,96 @@ for ((r = 1; r <= ROUNDS; r++)); do
     order=("${rev[@]}")
 done
 
-mean() { awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.*f", p, s / NF}' p="${2:-0}" <<<"$1"; }
-base=""
-has_variant londiste && base=$(mean "${runs[londiste]}")
+# --- figures and summary -----------------------------------------------------------------
+figure() { # $1 = id, $2 = unit, $3 = label, $4 = the runs' values, space-separated (none: no figure)
+    local values
+    read -r -a values <<<"$4"
+    ((${#values[@]} > 0)) || return 0
+    record figure "$1" "$2" "$3" "${values[@]}"
+}
+per="CPU s/100k events"
+for v in $VARIANTS; do
+    figure "drain.eps.$v" events/s "$v: events drained per second" "${runs[$v]}"
+    figure "drain.seconds.$v" s "$v: seconds to drain $EVENTS events" "${secs_of[$v]}"
+    figure "drain.cpu_process.$v" "$per" "$v: CPU of the consumer process per 100k events" "${cpu_of[proc.$v]:-}"
+    figure "drain.cpu_pgqd.$v" "$per" "$v: CPU of pgqd per 100k events" "${cpu_of[pgqd.$v]:-}"
+    figure "drain.cpu_backend.$v" "$per" "$v: CPU of the subscriber's backends per 100k events" \
+        "${cpu_of[subcpu.$v]:-}"
+    figure "drain.cpu_provider.$v" "$per" \
+        "$v: CPU of the provider's backends serving the consumer per 100k events" "${cpu_of[provcpu.$v]:-}"
+    figure "drain.rss_kb.$v" kB "$v: peak resident memory of the consumer process" "${rss_of[$v]:-}"
+done
+
+mean() { # $1 = values (or empty: -), $2 = decimals
+    if [[ -z ${1// /} ]]; then
+        echo -
+    else
+        awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.*f", p, s / NF}' p="${2:-0}" <<<"$1"
+    fi
+}
+ratio() { # $1 over $2, or - when either is missing
+    if [[ $1 == - || $2 == - || -z $2 ]]; then echo -; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; fi
+}
+eps_of() { if has_variant "$1"; then mean "${runs[$1]}"; else echo -; fi; }
+cpu_mean() { mean "${cpu_of[$1.$2]:-}" 3; } # $1 = proc, pgqd, subcpu or provcpu; $2 = variant
+target() { # $1 = what, $2 = value, $3 = limit, $4 = ge or le
+    local verdict
+    if [[ $2 == - || $3 == - ]]; then return 0; fi
+    verdict=$(awk -v a="$2" -v b="$3" -v op="$4" \
+        'BEGIN {ok = (op == "ge") ? a >= b : a <= b; print ok ? "met" : "NOT met"}')
+    printf '  %-52s %8s  limit %6s  %s\n' "$1" "$2" "$3" "$verdict"
+}
+sum_format='%-10s %8s %10s %7s %7s %7s %6s %6s %6s %7s'
 {
-    echo "skyrep drain benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "skyrep drain benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
     echo "backlog: $EVENTS events in $transactions transactions of 5 (60% updates, 30% inserts, 10% deletes)"
     echo "on 3 tables of $ROWS rows, ticked every $BATCH events; $ROUNDS rounds, drain order alternating"
-    echo "seconds: consumer start to the commit of its last batch; apply s: first batch commit to last"
+    echo "seconds: consumer start to the commit of its last change; apply s: first commit to last"
+    echo "CPU columns: CPU seconds per 100,000 events (proc: the consumer process; sub: subscriber"
+    echo "backends; prov: provider backends serving the consumer); peak MB: the consumer's peak RSS"
     echo
-    printf '%5s  %-10s %9s %9s %9s %8s %10s\n' round tool queued seconds "apply s" batches events/s
+    # shellcheck disable=SC2059 # the format is a variable on purpose, shared with the run lines
+    printf "$run_format\n" round tool queued seconds "apply s" batches events/s proc pgqd sub prov "peak MB"
     printf '%s\n' "${run_lines[@]}"
     echo
-    printf '%-10s %9s %9s %10s %8s   %s\n' tool events seconds events/s ratio "runs (events/s)"
+    # shellcheck disable=SC2059
+    printf "$sum_format\n" tool seconds events/s "x lond" "x logic" proc pgqd sub prov "peak MB"
+    lond=$(eps_of londiste) logi=$(eps_of logical)
     for v in $VARIANTS; do
         m=$(mean "${runs[$v]}")
-        if [[ -n $base ]]; then
-            ratio=$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2f", a / b}')
-        else
-            ratio="-"
-        fi
-        printf '%-10s %9s %9s %10s %8s   %s\n' "$v" "$EVENTS" "$(mean "${secs_of[$v]}" 2)" "$m" "$ratio" "${runs[$v]}"
+        peak=-
+        [[ -n ${rss_of[$v]:-} ]] && peak=$(mb "$(tr ' ' '\n' <<<"${rss_of[$v]}" | sort -n | tail -n 1)")
+        # shellcheck disable=SC2059
+        printf "$sum_format\n" "$v" "$(mean "${secs_of[$v]}" 2)" "$m" "$(ratio "$m" "$lond")" \
+            "$(ratio "$m" "$logi")" "$(cpu_mean proc "$v")" "$(cpu_mean pgqd "$v")" \
+            "$(cpu_mean subcpu "$v")" "$(cpu_mean provcpu "$v")" "$peak"
     done
     echo
-    [[ -n $base ]] && echo "ratio: events/s over londiste's"
+    echo "x lond, x logic: events/s over londiste's, over logical's (means of the runs); CPU: means; peak MB: highest"
     has_variant skyrep && echo "skyrep: skyrep replay, skyrep's own PgQ in SQL on the provider"
     has_variant skyrep-pgq && echo "skyrep-pgq: skyrep replay, PgQ's C extension on the provider"
-    has_variant londiste && echo "londiste: Londiste 3 leaf worker, pgqd on the provider"
-    has_variant plain-sql && echo "plain-sql: the same changes as SQL statements run inside the subscriber (floor)"
+    has_variant londiste && echo "londiste: Londiste 3 leaf worker (proc), pgqd on the provider (pgqd; its backend is in prov)"
+    has_variant logical && echo "logical: built-in logical replication; proc is the provider's walsender, sub the apply worker"
+    has_variant plain-sql && echo "plain-sql: the same changes as SQL statements run inside the subscriber (floor); sub is its backend"
+    python3 -c 'import json, sys; [print("note:", n) for n in json.load(open(sys.argv[1]))["notes"]]' "$fragment"
+    if has_variant skyrep; then
+        sky=$(eps_of skyrep)
+        echo
+        echo "skyrep against its targets:"
+        target "events/s over londiste's (at least 3)" "$(ratio "$sky" "$lond")" 3 ge
+        target "events/s over logical's (at least 1)" "$(ratio "$sky" "$logi")" 1 ge
+        if has_variant londiste; then
+            target "process CPU over the Londiste worker's (at most 1/8)" \
+                "$(ratio "$(cpu_mean proc skyrep)" "$(cpu_mean proc londiste)")" 0.125 le
+            target "subscriber CPU over Londiste's (at most 1/2)" \
+                "$(ratio "$(cpu_mean subcpu skyrep)" "$(cpu_mean subcpu londiste)")" 0.5 le
+        fi
+    fi
     true
 } | tee "$here/results/drain-latest.txt.new"
 mv "$here/results/drain-latest.txt.new" "$here/results/drain-latest.txt"
 if [[ -n ${DRAIN_LOGS:-} ]]; then
     cp "$tmp"/prov.log "$tmp"/sub.log "$tmp"/setup_*.log "$DRAIN_LOGS/"
-    [[ -f $tmp/pgqd.log ]] && cp "$tmp/pgqd.log" "$DRAIN_LOGS/"
+    if [[ -f $tmp/pgqd_$londiste_tag.log ]]; then cp "$tmp/pgqd_$londiste_tag.log" "$DRAIN_LOGS/"; fi
 fi
