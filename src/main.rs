@@ -15,6 +15,12 @@ use skyrep::{
     ticker,
 };
 
+/// The static build allocates through mimalloc: musl's malloc is slow for replay's many
+/// small allocations (see Cargo.toml).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     stop_on_panic();
     match run() {
