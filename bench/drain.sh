@@ -155,10 +155,6 @@ fi
 record start "Draining a backlog: skyrep against Londiste 3, logical replication and plain SQL" \
     EVENTS="$EVENTS" ROUNDS="$ROUNDS" ROWS="$ROWS" BATCH="$BATCH" SEED="$SEED" \
     VARIANTS="$VARIANTS" postgresql="$pgversion" cpus="$(nproc)"
-fail() { # like die, and says so in the results
-    record note "the run stopped: $*"
-    die "$*"
-}
 
 # --- throwaway clusters (bench/lib.sh) ---------------------------------------------------
 start_cluster prov "track_commit_timestamp = on" "wal_level = logical"
@@ -225,14 +221,6 @@ subscription=bench_logical
 db_of() { echo "${2}_${1//-/_}"; } # $1 = variant, $2 = prov or sub
 
 # --- per-variant setup -------------------------------------------------------------------
-run_logged() { # $1 = log file, then the command; on failure shows the log and stops
-    local log=$1
-    shift
-    "$@" >>"$log" 2>&1 || {
-        tail -n 20 "$log" >&2
-        fail "failed: $* (log: $log)"
-    }
-}
 
 skyrep_conf() { # $1 = variant
     local f=$tmp/$1.ini
@@ -314,7 +302,7 @@ logical_prepare() {
     psql_on sub "$sub" -c "alter subscription $subscription disable"
     deadline=$(($(date +%s) + 60))
     while [[ $(slot_active) != f || -n $(apply_worker) ]]; do
-        (($(date +%s) < deadline)) || fail "logical: the subscription did not stop after disable"
+        (($(date +%s) < deadline)) || die "logical: the subscription did not stop after disable"
         sleep 0.1
     done
 }
@@ -357,7 +345,7 @@ finish_backlog() { # $1 = variant
     forget_daemon "${loaders[$v]}"
     if ((status != 0)); then
         tail -n 20 "$tmp/pgbench_$v.log" >&2
-        fail "pgbench failed for $v"
+        die "pgbench failed for $v"
     fi
     if [[ $v == logical ]]; then
         target_lsn=$(flushed_wal_end prov)
@@ -403,13 +391,6 @@ logical_done() { # t once the subscriber has confirmed the WAL up to target_lsn
         from pg_replication_slots where slot_name = '$subscription'"
 }
 
-forget_daemon() { # $1 = pid
-    local keep=() p
-    for p in "${daemons[@]}"; do
-        [[ $p == "$1" ]] || keep+=("$p")
-    done
-    daemons=("${keep[@]}")
-}
 
 stop_daemon() { # $1 = pid, $2 = signal
     kill "-$2" "$1" 2>/dev/null || true
@@ -448,7 +429,7 @@ check_equal() { # $1 = variant
         local q="select count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\n' order by id), '')) from only $t t"
         a=$(value_on prov "$(db_of "$v" prov)" "$q")
         b=$(value_on sub "$(db_of "$v" sub)" "$q")
-        [[ $a == "$b" ]] || fail "$v: table $t differs after the drain: provider $a, subscriber $b"
+        [[ $a == "$b" ]] || die "$v: table $t differs after the drain: provider $a, subscriber $b"
     done
 }
 
@@ -462,19 +443,19 @@ wait_drained() {
             if [[ $(value_on sub "$(db_of logical sub)" "select apply_error_count
                     from pg_stat_subscription_stats where subname = '$subscription'") != 0 ]]; then
                 tail -n 20 "$tmp/sub.log" >&2
-                fail "logical: the apply worker failed (see the subscriber's log above)"
+                die "logical: the apply worker failed (see the subscriber's log above)"
             fi
         else
             (($(consumer_tick "$v") >= ${target_tick[$v]})) && return 0
             if ! kill -0 "$pid" 2>/dev/null; then
                 tail -n 20 "$log" >&2
-                fail "$v: the consumer exited before the backlog was drained"
+                die "$v: the consumer exited before the backlog was drained"
             fi
         fi
         if (($(date +%s) > deadline)); then
             [[ $v == logical ]] && log=$tmp/sub.log
             tail -n 20 "$log" >&2
-            fail "$v: not drained after $DRAIN_TIMEOUT s"
+            die "$v: not drained after $DRAIN_TIMEOUT s"
         fi
         sleep 0.2
     done
@@ -524,7 +505,7 @@ drain() { # $1 = variant, $2 = round; records the run
                 end loop;
             end
             \$\$" -c "select pg_read_file('/proc/' || pg_backend_pid() || '/stat')" \
-            >"$tmp/plain_stat" 2>>"$log" || fail "plain-sql: the SQL did not apply (see $log)"
+            >"$tmp/plain_stat" 2>>"$log" || die "plain-sql: the SQL did not apply (see $log)"
         subcpu=$(awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' \
             "$tmp/plain_stat")
         ;;
@@ -536,7 +517,7 @@ drain() { # $1 = variant, $2 = round; records the run
             walsender=$(value_on prov "$prov" \
                 "select pid from pg_stat_replication where application_name = '$subscription'")
             worker=$(apply_worker)
-            [[ -n $walsender && -n $worker ]] || fail "logical: walsender or apply worker not found"
+            [[ -n $walsender && -n $worker ]] || die "logical: walsender or apply worker not found"
             proc=$(cpu_seconds "$walsender")
             subcpu=$(cpu_seconds "$worker")
         else
@@ -577,7 +558,7 @@ drain() { # $1 = variant, $2 = round; records the run
     *) batches=$(((EVENTS + BATCH - 1) / BATCH)) ;;
     esac
     read -r first last <<<"$times"
-    [[ -n $last ]] || fail "$v: no commit found on the subscriber"
+    [[ -n $last ]] || die "$v: no commit found on the subscriber"
     local secs apply rate f
     secs=$(awk -v a="$start" -v b="$last" 'BEGIN {printf "%.2f", b - a}')
     apply=$(awk -v a="$first" -v b="$last" 'BEGIN {printf "%.2f", b - a}')

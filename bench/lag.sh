@@ -148,14 +148,6 @@ done
 
 # --- per-variant setup -------------------------------------------------------------------
 queue=lagq
-run_logged() { # $1 = log file, then the command; on failure shows the log and stops
-    local log=$1
-    shift
-    "$@" >>"$log" 2>&1 || {
-        tail -n 20 "$log" >&2
-        die "failed: $* (log: $log)"
-    }
-}
 skyrep_conf=$tmp/skyrep.ini
 setup_variant() { # $1 = variant
     local log=$tmp/setup_$1.log
@@ -190,13 +182,6 @@ EOF
     esac
 }
 
-forget_daemon() { # $1 = pid
-    local keep=() p
-    for p in "${daemons[@]}"; do
-        [[ $p == "$1" ]] || keep+=("$p")
-    done
-    daemons=("${keep[@]}")
-}
 
 # Starts the variant's consumer; sets consumer_pids (the processes whose RSS is sampled) and
 # watch_pids (those that must stay alive).

@@ -5,13 +5,17 @@
 # Provides: die, note, bindir, pgversion, pgmajor, psql_bin, find_skyrep, tmp, as_server,
 # daemons (pids to stop on exit), start_cluster NAME [extra postgresql.conf lines],
 # port[NAME], psql_on NAME DB ARGS..., value_on NAME DB SQL, connstr NAME DB;
-# record (figures for bench/run.sh's report, see bench/record.py), wait_quiet PHASE,
+# record (figures for bench/run.sh's report, see bench/record.py), run_logged LOG CMD...,
+# forget_daemon PID, wait_quiet PHASE,
 # cpu_seconds PID, rss_kb PID, peak_rss_kb PID, backend_pids CLUSTER DB;
 # Londiste 3: need_londiste, londiste_nodes, londiste_start, londiste_stop;
 # built-in logical replication: logical_subscribe.
 
 die() {
     echo "$name: $*" >&2
+    if [[ -n ${recording:-} ]]; then
+        record note "the run stopped: $*" || true
+    fi
     exit 1
 }
 note() { echo "$*" >&2; }
@@ -112,7 +116,29 @@ connstr() { echo "host=127.0.0.1 port=${port[$1]} dbname=$2 user=postgres"; }
 # Every benchmark writes bench/results/$name.json; bench/run.sh merges them into
 # bench/results/latest.json and bench/RESULTS.md.
 fragment=$(dirname "${BASH_SOURCE[0]}")/results/$name.json
-record() { python3 "$(dirname "${BASH_SOURCE[0]}")/record.py" "$fragment" "$@"; }
+record() {
+    [[ $1 == start ]] && recording=1
+    python3 "$(dirname "${BASH_SOURCE[0]}")/record.py" "$fragment" "$@"
+}
+
+# Runs a command with its output appended to a log; on failure shows the log's end and stops.
+run_logged() { # $1 = log file, then the command
+    local log=$1
+    shift
+    "$@" >>"$log" 2>&1 || {
+        tail -n 20 "$log" >&2
+        die "failed: $* (log: $log)"
+    }
+}
+
+# Takes a pid off the list of daemons stopped on exit (after it was stopped otherwise).
+forget_daemon() { # $1 = pid
+    local keep=() p
+    for p in "${daemons[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    daemons=("${keep[@]}")
+}
 
 # Waits until the machine is quiet (under QUIET_PERCENT % of all CPUs busy over a second,
 # default 20) before a timed phase, at most QUIET_WAIT seconds (60); if it stays busy, says so
@@ -210,14 +236,13 @@ EOF
 
 # Stops what londiste_start started.
 londiste_stop() {
-    local pid keep=() p
+    local pid
     kill -INT "$londiste_pid" 2>/dev/null || true
     kill -TERM "$pgqd_pid" 2>/dev/null || true
-    for pid in "$londiste_pid" "$pgqd_pid"; do wait "$pid" 2>/dev/null || true; done
-    for p in "${daemons[@]}"; do
-        [[ $p == "$londiste_pid" || $p == "$pgqd_pid" ]] || keep+=("$p")
+    for pid in "$londiste_pid" "$pgqd_pid"; do
+        wait "$pid" 2>/dev/null || true
+        forget_daemon "$pid"
     done
-    daemons=("${keep[@]}")
 }
 
 # --- built-in logical replication ------------------------------------------------------

@@ -121,14 +121,6 @@ from generate_series(1, $BIG_ROWS) g;
 SQL
 }
 
-run_logged() { # $1 = log file, then the command; on failure shows the log and stops
-    local log=$1
-    shift
-    "$@" >>"$log" 2>&1 || {
-        tail -n 20 "$log" >&2
-        die "failed: $* (log: $log)"
-    }
-}
 
 # Makes database $1 on both clusters with the tables of part $2 (cmp or rep).
 make_dbs() {
