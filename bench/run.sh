@@ -89,8 +89,9 @@ rm -f "$stripped"
 
 # --- the benchmarks ------------------------------------------------------------------------
 if [[ ${QUICK:-} == 1 ]]; then
-    export DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-1} USERS=${USERS:-20000}
-    export EVENTS=${EVENTS:-20000} ROWS=${ROWS:-10000}
+    export DURATION=${DURATION:-8} WARMUP=${WARMUP:-2} ROUNDS=${ROUNDS:-1} USERS=${USERS:-20000}
+    export EVENTS=${EVENTS:-20000} ROWS=${ROWS:-10000} RECORDS=${RECORDS:-20000}
+    export BIG_ROWS=${BIG_ROWS:-50000}
 fi
 for b in $BENCHES; do
     step "bench/$b.sh"
