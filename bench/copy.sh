@@ -184,7 +184,7 @@ for kind in raw copy ok rawpar serial parallel; do
     record figure "copy.seconds.$kind" s "$(label_of "$kind")" $(awk -v k="$kind" '$1 == k {print $2}' "$results")
 done
 {
-    echo "skyrep copy benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "skyrep copy benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(commit_id)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
     echo "big: $ROWS rows; $TABLES tables of $((ROWS / TABLES)) rows each; primary keys only; $ROUNDS rounds, interleaved"
     echo

@@ -689,7 +689,7 @@ target() { # $1 = what, $2 = value, $3 = limit, $4 = ge or le
 }
 sum_format='%-10s %8s %10s %7s %7s %7s %6s %6s %6s %7s'
 {
-    echo "skyrep drain benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "skyrep drain benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(commit_id)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
     echo "backlog: $EVENTS events in $transactions transactions of 5 (60% updates, 30% inserts, 10% deletes)"
     echo "on 3 tables of $ROWS rows, ticked every $BATCH events; $ROUNDS rounds, drain order alternating"

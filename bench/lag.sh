@@ -513,7 +513,7 @@ gnuplot "$gp" || die "gnuplot failed ($gp)"
 record file chart "$here/results/lag.svg"
 
 {
-    echo "skyrep lag benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "skyrep lag benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(commit_id)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
     echo "load: login/logout of $USERS users, pgbench -M prepared, 2 clients, fixed rate $RATE transactions/s, $DURATION s per run"
     echo "$ROUNDS rounds, order alternating; lag sampled once a second on the subscriber, the first $WARMUP s discarded"

@@ -5,7 +5,7 @@
 # Provides: die, note, bindir, pgversion, pgmajor, psql_bin, find_skyrep, tmp, as_server,
 # daemons (pids to stop on exit), start_cluster NAME [extra postgresql.conf lines],
 # port[NAME], psql_on NAME DB ARGS..., value_on NAME DB SQL, connstr NAME DB;
-# record (figures for bench/run.sh's report, see bench/record.py), run_logged LOG CMD...,
+# record (figures for bench/run.sh's report, see bench/record.py), commit_id, run_logged LOG CMD...,
 # forget_daemon PID, wait_quiet PHASE,
 # cpu_seconds PID, rss_kb PID, peak_rss_kb PID, backend_pids CLUSTER DB;
 # Londiste 3: need_londiste, londiste_nodes, londiste_start, londiste_stop;
@@ -119,6 +119,12 @@ fragment=$(dirname "${BASH_SOURCE[0]}")/results/$name.json
 record() {
     [[ $1 == start ]] && recording=1
     python3 "$(dirname "${BASH_SOURCE[0]}")/record.py" "$fragment" "$@"
+}
+
+# The commit measured (as bench/record.py names it: -dirty only for changes outside the results).
+commit_id() {
+    python3 -B -c 'import sys; sys.path.insert(0, sys.argv[1]); import record; print(record.commit(sys.argv[2]))' \
+        "$(dirname "${BASH_SOURCE[0]}")" "$repo"
 }
 
 # Runs a command with its output appended to a log; on failure shows the log's end and stops.

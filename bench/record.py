@@ -18,14 +18,18 @@ import sys
 
 
 def commit(repo):
-    """The checked-out commit, with -dirty when the tree has changes."""
+    """The checked-out commit, with -dirty when the tree has changes other than the results
+    (which the benchmarks themselves rewrite as they go)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", repo, *args],
+                              capture_output=True, text=True, check=True).stdout.strip()
     try:
-        return subprocess.run(
-            ["git", "-C", repo, "describe", "--always", "--dirty"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
+        head = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", ".",
+                      ":(exclude)bench/results", ":(exclude)bench/RESULTS.md")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("-dirty" if changed else "")
 
 
 def main(argv):

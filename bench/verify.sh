@@ -342,7 +342,7 @@ for k in compare_skyrep compare_londiste repair_skyrep repair_londiste; do
 done
 verdict() { awk -v v="$1" -v limit="$2" 'BEGIN {print (v < limit ? "met" : "NOT met")}'; }
 {
-    echo "skyrep compare and repair against Londiste 3  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "skyrep compare and repair against Londiste 3  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(commit_id)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
     echo "compare: user_info and user_session $USERS rows, user_login_rec and user_logout_rec $RECORDS rows each, all equal"
     echo "repair: big $BIG_ROWS rows, $DIFFS differ on the subscriber ($deleted deleted, $updated updated, $inserted inserted); fix written to a file, not applied"
