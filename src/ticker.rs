@@ -190,16 +190,18 @@ fn session(
 /// How long to wait before the next `pgq.ticker()`: `period`, or less when a queue's
 /// `ticker_max_lag` runs out sooner, so that waiting events get their tick when it runs out
 /// rather than up to a period later. (A queue without events then just does not tick.)
+/// Queues whose max lag ran out already are left to the next period.
 fn until_next_attempt(client: &mut Client, period: Duration) -> Result<Duration> {
     let due: Option<f64> = client
         .query_one(
-            "select extract(epoch from min(t.tick_time + q.queue_ticker_max_lag \
-                                           - pg_catalog.clock_timestamp()))::float8 \
-               from pgq.queue q \
-               join pgq.tick t on t.tick_queue = q.queue_id \
-                and t.tick_id = (select max(l.tick_id) from pgq.tick l \
-                                  where l.tick_queue = q.queue_id) \
-              where not q.queue_ticker_paused and not q.queue_external_ticker",
+            "select extract(epoch from min(d.due - pg_catalog.clock_timestamp()))::float8 \
+               from (select t.tick_time + q.queue_ticker_max_lag as due \
+                       from pgq.queue q \
+                       join pgq.tick t on t.tick_queue = q.queue_id \
+                        and t.tick_id = (select max(l.tick_id) from pgq.tick l \
+                                          where l.tick_queue = q.queue_id) \
+                      where not q.queue_ticker_paused and not q.queue_external_ticker) d \
+              where d.due > pg_catalog.clock_timestamp()",
             &[],
         )?
         .get(0);
@@ -207,7 +209,7 @@ fn until_next_attempt(client: &mut Client, period: Duration) -> Result<Duration>
 }
 
 /// The pause before the next tick attempt, given the seconds until the soonest queue's
-/// `ticker_max_lag` runs out (negative: it ran out already).
+/// `ticker_max_lag` runs out (`None`: none runs out ahead).
 fn attempt_pause(due: Option<f64>, period: Duration) -> Duration {
     // A little after the moment, so that the tick's own clock has passed it too.
     const AFTER: Duration = Duration::from_millis(5);

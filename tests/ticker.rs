@@ -210,9 +210,12 @@ fn a_busy_queue_ticks_when_its_max_lag_runs_out_not_a_ticker_period_later() {
         ),
     );
     run_ok(&conf, "install");
+    // Beside it, an idle queue whose max lag has run out already: it must not hide q's.
     cluster.execute(
         "select pgq.create_queue('q'); \
-         select pgq.set_queue_config('q', 'ticker_max_lag', '2 seconds')",
+         select pgq.set_queue_config('q', 'ticker_max_lag', '2 seconds'); \
+         select pgq.create_queue('idle'); \
+         select pgq.set_queue_config('idle', 'ticker_max_lag', '0')",
     );
     insert_events(&cluster, "q", 1, 10);
     let before = last_tick(&cluster, "q");
