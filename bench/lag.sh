@@ -494,12 +494,15 @@ gp=$tmp/lag.gp
 {
     echo "set terminal svg size 900,500 dynamic font 'sans,12' background rgb 'white'"
     echo "set output '$here/results/lag.svg'"
-    echo "set title 'Replication lag at $RATE transactions/s, round $ROUNDS of $ROUNDS (the first $WARMUP s, left of the dashed line, are warm-up)'"
+    echo "set title 'Replication lag at $RATE transactions/s, round $ROUNDS of $ROUNDS (left of the dashed line: warm-up, not counted)'"
     echo "set xlabel 'seconds since the load started'"
     echo "set ylabel 'lag (s)'"
     echo "set grid"
     echo "set key outside bottom center horizontal"
-    echo "set yrange [0:*]"
+    # Scaled to the samples after the warm-up: a consumer's first batch can find rows from
+    # before the load, minutes old, which would flatten every line into the axis.
+    top=$(cat "$tmp"/chart_*.tsv | awk -v w="$WARMUP" '$1 >= w && $2 > m {m = $2} END {printf "%.2f", (m > 0 ? m : 1) * 1.25}')
+    echo "set yrange [0:$top]"
     echo "set arrow from $WARMUP, graph 0 to $WARMUP, graph 1 nohead dashtype 2"
     sep="plot"
     for v in $VARIANTS; do
