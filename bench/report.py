@@ -163,7 +163,7 @@ def main(names):
     commits = sorted({b["commit"] for b in benches.values()})
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": commits[0] if len(commits) == 1 else commits,
+        "commit": ", ".join(commits),
         "machine": machine(),
         "targets": targets,
         "benches": benches,
@@ -180,7 +180,8 @@ def markdown(report):
     out = [
         "# Benchmark results",
         "",
-        f"Measured {report['date']} at commit {report['commit']} by `bench/run.sh`, on "
+        f"Reported {report['date']} from `bench/run.sh` runs at commit {report['commit']} "
+        "(each section names its own), on "
         f"{m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
         f"PostgreSQL {m['postgresql']}; the provider and subscriber servers, the load and the "
         "tools all share this one machine. Every figure is the median of its runs, with "
@@ -207,7 +208,8 @@ def markdown(report):
         if bench["params"]:
             script = "run.sh" if name == "footprint" else f"{name}.sh"
             out.append("Parameters: " + ", ".join(f"{k}={v}" for k, v in bench["params"].items())
-                       + f". Script: `bench/{script}`.")
+                       + f". Script: `bench/{script}`, run {bench['date']} at commit "
+                       + f"{bench['commit']}.")
             out.append("")
         out += ["| figure | unit | median | min | max | n |", "|---|---|---|---|---|---|"]
         for fig in bench["figures"].values():
