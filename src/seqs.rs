@@ -9,6 +9,7 @@
 //! handed out.
 
 use anyhow::{Context, Result, anyhow, bail};
+use postgres::types::Type;
 use postgres::{Client, GenericClient, Transaction};
 
 use crate::error::usage;
@@ -337,9 +338,10 @@ impl Follower {
             }
         }
         let followed: Vec<String> = subscriber
-            .query(
+            // Typed: one round trip, as it runs before every batch.
+            .query_typed(
                 "select seq_name from londiste.subscriber_seqs where queue_name = $1",
-                &[&self.queue],
+                &[(&self.queue, Type::TEXT)],
             )
             .context("reading the subscriber's sequences")?
             .iter()

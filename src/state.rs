@@ -17,6 +17,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use postgres::GenericClient;
+use postgres::types::Type;
 
 use crate::names::TableName;
 
@@ -104,11 +105,12 @@ pub struct SubscriberTable {
 /// The tables registered for `queue`, in name order.
 pub fn load_tables(client: &mut impl GenericClient, queue: &str) -> Result<Vec<SubscriberTable>> {
     let rows = client
-        .query(
+        // Typed: one round trip; replay reads the tables before every batch.
+        .query_typed(
             "select table_name, dest_table, merge_state, custom_snapshot, skip_truncate, \
                     copy_condition \
              from londiste.subscriber_tables where queue_name = $1 order by table_name",
-            &[&queue],
+            &[(&queue, Type::TEXT)],
         )
         .context("reading the subscriber's tables")?;
     rows.iter()
@@ -169,10 +171,11 @@ pub fn applied_tick(
     consumer: &str,
 ) -> Result<Option<i64>> {
     Ok(client
-        .query_opt(
+        // Typed: one round trip (this and record_tick run for every batch).
+        .query_typed_opt(
             "select last_tick_id from londiste.applied_ticks \
              where queue_name = $1 and consumer_name = $2 for update",
-            &[&queue, &consumer],
+            &[(&queue, Type::TEXT), (&consumer, Type::TEXT)],
         )
         .context("reading the applied tick")?
         .map(|row| row.get(0)))
@@ -186,11 +189,11 @@ pub fn record_tick(
     tick: i64,
 ) -> Result<()> {
     client
-        .execute(
+        .query_typed(
             "insert into londiste.applied_ticks (queue_name, consumer_name, last_tick_id) values ($1, $2, $3) \
              on conflict (queue_name, consumer_name) \
              do update set last_tick_id = excluded.last_tick_id, applied_at = now()",
-            &[&queue, &consumer, &tick],
+            &[(&queue, Type::TEXT), (&consumer, Type::TEXT), (&tick, Type::INT8)],
         )
         .context("recording the applied tick")?;
     Ok(())
