@@ -81,14 +81,7 @@ since() { python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.
 # A skyrep job from the provider's src into database $1 on the subscriber with queue $1.
 job() { # $1 = subscriber database, $2 = parallel_copies
     local conf=$tmp/$1.ini
-    cat >"$conf" <<INI
-[skyrep]
-job_name = bench_$1
-provider_db = $(connstr prov src)
-subscriber_db = $(connstr sub "$1")
-pgq_queue_name = q_$1
-parallel_copies = $2
-INI
+    skyrep_ini "$conf" "bench_$1" src "$1" "q_$1" "parallel_copies = $2"
     echo "$conf"
 }
 run_job() { # $1 = database, $2 = parallel_copies, then the tables; prints seconds to all ok

@@ -224,13 +224,7 @@ db_of() { echo "${2}_${1//-/_}"; } # $1 = variant, $2 = prov or sub
 
 skyrep_conf() { # $1 = variant
     local f=$tmp/$1.ini
-    cat >"$f" <<EOF
-[skyrep]
-job_name = $skyrep_job
-provider_db = $(connstr prov "$(db_of "$1" prov)")
-subscriber_db = $(connstr sub "$(db_of "$1" sub)")
-pgq_queue_name = $queue
-EOF
+    skyrep_ini "$f" "$skyrep_job" "$(db_of "$1" prov)" "$(db_of "$1" sub)" "$queue"
     echo "$f"
 }
 

@@ -153,13 +153,7 @@ setup_variant() { # $1 = variant
     local log=$tmp/setup_$1.log
     case $1 in
     skyrep)
-        cat >"$skyrep_conf" <<EOF
-[skyrep]
-job_name = lag_skyrep
-provider_db = $(connstr prov skyrep)
-subscriber_db = $(connstr sub skyrep)
-pgq_queue_name = $queue
-EOF
+        skyrep_ini "$skyrep_conf" lag_skyrep skyrep skyrep "$queue"
         run_logged "$log" "$skyrep" -q "$skyrep_conf" provider install
         run_logged "$log" "$skyrep" -q "$skyrep_conf" subscriber install
         # shellcheck disable=SC2086 # the table list is meant to split

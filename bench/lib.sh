@@ -5,7 +5,8 @@
 # Provides: die, note, bindir, pgversion, pgmajor, psql_bin, find_skyrep, tmp, as_server,
 # daemons (pids to stop on exit), start_cluster NAME [extra postgresql.conf lines],
 # port[NAME], psql_on NAME DB ARGS..., value_on NAME DB SQL, connstr NAME DB;
-# record (figures for bench/run.sh's report, see bench/record.py), commit_id, run_logged LOG CMD...,
+# record (figures for bench/run.sh's report, see bench/record.py), commit_id, skyrep_ini,
+# run_logged LOG CMD...,
 # forget_daemon PID, wait_quiet PHASE,
 # cpu_seconds PID, rss_kb PID, peak_rss_kb PID, backend_pids CLUSTER DB;
 # Londiste 3: need_londiste, londiste_nodes, londiste_start, londiste_stop;
@@ -125,6 +126,21 @@ record() {
 commit_id() {
     python3 -B -c 'import sys; sys.path.insert(0, sys.argv[1]); import record; print(record.commit(sys.argv[2]))' \
         "$(dirname "${BASH_SOURCE[0]}")" "$repo"
+}
+
+# Writes a skyrep config to FILE for job JOB from PROV_DB (cluster prov) to SUB_DB (cluster
+# sub) on queue QUEUE, with any further arguments as extra lines (e.g. "parallel_copies = 4").
+skyrep_ini() { # $1 = file, $2 = job, $3 = provider db, $4 = subscriber db, $5 = queue
+    local file=$1 job=$2 prov=$3 sub=$4 queue=$5 line
+    shift 5
+    {
+        echo "[skyrep]"
+        echo "job_name = $job"
+        echo "provider_db = $(connstr prov "$prov")"
+        echo "subscriber_db = $(connstr sub "$sub")"
+        echo "pgq_queue_name = $queue"
+        for line in "$@"; do echo "$line"; done
+    } >"$file"
 }
 
 # Runs a command with its output appended to a log; on failure shows the log's end and stops.

@@ -57,13 +57,7 @@ for rows in $SIZES; do
             from generate_series(1, $rows) g" -c "vacuum analyze wide"
     done
     conf=$tmp/$db.ini
-    cat >"$conf" <<INI
-[skyrep]
-job_name = bench_$db
-provider_db = $(connstr prov "$db")
-subscriber_db = $(connstr sub "$db")
-pgq_queue_name = q_$db
-INI
+    skyrep_ini "$conf" "bench_$db" "$db" "$db" "q_$db"
     log=$tmp/$db.log
     for cmd in "provider install" "subscriber install" "provider add wide" \
         "subscriber add --expect-sync wide"; do

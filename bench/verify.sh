@@ -140,13 +140,7 @@ setup() {
     make_dbs "$db" "$part"
     if [[ $tool == skyrep ]]; then
         conf=$tmp/$db.ini
-        cat >"$conf" <<INI
-[skyrep]
-job_name = bench_$db
-provider_db = $(connstr prov "$db")
-subscriber_db = $(connstr sub "$db")
-pgq_queue_name = q_$db
-INI
+        skyrep_ini "$conf" "bench_$db" "$db" "$db" "q_$db"
         run_logged "$log" "$skyrep" "$conf" provider install
         run_logged "$log" "$skyrep" "$conf" subscriber install
         "$skyrep" "$conf" replay >>"$tmp/replay_$db.log" 2>&1 &
