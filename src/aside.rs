@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use postgres::GenericClient;
 
 use crate::names::{TableName, quote_ident};
+use crate::protect::DENY_TRIGGER;
 use crate::state::{MergeState, load_tables};
-use crate::subscriber::DENY_TRIGGER;
 
 /// SQL for the always-quoted `"schema"."name"` of relation `rel` in namespace `ns` (aliases),
 /// the form [`TableName::quoted`] gives.

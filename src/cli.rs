@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use lexopt::prelude::*;
 
+use crate::daemon::Control;
 use crate::error::usage;
+use crate::subscriber::AddOptions;
 
 /// Text of `skyrep --help`.
 pub const HELP: &str = "\
@@ -115,17 +117,6 @@ pub struct Cli {
     pub daemon: bool,
     /// What to do.
     pub action: Action,
-}
-
-/// What `-s`, `-k` and `-r` ask of a running daemon.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    /// `-s`: stop safely (SIGINT).
-    Stop,
-    /// `-k`: stop at once (SIGTERM).
-    Kill,
-    /// `-r`: reload the config and reopen the log (SIGHUP).
-    Reload,
 }
 
 /// The thing to do.
@@ -282,25 +273,6 @@ pub enum Command {
         /// One JSON object instead of text.
         json: bool,
     },
-}
-
-/// The options of `subscriber add`.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct AddOptions {
-    /// `--all`: every provider table not added yet.
-    pub all: bool,
-    /// `--expect-sync`: equal already, no copy.
-    pub expect_sync: bool,
-    /// `--skip-truncate`: copy into the table without emptying it first.
-    pub skip_truncate: bool,
-    /// `--force`: add even if the columns differ from the provider's.
-    pub force: bool,
-    /// `--create`: create the table from the provider's definition if it is missing.
-    pub create: bool,
-    /// `--dest-table=NAME`: apply to this local table instead of the same name.
-    pub dest_table: Option<String>,
-    /// `--copy-condition=SQL`: replicate only the rows for which this is true.
-    pub copy_condition: Option<String>,
 }
 
 /// Command options (after the command word) that take no value.

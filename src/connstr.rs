@@ -14,6 +14,7 @@ use anyhow::{Result, bail};
 
 use crate::mask::MASK;
 use crate::pgpass;
+pub use crate::pgpass::is_socket_dir;
 use crate::tls::SslMode;
 
 /// Keys skyrep understands, in the order they are printed.
@@ -261,11 +262,6 @@ impl Resolved {
             quote_value(&self.user)
         )
     }
-}
-
-/// Whether `host` names a unix socket directory rather than a network host.
-pub fn is_socket_dir(host: &str) -> bool {
-    host.starts_with('/') || host.starts_with('@')
 }
 
 /// libpq's default host on Debian-style systems: the first socket directory that exists,

@@ -25,16 +25,17 @@ use postgres::{CancelToken, Client, IsolationLevel};
 
 use crate::apply::Applier;
 use crate::aside;
+use crate::batch::{Route, apply_batch};
 use crate::connstr::Resolved;
 use crate::db;
 use crate::error::one_line;
+use crate::job::{Connections, Job};
 use crate::names::{TableName, quote_ident};
 use crate::pgq::{Consumer, Snapshot};
-use crate::replay::{Connections, Job, LastError, Route, apply_batch, sessions, stopped_within};
+use crate::session::{LastError, Thread, sessions, stopped_within};
 use crate::state::{
     MergeState, SubscriberTable, applied_tick, forget_tick, load_tables, set_state,
 };
-use crate::status::Thread;
 
 /// How often a running COPY logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);

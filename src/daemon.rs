@@ -19,10 +19,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::cli::Control;
 use crate::config::Config;
 use crate::error::usage;
 use crate::output;
+
+/// What `-s`, `-k` and `-r` ask of a running daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// `-s`: stop safely (SIGINT).
+    Stop,
+    /// `-k`: stop at once (SIGTERM).
+    Kill,
+    /// `-r`: reload the config and reopen the log (SIGHUP).
+    Reload,
+}
 
 /// How long `-s` and `-k` wait for the daemon to exit.
 const STOP_WAIT: Duration = Duration::from_secs(60);

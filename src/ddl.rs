@@ -6,44 +6,12 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use postgres::{GenericClient, Transaction};
+use postgres::Transaction;
 
 use crate::names::TableName;
 use crate::pgq::Event;
-use crate::script::Script;
+use crate::script::{Script, script_record};
 use crate::subscriber;
-
-/// What `londiste.executed_scripts` says about a script.
-pub struct ScriptRecord {
-    /// `done`, `skip` or `skipped`.
-    pub status: String,
-    /// md5 of the script as queued (none for `skip`).
-    pub md5: Option<String>,
-    /// When it was run, marked or skipped.
-    pub at: String,
-}
-
-/// The record of the script `name` of `queue`, if any; `install` is the command that adds
-/// the table where it is missing (`provider install` or `subscriber install`).
-pub fn script_record(
-    client: &mut impl GenericClient,
-    queue: &str,
-    name: &str,
-    install: &str,
-) -> Result<Option<ScriptRecord>> {
-    Ok(client
-        .query_opt(
-            "select status, sql_md5, executed_at::text from londiste.executed_scripts \
-             where queue_name = $1 and file_name = $2",
-            &[&queue, &name],
-        )
-        .with_context(|| format!("reading londiste.executed_scripts (run `{install}` to upgrade)"))?
-        .map(|r| ScriptRecord {
-            status: r.get(0),
-            md5: r.get(1),
-            at: r.get(2),
-        }))
-}
 
 /// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
 /// provider's `schema.table`) mapped to their local names, and records it in

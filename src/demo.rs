@@ -22,7 +22,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError, bounded};
 use postgres::Client;
 
-use crate::cli::AddOptions;
 use crate::cluster::{self, Server};
 use crate::config::Config;
 use crate::connstr::ConnStr;
@@ -30,8 +29,8 @@ use crate::error::one_line;
 use crate::install;
 use crate::provider::Provider;
 use crate::state::{MergeState, load_tables};
-use crate::subscriber::Subscriber;
-use crate::{compare, db, output, replay, signals, status};
+use crate::subscriber::{AddOptions, Subscriber};
+use crate::{compare, db, job, output, replay, signals, status};
 
 /// The login service's tables (`tests/fixtures/seed.sql`).
 const SCHEMA: &str = include_str!("../tests/fixtures/seed.sql");
@@ -286,7 +285,7 @@ fn tour_servers(
 
     tour.step("Starting the replay daemon: ticker, replay and copy threads in one process")?;
     tour.command("replay")?;
-    let job = replay::Job::from_config(&config)?;
+    let job = job::Job::from_config(&config)?;
     thread::scope(|scope| {
         // Dropped on every way out of this closure, which stops replay and the writes.
         let (stop, stopped) = bounded::<()>(0);

@@ -11,8 +11,8 @@ use skyrep::error::{self, usage};
 use skyrep::provider::Provider;
 use skyrep::subscriber::Subscriber;
 use skyrep::{
-    check, compare, daemon, demo, install, keys, logging, output, repair, replay, signals, status,
-    ticker,
+    check, compare, daemon, demo, install, job, keys, logging, output, repair, replay, signals,
+    status, ticker,
 };
 
 /// The static build allocates through mimalloc: musl's malloc is slow for replay's many
@@ -125,7 +125,7 @@ fn run() -> Result<()> {
                     ticker::run(&config, signals::stop_on_signal(config.path(), &[])?)
                 }
                 Command::Replay => {
-                    let job = replay::Job::from_config(&config)?;
+                    let job = job::Job::from_config(&config)?;
                     let live = job.live_settings();
                     replay::run(
                         &job,

@@ -11,7 +11,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::connstr::is_socket_dir;
+/// Whether `host` names a unix socket directory rather than a network host.
+pub fn is_socket_dir(host: &str) -> bool {
+    host.starts_with('/') || host.starts_with('@')
+}
 
 /// The password for this connection from `file`, if the file exists and a line matches.
 pub fn lookup(

@@ -19,11 +19,11 @@ use postgres::GenericClient;
 
 use crate::config::Config;
 use crate::db;
-use crate::ddl::script_record;
 use crate::error::usage;
 use crate::names::TableName;
 use crate::output;
 use crate::script::Script;
+use crate::script::script_record;
 
 /// `ev_type` of the event that carries a script of `provider execute`.
 pub const EXECUTE_EVENT: &str = "EXECUTE";

@@ -7,105 +7,32 @@
 //! new tables to the `parallel_copies` copy threads ([`crate::copy`]), which copy them and
 //! hand them back. They share no memory: the
 //! merge states in the subscriber database are the truth, channels only carry wake-ups.
-//!
-//! Exactly once: the subscriber stores the last applied tick of the consumer in
-//! `londiste.applied_ticks`, in the same transaction as the batch's changes. The batch is
-//! finished on the provider only after that commit. After a crash between the two the queue
-//! hands out the same batch again, and the stored tick shows it is applied already.
-//!
-//! An error ends a thread's session: it is logged, recorded in the subscriber's
-//! `londiste.replay_status` for `status` ([`LastError`]), and the session starts again after
-//! `exception_sleep`. The record is deleted once the thread gets work done again.
+//! Each batch is applied exactly once ([`crate::batch`]); an error ends a thread's session
+//! and is recorded for `status` ([`crate::session`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, bail};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
-use postgres::{Client, GenericClient, Transaction};
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use postgres::Client;
 
-use crate::apply::{Applier, Decoded, decode};
-use crate::config::{Config, Live, LiveKey};
-use crate::connstr::Resolved;
+use crate::batch::{Route, apply_batch};
+use crate::config::Config;
 use crate::copy::{self, copy_consumer_name, copy_consumer_prefix};
 use crate::db;
-use crate::ddl;
-use crate::error::{Failures, one_line};
+use crate::job::{Connections, Job};
 use crate::names::TableName;
-use crate::pgq::{Batch, Consumer, Event};
+use crate::pgq::{Consumer, Event};
 use crate::provider::{EXECUTE_EVENT, REMOVE_TABLE_EVENT};
 use crate::seqs::Follower;
-use crate::state::{
-    MergeState, SubscriberTable, applied_tick, load_tables, record_tick, set_state,
-};
-use crate::status::{self, Thread};
+use crate::session::{LastError, Thread, sessions, stopped_within};
+use crate::state::{MergeState, SubscriberTable, applied_tick, load_tables, set_state};
 use crate::ticker;
-
-/// Events fetched from the batch cursor at a time.
-const FETCH: i32 = 250;
-/// Events the reader may fetch ahead of the applier.
-const READ_AHEAD: usize = 2 * FETCH as usize;
 
 /// Copy threads started, so that a reload can raise `parallel_copies` up to this (or to its
 /// value at the start, if that is higher).
 const MAX_COPY_THREADS: u32 = 16;
-
-/// The settings a reload (SIGHUP) changes while `replay` runs.
-impl Job {
-    /// `loop_delay` and `parallel_copies`, for [`crate::signals::stop_on_signal`].
-    pub fn live_settings(&self) -> Vec<LiveKey> {
-        vec![
-            LiveKey::Seconds("loop_delay", self.loop_delay.clone()),
-            LiveKey::Count("parallel_copies", self.parallel_copies.clone()),
-        ]
-    }
-}
-
-/// Everything the replay threads need to know about the job.
-#[derive(Clone, Debug)]
-pub struct Job {
-    /// The queue on the provider.
-    pub queue: String,
-    /// The consumer name (`job_name`).
-    pub consumer: String,
-    /// Where the queue is.
-    pub provider: Resolved,
-    /// Where the tables are applied.
-    pub subscriber: Resolved,
-    /// Seconds to wait for a batch when no tick wakes the thread (changes on reload).
-    pub loop_delay: Live<Duration>,
-    /// Seconds to wait after an error.
-    pub exception_sleep: Duration,
-    /// Age at which the threads replace their database connections.
-    pub connection_lifetime: Duration,
-    /// Copy threads at work: tables copied at the same time (changes on reload).
-    pub parallel_copies: Live<u32>,
-}
-
-impl Job {
-    /// The job of a config file.
-    pub fn from_config(config: &Config) -> Result<Job> {
-        let consumer = config.job_name()?;
-        let app = format!("skyrep/{consumer}");
-        let resolve = |key: &str| -> Result<Resolved> {
-            let conn = config.connstr(key)?.ok_or_else(|| {
-                crate::error::usage(format!("{}: missing key `{key}`", config.path().display()))
-            })?;
-            conn.resolve_from_env(&app)
-                .with_context(|| format!("{key}: bad connection string"))
-        };
-        Ok(Job {
-            queue: config.require_text("pgq_queue_name")?,
-            provider: resolve("provider_db")?,
-            subscriber: resolve("subscriber_db")?,
-            consumer,
-            loop_delay: Live::new(config.seconds("loop_delay")?),
-            exception_sleep: config.seconds("exception_sleep")?,
-            connection_lifetime: config.seconds("connection_lifetime")?,
-            parallel_copies: Live::new(config.count("parallel_copies")?),
-        })
-    }
-}
 
 /// Runs the daemon until `stop` disconnects.
 pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
@@ -172,131 +99,6 @@ fn replay_loop(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>, copy_wake: 
     sessions(job, Thread::Replay, stop, |last_error| {
         replay_session(job, stop, woken, copy_wake, last_error)
     });
-}
-
-/// Runs `session` of `thread` until it returns without error (asked to stop); after each
-/// error, logs and records it and pauses: briefly after the first failure in a row (a
-/// dropped connection is often back at once), then for `exception_sleep`.
-pub(crate) fn sessions(
-    job: &Job,
-    thread: Thread,
-    stop: &Receiver<()>,
-    mut session: impl FnMut(&mut LastError) -> Result<()>,
-) {
-    let mut last_error = LastError {
-        job,
-        thread,
-        // A record may be left from an earlier run: clear it at the first success.
-        recorded: true,
-        failures: Failures::default(),
-    };
-    loop {
-        let pause = match session(&mut last_error) {
-            Ok(()) => return,
-            // Stopping may cut a statement short (a cancelled COPY): not a failure.
-            Err(err) if stopped_within(stop, Duration::ZERO) => {
-                log::info!("{}: stopped: {}", thread.name(), one_line(&err));
-                return;
-            }
-            Err(err) => last_error.record(&err),
-        };
-        if stopped_within(stop, pause) {
-            return;
-        }
-    }
-}
-
-/// A thread's last error as `status` shows it: written to the subscriber when a session
-/// fails, deleted by the first success after it. Only the first success after an error
-/// writes, so a healthy thread costs nothing.
-pub(crate) struct LastError<'a> {
-    job: &'a Job,
-    thread: Thread,
-    /// An error may be recorded.
-    recorded: bool,
-    /// Sessions failed since the thread last got work done.
-    failures: Failures,
-}
-
-impl LastError<'_> {
-    /// Logs `err` (an error that repeats the last one only at debug level) and records it
-    /// on a connection of its own (the session's may be broken or inside a failed
-    /// transaction); where the subscriber cannot be reached it is only logged. Returns the
-    /// pause before the next session.
-    fn record(&mut self, err: &anyhow::Error) -> Duration {
-        let (thread, message) = (self.thread.name(), one_line(err));
-        let pause = self
-            .failures
-            .failed(format!("{thread}: {message}"), self.job.exception_sleep);
-        self.recorded = true;
-        let job = self.job;
-        match db::connect("subscriber_db", &job.subscriber) {
-            Err(e) => log::debug!("{thread}: error not recorded: {}", one_line(&e)),
-            Ok(mut client) => {
-                if let Err(e) = status::record_error(
-                    &mut client,
-                    &job.queue,
-                    &job.consumer,
-                    self.thread,
-                    &message,
-                ) {
-                    log::warn!("{thread}: {}", one_line(&e));
-                }
-            }
-        }
-        pause
-    }
-
-    /// The thread got work done: clears a recorded error.
-    pub(crate) fn succeeded(&mut self, subscriber: &mut impl GenericClient) -> Result<()> {
-        self.failures.recovered(&self.thread.name());
-        if self.recorded {
-            status::clear_error(subscriber, &self.job.queue, &self.job.consumer, self.thread)?;
-            self.recorded = false;
-        }
-        Ok(())
-    }
-}
-
-/// A thread's provider and subscriber connections with the applier that serves them,
-/// replaced once they are `connection_lifetime` old (a server-side session that lives for
-/// months collects memory and pins settings; a new one starts clean).
-pub(crate) struct Connections {
-    provider: Client,
-    subscriber: Client,
-    /// With statements prepared on `subscriber`.
-    applier: Applier,
-    opened: Instant,
-}
-
-impl Connections {
-    /// Connects to both databases.
-    pub fn open(job: &Job) -> Result<Connections> {
-        Ok(Connections {
-            provider: db::connect("provider_db", &job.provider)?,
-            subscriber: db::connect("subscriber_db", &job.subscriber)?,
-            applier: Applier::new(),
-            opened: Instant::now(),
-        })
-    }
-
-    /// The provider, subscriber and applier for the next unit of work, replaced first if they
-    /// are `connection_lifetime` old. Call between units of work, with no transaction open.
-    pub fn next_round(&mut self, job: &Job) -> Result<(&mut Client, &mut Client, &mut Applier)> {
-        if self.opened.elapsed() >= job.connection_lifetime {
-            log::debug!(
-                "renewing the database connections after {:?}",
-                job.connection_lifetime
-            );
-            *self = Connections::open(job)?;
-        }
-        Ok((&mut self.provider, &mut self.subscriber, &mut self.applier))
-    }
-}
-
-/// Waits up to `pause` for a stop; true if asked to stop.
-pub(crate) fn stopped_within(stop: &Receiver<()>, pause: Duration) -> bool {
-    !matches!(stop.recv_timeout(pause), Err(RecvTimeoutError::Timeout))
 }
 
 /// Waits up to `pause` for a wake-up or a stop; true if asked to stop.
@@ -490,137 +292,4 @@ fn hand_over(
         }
     }
     Ok(false)
-}
-
-/// What to do with one event of a batch.
-pub(crate) enum Route {
-    /// Apply it to this table.
-    Apply(TableName),
-    /// A script of `provider execute`: run it, with these tables' names (the provider's
-    /// `schema.table`) mapped to their local names.
-    Execute(HashMap<String, TableName>),
-    /// A table removed on the provider: unregister it.
-    RemoveTable,
-    /// A registered table that is not replicated by this consumer yet: not counted.
-    Later,
-    /// Not a table of this subscriber: counted as ignored.
-    Ignore,
-}
-
-/// What a batch did.
-pub(crate) struct BatchStats {
-    /// Events applied.
-    pub applied: u64,
-    /// Events for tables this subscriber does not replicate.
-    pub ignored: u64,
-    /// Time taken.
-    pub duration: Duration,
-    /// Tables unregistered because the provider removed them.
-    pub removed: u32,
-}
-
-/// Applies the events of `batch` that `route` sends somewhere, exactly once, in one
-/// subscriber transaction that also records the tick (and runs `before_commit`), then
-/// finishes the batch on the provider.
-pub(crate) fn apply_batch(
-    provider: &mut Client,
-    subscriber: &mut Client,
-    consumer: &Consumer,
-    batch: &Batch,
-    applier: &mut Applier,
-    route: &dyn Fn(&Event) -> Route,
-    before_commit: &mut dyn FnMut(&mut Transaction<'_>) -> Result<()>,
-) -> Result<BatchStats> {
-    let start = Instant::now();
-    let (queue, name) = (consumer.queue(), consumer.name());
-    let mut stats = BatchStats {
-        applied: 0,
-        ignored: 0,
-        duration: Duration::ZERO,
-        removed: 0,
-    };
-    let mut ptx = provider
-        .transaction()
-        .context("starting the provider transaction")?;
-    let mut stx = subscriber
-        .transaction()
-        .context("starting the subscriber transaction")?;
-    stx.batch_execute("set local skyrep.replay = on")?;
-    match applied_tick(&mut stx, queue, name)? {
-        Some(done) if done == batch.tick_id => {
-            log::info!("{name}: batch up to tick {done} was applied before; finishing it");
-            drop(stx);
-        }
-        Some(done) if done != batch.prev_tick_id => bail!(
-            "{name}: the subscriber has applied up to tick {done}, but the queue hands out ticks {} to {}: \
-             the consumer was moved on the provider; unregister and resync",
-            batch.prev_tick_id,
-            batch.tick_id
-        ),
-        _ => {
-            // A reader thread fetches the events from the provider while this one decodes and
-            // queues those already read.
-            std::thread::scope(|scope| -> Result<()> {
-                let (send, events) = bounded::<Event>(READ_AHEAD);
-                let ptx = &mut ptx;
-                let reader = scope.spawn(move || {
-                    consumer.for_each_event(ptx, batch, FETCH, |ev| {
-                        send.send(ev)
-                            .map_err(|_| anyhow::anyhow!("the applying side stopped"))
-                    })
-                });
-                for ev in &events {
-                    let dest = match route(&ev) {
-                        Route::Apply(dest) => dest,
-                        Route::Execute(dests) => {
-                            applier.flush(&mut stx)?;
-                            ddl::run_script(&mut stx, queue, &ev, &dests)?;
-                            // The script may have changed any table's columns.
-                            applier.reset();
-                            stats.applied += 1;
-                            continue;
-                        }
-                        Route::RemoveTable => {
-                            applier.flush(&mut stx)?;
-                            if ddl::remove_table(&mut stx, queue, &ev)? {
-                                stats.removed += 1;
-                            }
-                            stats.applied += 1;
-                            continue;
-                        }
-                        Route::Later => continue,
-                        Route::Ignore => {
-                            stats.ignored += 1;
-                            continue;
-                        }
-                    };
-                    match decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
-                        .with_context(|| format!("event {} of batch {}", ev.id, batch.id))?
-                    {
-                        Decoded::Row(row) => applier.push(&mut stx, &dest, row)?,
-                        Decoded::Truncate => applier.truncate(&mut stx, &dest)?,
-                        Decoded::Other => {
-                            stats.ignored += 1;
-                            continue;
-                        }
-                    }
-                    stats.applied += 1;
-                }
-                reader.join().map_err(|_| {
-                    anyhow::anyhow!("the thread reading batch {} panicked", batch.id)
-                })??;
-                Ok(())
-            })?;
-            applier.flush(&mut stx)?;
-            record_tick(&mut stx, queue, name, batch.tick_id)?;
-            before_commit(&mut stx)?;
-            stx.commit()
-                .context("committing the batch on the subscriber")?;
-        }
-    }
-    consumer.finish_batch(&mut ptx, batch)?;
-    ptx.commit()
-        .context("finishing the batch on the provider")?;
-    stats.duration = start.elapsed();
-    Ok(stats)
 }

@@ -1,6 +1,7 @@
 //! SQL scripts for `provider execute`: split into statements, their own transaction control
 //! taken out (skyrep runs each script in one transaction), and table names mapped to a
-//! subscriber's `--dest-table` names.
+//! subscriber's `--dest-table` names; and each database's record of the scripts run there
+//! (`londiste.executed_scripts`).
 //!
 //! The lexer knows what PostgreSQL's does about where a statement ends and what is a name:
 //! `--` and nested `/* */` comments, `'...'` and `E'...'` strings, `"..."` identifiers and
@@ -9,7 +10,8 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use postgres::GenericClient;
 
 use crate::names::TableName;
 
@@ -355,6 +357,38 @@ fn string_end(bytes: &[u8], mut i: usize, backslashes: bool) -> Option<usize> {
             _ => i += 1,
         }
     }
+}
+
+/// What `londiste.executed_scripts` says about a script.
+pub struct ScriptRecord {
+    /// `done`, `skip` or `skipped`.
+    pub status: String,
+    /// md5 of the script as queued (none for `skip`).
+    pub md5: Option<String>,
+    /// When it was run, marked or skipped.
+    pub at: String,
+}
+
+/// The record of the script `name` of `queue`, if any; `install` is the command that adds
+/// the table where it is missing (`provider install` or `subscriber install`).
+pub fn script_record(
+    client: &mut impl GenericClient,
+    queue: &str,
+    name: &str,
+    install: &str,
+) -> Result<Option<ScriptRecord>> {
+    Ok(client
+        .query_opt(
+            "select status, sql_md5, executed_at::text from londiste.executed_scripts \
+             where queue_name = $1 and file_name = $2",
+            &[&queue, &name],
+        )
+        .with_context(|| format!("reading londiste.executed_scripts (run `{install}` to upgrade)"))?
+        .map(|r| ScriptRecord {
+            status: r.get(0),
+            md5: r.get(1),
+            at: r.get(2),
+        }))
 }
 
 #[cfg(test)]

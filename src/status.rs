@@ -7,105 +7,20 @@
 //! temporary consumer (`CONSUMER.copy.SCHEMA.TABLE`) is shown under the node it works for.
 //! When one side cannot be read, the other is still shown, that side is marked with its error,
 //! and the command fails (exit code 1) after printing.
-//!
-//! This module also keeps `londiste.replay_status`: the replay and copy threads record their
-//! last error there ([`record_error`]) and clear it once they get work done again
-//! ([`clear_error`]).
 
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
-use postgres::{Client, GenericClient};
+use postgres::Client;
 use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::db;
 use crate::error::one_line;
+use crate::job::Job;
 use crate::output;
-use crate::replay::Job;
+use crate::session::Thread;
 use crate::state::{MergeState, load_tables};
-
-/// A thread of `replay` whose last error `status` shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Thread {
-    /// The replay thread.
-    Replay,
-    /// Copy thread number N (from 1).
-    Copy(u32),
-}
-
-impl Thread {
-    /// Its name in log lines and in `status`.
-    pub fn name(self) -> String {
-        match self {
-            Thread::Replay => "replay".to_string(),
-            Thread::Copy(n) => format!("copy-{n}"),
-        }
-    }
-
-    /// The `consumer_name` its errors are recorded under for the job's `consumer`.
-    pub fn key(self, consumer: &str) -> String {
-        match self {
-            Thread::Replay => consumer.to_string(),
-            Thread::Copy(n) => format!("{consumer}.copy-{n}"),
-        }
-    }
-
-    /// The thread whose errors `key` records for `consumer`, if any.
-    fn from_key(consumer: &str, key: &str) -> Option<Thread> {
-        if key == consumer {
-            return Some(Thread::Replay);
-        }
-        let n = key.strip_prefix(consumer)?.strip_prefix(".copy-")?;
-        n.parse().ok().map(Thread::Copy)
-    }
-}
-
-/// Records `message` (one line, passwords masked) as the last error of `thread`.
-pub fn record_error(
-    client: &mut impl GenericClient,
-    queue: &str,
-    consumer: &str,
-    thread: Thread,
-    message: &str,
-) -> Result<()> {
-    client
-        .execute(
-            "insert into londiste.replay_status (queue_name, consumer_name, last_error) \
-             values ($1, $2, $3) \
-             on conflict (queue_name, consumer_name) do update \
-             set last_error = excluded.last_error, error_at = now(), \
-                 failures = londiste.replay_status.failures + 1",
-            &[&queue, &thread.key(consumer), &message],
-        )
-        .context("recording the error for `status` (run `subscriber install` to upgrade)")?;
-    Ok(())
-}
-
-/// Forgets the last error of `thread` (nothing to do where the table is not installed yet).
-pub fn clear_error(
-    client: &mut impl GenericClient,
-    queue: &str,
-    consumer: &str,
-    thread: Thread,
-) -> Result<()> {
-    let installed: bool = client
-        .query_one(
-            "select pg_catalog.to_regclass('londiste.replay_status') is not null",
-            &[],
-        )
-        .context("looking for londiste.replay_status")?
-        .get(0);
-    if installed {
-        client
-            .execute(
-                "delete from londiste.replay_status where queue_name = $1 and consumer_name = $2",
-                &[&queue, &thread.key(consumer)],
-            )
-            .context("clearing the error shown by `status`")?;
-    }
-    Ok(())
-}
 
 /// Runs `status`: prints the report as text or, with `json`, as one JSON object; fails after
 /// printing when a database could not be read.

@@ -14,20 +14,36 @@ use anyhow::{Context, Result, bail};
 use postgres::{Client, GenericClient};
 
 use crate::aside;
-use crate::cli::AddOptions;
 use crate::config::Config;
 use crate::connstr::Resolved;
 use crate::db;
-use crate::ddl::script_record;
 use crate::error::usage;
 use crate::install;
-use crate::names::{TableName, quote_ident, quote_literal};
+use crate::names::{TableName, quote_ident};
 use crate::output;
+use crate::protect;
 use crate::provider::{check_table, parse_names};
+use crate::script::script_record;
 use crate::state::{SubscriberTable, load_tables};
 
-/// Name of the trigger that refuses ordinary writes to a replicated table.
-pub const DENY_TRIGGER: &str = "_skyrep_deny";
+/// The options of `subscriber add`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AddOptions {
+    /// `--all`: every provider table not added yet.
+    pub all: bool,
+    /// `--expect-sync`: equal already, no copy.
+    pub expect_sync: bool,
+    /// `--skip-truncate`: copy into the table without emptying it first.
+    pub skip_truncate: bool,
+    /// `--force`: add even if the columns differ from the provider's.
+    pub force: bool,
+    /// `--create`: create the table from the provider's definition if it is missing.
+    pub create: bool,
+    /// `--dest-table=NAME`: apply to this local table instead of the same name.
+    pub dest_table: Option<String>,
+    /// `--copy-condition=SQL`: replicate only the rows for which this is true.
+    pub copy_condition: Option<String>,
+}
 
 /// A subscriber command's two databases, queue and consumer name.
 pub struct Subscriber {
@@ -194,15 +210,7 @@ impl Subscriber {
                     copy_condition,
                 ],
             )?;
-            tx.batch_execute(&format!(
-                "drop trigger if exists {trigger} on {table}; \
-                 create trigger {trigger} before insert or update or delete or truncate on {table} \
-                 for each statement execute function londiste.deny_write({queue})",
-                trigger = quote_ident(DENY_TRIGGER),
-                table = dest.quoted(),
-                queue = quote_literal(&queue),
-            ))
-            .with_context(|| format!("protecting {dest} against ordinary writes"))?;
+            protect::guard(&mut tx, dest, &queue)?;
             log::info!(
                 "{}: added {table}{}",
                 self.dbname,
@@ -464,11 +472,7 @@ pub fn unregister_table(
     )?;
     let dest = &registered.dest;
     if to_regclass(tx, &dest.quoted())? {
-        tx.batch_execute(&format!(
-            "drop trigger if exists {} on {}",
-            quote_ident(DENY_TRIGGER),
-            dest.quoted()
-        ))?;
+        protect::unguard(tx, dest)?;
     }
     Ok(Some(registered))
 }

@@ -15,8 +15,8 @@ use postgres::Client;
 use crate::config::Config;
 use crate::db;
 use crate::error::usage;
+use crate::job::Job;
 use crate::provider::parse_names;
-use crate::replay::Job;
 use crate::state::{MergeState, SubscriberTable, load_tables};
 
 /// How often the provider is polled for the new tick and the subscriber for its apply.
