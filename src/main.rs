@@ -1,19 +1,14 @@
 //! The `skyrep` command: parse the command line, load the config, start logging, run the
-//! command (see the library's modules for each role).
+//! command ([`skyrep::cli`] says which role runs each).
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use skyrep::cli::{self, Action, Command};
+use skyrep::cli::{self, Action};
 use skyrep::config::Config;
 use skyrep::error::{self, usage};
-use skyrep::provider::Provider;
-use skyrep::subscriber::Subscriber;
-use skyrep::{
-    check, compare, daemon, demo, install, job, keys, logging, output, repair, replay, signals,
-    status, ticker,
-};
+use skyrep::{daemon, demo, keys, logging, output};
 
 /// The static build allocates through mimalloc: musl's malloc is slow for replay's many
 /// small allocations (see Cargo.toml).
@@ -53,7 +48,7 @@ fn run() -> Result<()> {
             } else {
                 None
             };
-            let daemon_command = matches!(command, Command::Replay | Command::Ticker);
+            let daemon_command = command.is_daemon();
             let started = start_logging(&config, cli.verbosity).and_then(|()| {
                 if daemon_command {
                     daemon::PidFile::take(&config)
@@ -72,71 +67,7 @@ fn run() -> Result<()> {
                 }
                 (started, None) => started?,
             };
-            match command {
-                Command::Check => check::run(&config),
-                Command::Install => install::run(&config),
-                Command::ProviderInstall => install::run_provider(&config),
-                Command::ProviderAdd { tables, all } => {
-                    Provider::connect(&config)?.add(&tables, all)
-                }
-                Command::ProviderRemove { tables } => Provider::connect(&config)?.remove(&tables),
-                Command::ProviderTables => Provider::connect(&config)?.tables(),
-                Command::ProviderRefreshTrigger { tables } => {
-                    Provider::connect(&config)?.refresh_triggers(&tables)
-                }
-                Command::ProviderExecute { files } => Provider::connect(&config)?.execute(&files),
-                Command::ProviderAddSeq { seqs } => Provider::connect(&config)?.add_seqs(&seqs),
-                Command::ProviderRemoveSeq { seqs } => {
-                    Provider::connect(&config)?.remove_seqs(&seqs)
-                }
-                Command::ProviderSeqs => Provider::connect(&config)?.seqs(),
-                Command::SubscriberInstall => Subscriber::connect(&config)?.install(),
-                Command::SubscriberAdd { tables, options } => {
-                    Subscriber::connect(&config)?.add(&tables, &options)
-                }
-                Command::SubscriberResync { tables } => {
-                    Subscriber::connect(&config)?.resync(&tables)
-                }
-                Command::SubscriberMissing => Subscriber::connect(&config)?.missing(),
-                Command::SubscriberRemove { tables } => {
-                    Subscriber::connect(&config)?.remove(&tables)
-                }
-                Command::SubscriberTables => Subscriber::connect(&config)?.tables(),
-                Command::SubscriberAddSeq { seqs } => Subscriber::connect(&config)?.add_seqs(&seqs),
-                Command::SubscriberRemoveSeq { seqs } => {
-                    Subscriber::connect(&config)?.remove_seqs(&seqs)
-                }
-                Command::SubscriberSeqs => Subscriber::connect(&config)?.seqs(),
-                Command::SubscriberFkeys { active } => {
-                    Subscriber::connect(&config)?.objects("fkey", active)
-                }
-                Command::SubscriberTriggers { active } => {
-                    Subscriber::connect(&config)?.objects("trigger", active)
-                }
-                Command::SubscriberRestoreTriggers { table, trigger } => {
-                    Subscriber::connect(&config)?.restore_triggers(&table, trigger.as_deref())
-                }
-                Command::SubscriberRegister => Subscriber::connect(&config)?.register(),
-                Command::SubscriberUnregister => Subscriber::connect(&config)?.unregister(),
-                Command::SubscriberSkipExecute { script } => {
-                    Subscriber::connect(&config)?.skip_execute(&script)
-                }
-                Command::Ticker => {
-                    ticker::run(&config, signals::stop_on_signal(config.path(), &[])?)
-                }
-                Command::Replay => {
-                    let job = job::Job::from_config(&config)?;
-                    let live = job.live_settings();
-                    replay::run(
-                        &job,
-                        &config,
-                        signals::stop_on_signal(config.path(), &live)?,
-                    )
-                }
-                Command::Compare { tables } => compare::compare(&config, &tables),
-                Command::Repair { tables, apply } => repair::repair(&config, &tables, apply),
-                Command::Status { json } => status::run(&config, json),
-            }
+            command.run(&config)
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The command line (SPEC §2): `skyrep [OPTIONS] CONFIG.ini COMMAND [ARGS...]`.
 //!
 //! Global options may stand anywhere, as with Londiste (`skyrep conf.ini check -v`). This
-//! module only parses; `main` runs what it returns.
+//! module reads the global options and the command word; each group of commands has a file
+//! that checks its arguments and runs it with the role that does the work: [`provider`],
+//! [`subscriber`], [`verify`] (check, compare, repair, status) and [`daemons`] (install,
+//! ticker, replay). `main` starts logging and the pidfile, then runs the [`Command`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,104 +12,18 @@ use std::path::PathBuf;
 use anyhow::Result;
 use lexopt::prelude::*;
 
+use crate::config::Config;
 use crate::daemon::Control;
 use crate::error::usage;
-use crate::subscriber::AddOptions;
 
-/// Text of `skyrep --help`.
-pub const HELP: &str = "\
-skyrep: trigger-based table replication for PostgreSQL (Londiste-compatible)
+mod args;
+pub mod daemons;
+mod help;
+pub mod provider;
+pub mod subscriber;
+pub mod verify;
 
-Usage:
-  skyrep [OPTIONS] CONFIG.ini COMMAND [ARGS...]
-  skyrep -s|-k|-r CONFIG.ini   signal the running daemon of that config
-  skyrep demo                  replicate a sample workload between two throwaway servers
-  skyrep --ini                 print a sample config with every key and its default
-
-Options:
-  -h, --help        show this help and exit
-  -V, --version     show the version and exit
-  -q, --quiet       only warnings and errors on the terminal
-  -v, --verbose     debug logging (twice: also the database driver's)
-  -d, --daemon      run `replay` or `ticker` in the background (needs logfile, pidfile)
-  -s, --stop        ask the daemon to stop safely (SIGINT: finish the batch, roll back copies)
-  -k, --kill        stop the daemon at once (SIGTERM; transactions still roll back)
-  -r, --reload      reload the daemon's config and reopen its log file (SIGHUP)
-      --ini         print the sample config and exit
-
-Commands:
-  check             load the config and connect to every database it names
-  install           install or upgrade pgq in `db` (a ticker config)
-  ticker            tick `db`, or every database under `base_connstr`, as pgqd does
-  replay            the replication daemon: ticker, replay and copy threads (alias: worker)
-
-  provider install  install or upgrade pgq and londiste in `provider_db`; create the queue
-  provider add TABLE... [--all]
-                    register tables and create their capture triggers
-  provider remove TABLE...
-                    drop their capture triggers and unregister them
-  provider tables   list the registered tables
-  provider refresh-trigger TABLE...
-                    regenerate their capture triggers after their columns changed
-  provider execute FILE.sql...
-                    run each script on the provider and queue it: every subscriber
-                    runs it at the same point of the stream (alias: execute)
-  provider add-seq SEQ...
-                    register sequences whose values subscribers follow
-  provider remove-seq SEQ...
-                    unregister them
-  provider seqs     list the registered sequences
-
-  subscriber install
-                    install or upgrade londiste in `subscriber_db`
-  subscriber add TABLE... [--all] [--expect-sync] [--skip-truncate] [--force]
-                 [--create] [--dest-table=NAME] [--copy-condition=SQL]
-                    register tables for replication (--expect-sync: already equal;
-                    --skip-truncate: copy without emptying; --force: even if the
-                    columns differ; --create: create missing tables; --dest-table:
-                    apply to another local table; --copy-condition: only these rows)
-  subscriber resync TABLE...
-                    copy the tables again
-  subscriber missing
-                    provider tables not added here
-  subscriber remove TABLE...
-                    stop applying events to them; their data is left alone
-  subscriber tables one row per table: table_name  merge_state  table_attrs
-  subscriber add-seq SEQ...
-                    follow provider sequences: before each batch, replay moves them
-                    forward to the provider's values (never back)
-  subscriber remove-seq SEQ...
-                    stop following them; their values are left alone
-  subscriber seqs   one row per sequence: name, local last value, and a mark when
-                    the provider no longer has it
-  subscriber fkeys [pending|active]
-                    foreign keys set aside while a table is copied (active: in place)
-  subscriber triggers [pending|active]
-                    triggers set aside while a table is copied (active: in place)
-  subscriber restore-triggers TABLE [TRIGGER]
-                    put the triggers set aside on TABLE back now
-  subscriber register
-                    register the job's consumer on the provider queue
-  subscriber unregister
-                    remove it and forget the position it had applied up to
-  subscriber skip-execute FILE.sql
-                    let replay pass over that queued script instead of running it
-  tables, add-table, remove-table, add-seq, remove-seq, seqs
-                    the same as subscriber tables, add, remove, add-seq,
-                    remove-seq, seqs
-
-  compare [TABLE...]
-                    wait until replay has caught up (provider locked at most
-                    lock_timeout), then count and checksum both sides; exit 1 if any differ
-  repair [TABLE...] [--apply]
-                    the same wait, then a row-by-row diff written as SQL to
-                    fix.SCHEMA.TABLE.sql (--apply: also run it on the subscriber)
-  status [--json]   the queue, the ticker and every consumer with its lag, this
-                    subscriber's tables ok/copying/other and last errors
-
-Exit codes: 0 success, 1 the command failed, 2 usage or config error.
-See skyrep(1) and skyrep(5).
-";
+pub use help::HELP;
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -146,133 +63,38 @@ pub enum Action {
     },
 }
 
-/// A command with its arguments.
+/// A command with its arguments, by group.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Connect to every configured database and report.
-    Check,
-    /// Install or upgrade pgq in the ticker config's `db`.
-    Install,
-    /// Run the standalone ticker.
-    Ticker,
-    /// Run the replication daemon.
-    Replay,
-    /// Install or upgrade pgq and londiste in `provider_db` and create the queue.
-    ProviderInstall,
-    /// Register tables on the provider.
-    ProviderAdd {
-        /// Tables as typed.
-        tables: Vec<String>,
-        /// Every user table.
-        all: bool,
-    },
-    /// Unregister tables on the provider.
-    ProviderRemove {
-        /// Tables as typed.
-        tables: Vec<String>,
-    },
-    /// List the provider's tables.
-    ProviderTables,
-    /// Regenerate the capture triggers of tables whose columns changed.
-    ProviderRefreshTrigger {
-        /// Tables as typed.
-        tables: Vec<String>,
-    },
-    /// Run scripts on the provider and queue them for the subscribers.
-    ProviderExecute {
-        /// The script files.
-        files: Vec<String>,
-    },
-    /// Register sequences on the provider.
-    ProviderAddSeq {
-        /// Sequences as typed.
-        seqs: Vec<String>,
-    },
-    /// Unregister sequences on the provider.
-    ProviderRemoveSeq {
-        /// Sequences as typed.
-        seqs: Vec<String>,
-    },
-    /// List the provider's sequences.
-    ProviderSeqs,
-    /// Install or upgrade londiste in `subscriber_db`.
-    SubscriberInstall,
-    /// Register tables on the subscriber.
-    SubscriberAdd {
-        /// Tables as typed.
-        tables: Vec<String>,
-        /// How.
-        options: AddOptions,
-    },
-    /// Copy tables again.
-    SubscriberResync {
-        /// Tables as typed.
-        tables: Vec<String>,
-    },
-    /// List provider tables not added here.
-    SubscriberMissing,
-    /// Unregister tables on the subscriber.
-    SubscriberRemove {
-        /// Tables as typed.
-        tables: Vec<String>,
-    },
-    /// List the subscriber's tables and their states.
-    SubscriberTables,
-    /// Follow provider sequences on the subscriber.
-    SubscriberAddSeq {
-        /// Sequences as typed.
-        seqs: Vec<String>,
-    },
-    /// Stop following sequences on the subscriber.
-    SubscriberRemoveSeq {
-        /// Sequences as typed.
-        seqs: Vec<String>,
-    },
-    /// List the subscriber's sequences with their values.
-    SubscriberSeqs,
-    /// List foreign keys set aside for a copy, or in place.
-    SubscriberFkeys {
-        /// Those in place instead of those set aside.
-        active: bool,
-    },
-    /// List triggers set aside for a copy, or in place.
-    SubscriberTriggers {
-        /// Those in place instead of those set aside.
-        active: bool,
-    },
-    /// Put triggers set aside back now.
-    SubscriberRestoreTriggers {
-        /// The table as typed.
-        table: String,
-        /// Only this trigger.
-        trigger: Option<String>,
-    },
-    /// Register the consumer on the provider queue.
-    SubscriberRegister,
-    /// Unregister the consumer.
-    SubscriberUnregister,
-    /// Let replay pass over a queued script instead of running it.
-    SubscriberSkipExecute {
-        /// The script's file name.
-        script: String,
-    },
-    /// Count and checksum tables on both sides at one point of the stream.
-    Compare {
-        /// Tables as typed (none: every table in state `ok`).
-        tables: Vec<String>,
-    },
-    /// Diff tables row by row and write (or run) the SQL that makes the subscriber equal.
-    Repair {
-        /// Tables as typed (none: every table in state `ok`).
-        tables: Vec<String>,
-        /// Run the fix on the subscriber too.
-        apply: bool,
-    },
-    /// The queue, its consumers, this subscriber's tables and last errors.
-    Status {
-        /// One JSON object instead of text.
-        json: bool,
-    },
+    /// `install`, `ticker`, `replay`.
+    Daemon(daemons::Command),
+    /// `provider ...`.
+    Provider(provider::Command),
+    /// `subscriber ...`.
+    Subscriber(subscriber::Command),
+    /// `check`, `compare`, `repair`, `status`.
+    Verify(verify::Command),
+}
+
+impl Command {
+    /// Whether this is a daemon (`replay` or `ticker`): it may run in the background and
+    /// takes the pidfile.
+    pub fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            Command::Daemon(daemons::Command::Replay | daemons::Command::Ticker)
+        )
+    }
+
+    /// Runs the command with `config`.
+    pub fn run(self, config: &Config) -> Result<()> {
+        match self {
+            Command::Daemon(command) => command.run(config),
+            Command::Provider(command) => command.run(config),
+            Command::Subscriber(command) => command.run(config),
+            Command::Verify(command) => command.run(config),
+        }
+    }
 }
 
 /// Command options (after the command word) that take no value.
@@ -401,11 +223,11 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         )));
     }
     let mut command = build(&name, rest, &flags)?;
-    if let Command::SubscriberAdd { options, .. } = &mut command {
+    if let Command::Subscriber(subscriber::Command::Add { options, .. }) = &mut command {
         options.dest_table = dest_table;
         options.copy_condition = copy_condition;
     }
-    if daemon && !matches!(command, Command::Replay | Command::Ticker) {
+    if daemon && !command.is_daemon() {
         return Err(usage(format!(
             "-d runs `replay` or `ticker` in the background, not `{name}`"
         )));
@@ -473,156 +295,22 @@ pub const COMMANDS: &[&str] = &[
     "status",
 ];
 
-/// The command `name` with its arguments and flags, checking that it takes them.
+/// The command `name` (subcommands spelled out) with its arguments and flags, checked by
+/// its group.
 fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
     if !COMMANDS.contains(&name) {
         return Err(usage(format!(
             "unknown command `{name}` (see skyrep --help)"
         )));
     }
-    let needs_tables = matches!(
-        name,
-        "provider add"
-            | "provider remove"
-            | "provider refresh-trigger"
-            | "subscriber add"
-            | "subscriber remove"
-            | "subscriber resync"
-    );
-    let needs_seqs = matches!(
-        name,
-        "provider add-seq" | "provider remove-seq" | "subscriber add-seq" | "subscriber remove-seq"
-    );
-    let takes_tables = needs_tables
-        || needs_seqs
-        || matches!(
-            name,
-            "compare"
-                | "repair"
-                | "provider execute"
-                | "subscriber skip-execute"
-                | "subscriber fkeys"
-                | "subscriber triggers"
-                | "subscriber restore-triggers"
-        );
-    let allowed: &[&str] = match name {
-        "provider add" => &["all"],
-        "subscriber add" => &["all", "expect-sync", "skip-truncate", "force", "create"],
-        "repair" => &["apply"],
-        "status" => &["json"],
-        _ => &[],
-    };
-    if let Some(flag) = flags.iter().find(|f| !allowed.contains(f)) {
-        return Err(usage(format!("`{name}` does not take --{flag}")));
-    }
-    if !takes_tables && let Some(extra) = args.first() {
-        return Err(usage(format!(
-            "`{name}` takes no arguments, found `{extra}`"
-        )));
-    }
-    let all = flags.contains(&"all");
-    if needs_seqs && args.is_empty() {
-        return Err(usage(format!("`{name}` needs at least one sequence")));
-    }
-    if needs_tables && args.is_empty() && !all {
-        return Err(usage(format!("`{name}` needs at least one table")));
-    }
-    if all && !args.is_empty() {
-        return Err(usage(format!(
-            "`{name}` takes either tables or --all, not both"
-        )));
-    }
-    Ok(match name {
-        "check" => Command::Check,
-        "install" => Command::Install,
-        "ticker" => Command::Ticker,
-        "replay" => Command::Replay,
-        "provider install" => Command::ProviderInstall,
-        "provider add" => Command::ProviderAdd { tables: args, all },
-        "provider remove" => Command::ProviderRemove { tables: args },
-        "provider tables" => Command::ProviderTables,
-        "provider refresh-trigger" => Command::ProviderRefreshTrigger { tables: args },
-        "provider execute" if args.is_empty() => {
-            return Err(usage("`provider execute` needs at least one file"));
-        }
-        "provider execute" => Command::ProviderExecute { files: args },
-        "provider add-seq" => Command::ProviderAddSeq { seqs: args },
-        "provider remove-seq" => Command::ProviderRemoveSeq { seqs: args },
-        "provider seqs" => Command::ProviderSeqs,
-        "subscriber install" => Command::SubscriberInstall,
-        "subscriber add" => Command::SubscriberAdd {
-            tables: args,
-            options: AddOptions {
-                all,
-                expect_sync: flags.contains(&"expect-sync"),
-                skip_truncate: flags.contains(&"skip-truncate"),
-                force: flags.contains(&"force"),
-                create: flags.contains(&"create"),
-                dest_table: None,
-                copy_condition: None,
-            },
-        },
-        "subscriber resync" => Command::SubscriberResync { tables: args },
-        "subscriber missing" => Command::SubscriberMissing,
-        "subscriber remove" => Command::SubscriberRemove { tables: args },
-        "subscriber tables" => Command::SubscriberTables,
-        "subscriber add-seq" => Command::SubscriberAddSeq { seqs: args },
-        "subscriber remove-seq" => Command::SubscriberRemoveSeq { seqs: args },
-        "subscriber seqs" => Command::SubscriberSeqs,
-        "subscriber fkeys" | "subscriber triggers" => {
-            let active = match args.as_slice() {
-                [] => false,
-                [which] if which == "pending" => false,
-                [which] if which == "active" => true,
-                _ => {
-                    return Err(usage(format!(
-                        "`{name}` takes `pending` (the default) or `active`, found `{}`",
-                        args.join(" ")
-                    )));
-                }
-            };
-            if name == "subscriber fkeys" {
-                Command::SubscriberFkeys { active }
-            } else {
-                Command::SubscriberTriggers { active }
-            }
-        }
-        "subscriber restore-triggers" => match <[String; 2]>::try_from(args) {
-            Ok([table, trigger]) => Command::SubscriberRestoreTriggers {
-                table,
-                trigger: Some(trigger),
-            },
-            Err(args) => match <[String; 1]>::try_from(args) {
-                Ok([table]) => Command::SubscriberRestoreTriggers {
-                    table,
-                    trigger: None,
-                },
-                Err(_) => {
-                    return Err(usage(
-                        "`subscriber restore-triggers` takes a table and optionally a trigger",
-                    ));
-                }
-            },
-        },
-        "subscriber register" => Command::SubscriberRegister,
-        "subscriber unregister" => Command::SubscriberUnregister,
-        "subscriber skip-execute" => match <[String; 1]>::try_from(args) {
-            Ok([script]) => Command::SubscriberSkipExecute { script },
-            Err(_) => {
-                return Err(usage(
-                    "`subscriber skip-execute` takes one script's file name",
-                ));
-            }
-        },
-        "compare" => Command::Compare { tables: args },
-        "repair" => Command::Repair {
-            tables: args,
-            apply: flags.contains(&"apply"),
-        },
-        "status" => Command::Status {
-            json: flags.contains(&"json"),
-        },
-        other => unreachable!("`{other}` is listed in COMMANDS but not built"),
+    Ok(if name.starts_with("provider ") {
+        Command::Provider(provider::build(name, args, flags)?)
+    } else if name.starts_with("subscriber ") {
+        Command::Subscriber(subscriber::build(name, args, flags)?)
+    } else if matches!(name, "install" | "ticker" | "replay") {
+        Command::Daemon(daemons::build(name, args, flags)?)
+    } else {
+        Command::Verify(verify::build(name, args, flags)?)
     })
 }
 
@@ -630,6 +318,7 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
 mod tests {
     use super::*;
     use crate::error::{EXIT_USAGE, exit_code};
+    use crate::subscriber::AddOptions;
 
     fn cli(args: &[&str]) -> Result<Cli> {
         parse(args.iter().map(OsString::from))
@@ -649,18 +338,18 @@ mod tests {
         };
         assert_eq!(
             command(&["a.ini", "subscriber", "fkeys"]),
-            Command::SubscriberFkeys { active: false }
+            Command::Subscriber(subscriber::Command::Fkeys { active: false })
         );
         assert_eq!(
             command(&["a.ini", "subscriber", "triggers", "active"]),
-            Command::SubscriberTriggers { active: true }
+            Command::Subscriber(subscriber::Command::Triggers { active: true })
         );
         assert_eq!(
             command(&["a.ini", "subscriber", "restore-triggers", "t", "tr"]),
-            Command::SubscriberRestoreTriggers {
+            Command::Subscriber(subscriber::Command::RestoreTriggers {
                 table: "t".into(),
                 trigger: Some("tr".into())
-            }
+            })
         );
         assert!(
             fails(&["a.ini", "subscriber", "fkeys", "all"])
@@ -707,7 +396,7 @@ mod tests {
             daemon: false,
             action: Action::Run {
                 config: PathBuf::from("a.ini"),
-                command: Command::Check,
+                command: Command::Verify(verify::Command::Check),
             },
         };
         assert_eq!(cli(&["-v", "a.ini", "check", "-v"]).unwrap(), expected);
@@ -718,7 +407,7 @@ mod tests {
             provider.action,
             Action::Run {
                 config: PathBuf::from("a.ini"),
-                command: Command::ProviderInstall
+                command: Command::Provider(provider::Command::Install)
             }
         );
     }
@@ -742,24 +431,30 @@ mod tests {
         };
         assert_eq!(
             run(&["a.ini", "provider", "add-seq", "s1", "x.s2"]),
-            Command::ProviderAddSeq {
+            Command::Provider(provider::Command::AddSeq {
                 seqs: vec!["s1".into(), "x.s2".into()]
-            }
+            })
         );
-        assert_eq!(run(&["a.ini", "provider", "seqs"]), Command::ProviderSeqs);
+        assert_eq!(
+            run(&["a.ini", "provider", "seqs"]),
+            Command::Provider(provider::Command::Seqs)
+        );
         assert_eq!(
             run(&["a.ini", "add-seq", "s"]),
-            Command::SubscriberAddSeq {
+            Command::Subscriber(subscriber::Command::AddSeq {
                 seqs: vec!["s".into()]
-            }
+            })
         );
         assert_eq!(
             run(&["a.ini", "remove-seq", "s"]),
-            Command::SubscriberRemoveSeq {
+            Command::Subscriber(subscriber::Command::RemoveSeq {
                 seqs: vec!["s".into()]
-            }
+            })
         );
-        assert_eq!(run(&["a.ini", "seqs"]), Command::SubscriberSeqs);
+        assert_eq!(
+            run(&["a.ini", "seqs"]),
+            Command::Subscriber(subscriber::Command::Seqs)
+        );
         assert_eq!(
             fails(&["a.ini", "subscriber", "add-seq"]),
             "`subscriber add-seq` needs at least one sequence"
@@ -782,39 +477,42 @@ mod tests {
         };
         assert_eq!(
             run(&["a.ini", "provider", "add", "t1", "s.t2"]),
-            Command::ProviderAdd {
+            Command::Provider(provider::Command::Add {
                 tables: vec!["t1".into(), "s.t2".into()],
                 all: false
-            }
+            })
         );
         assert_eq!(
             run(&["a.ini", "provider", "add", "--all"]),
-            Command::ProviderAdd {
+            Command::Provider(provider::Command::Add {
                 tables: vec![],
                 all: true
-            }
+            })
         );
         assert_eq!(
             run(&["a.ini", "add-table", "t", "--expect-sync"]),
-            Command::SubscriberAdd {
+            Command::Subscriber(subscriber::Command::Add {
                 tables: vec!["t".into()],
                 options: AddOptions {
                     expect_sync: true,
                     ..AddOptions::default()
                 }
-            }
+            })
         );
-        assert_eq!(run(&["a.ini", "tables"]), Command::SubscriberTables);
+        assert_eq!(
+            run(&["a.ini", "tables"]),
+            Command::Subscriber(subscriber::Command::Tables)
+        );
         assert_eq!(
             run(&["a.ini", "compare"]),
-            Command::Compare { tables: vec![] }
+            Command::Verify(verify::Command::Compare { tables: vec![] })
         );
         assert_eq!(
             run(&["a.ini", "repair", "t", "--apply"]),
-            Command::Repair {
+            Command::Verify(verify::Command::Repair {
                 tables: vec!["t".into()],
                 apply: true
-            }
+            })
         );
         assert_eq!(
             fails(&["a.ini", "compare", "--apply"]),
@@ -822,9 +520,12 @@ mod tests {
         );
         assert_eq!(
             run(&["a.ini", "status", "--json"]),
-            Command::Status { json: true }
+            Command::Verify(verify::Command::Status { json: true })
         );
-        assert_eq!(run(&["a.ini", "status"]), Command::Status { json: false });
+        assert_eq!(
+            run(&["a.ini", "status"]),
+            Command::Verify(verify::Command::Status { json: false })
+        );
         assert_eq!(
             fails(&["a.ini", "status", "t"]),
             "`status` takes no arguments, found `t`"

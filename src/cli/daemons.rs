@@ -1,0 +1,47 @@
+//! `install`, `ticker` and `replay`: the long-running services and the install a ticker
+//! config needs.
+
+use anyhow::Result;
+
+use super::args::{check_flags, no_args};
+use crate::config::Config;
+use crate::job::Job;
+use crate::{install, replay, signals, ticker};
+
+/// A service command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Install or upgrade pgq in the ticker config's `db`.
+    Install,
+    /// Run the standalone ticker.
+    Ticker,
+    /// Run the replication daemon.
+    Replay,
+}
+
+/// The command `name` from its arguments and flags (it takes none).
+pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
+    check_flags(name, flags, &[])?;
+    let command = match name {
+        "install" => Command::Install,
+        "ticker" => Command::Ticker,
+        "replay" => Command::Replay,
+        other => unreachable!("`{other}` is listed in COMMANDS but not built"),
+    };
+    no_args(name, &args, command)
+}
+
+impl Command {
+    /// Runs the command with `config`; the daemons until a signal stops them.
+    pub(super) fn run(self, config: &Config) -> Result<()> {
+        match self {
+            Command::Install => install::run(config),
+            Command::Ticker => ticker::run(config, signals::stop_on_signal(config.path(), &[])?),
+            Command::Replay => {
+                let job = Job::from_config(config)?;
+                let live = job.live_settings();
+                replay::run(&job, config, signals::stop_on_signal(config.path(), &live)?)
+            }
+        }
+    }
+}

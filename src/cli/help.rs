@@ -1,0 +1,96 @@
+//! The text of `skyrep --help`.
+
+/// Text of `skyrep --help`.
+pub const HELP: &str = "\
+skyrep: trigger-based table replication for PostgreSQL (Londiste-compatible)
+
+Usage:
+  skyrep [OPTIONS] CONFIG.ini COMMAND [ARGS...]
+  skyrep -s|-k|-r CONFIG.ini   signal the running daemon of that config
+  skyrep demo                  replicate a sample workload between two throwaway servers
+  skyrep --ini                 print a sample config with every key and its default
+
+Options:
+  -h, --help        show this help and exit
+  -V, --version     show the version and exit
+  -q, --quiet       only warnings and errors on the terminal
+  -v, --verbose     debug logging (twice: also the database driver's)
+  -d, --daemon      run `replay` or `ticker` in the background (needs logfile, pidfile)
+  -s, --stop        ask the daemon to stop safely (SIGINT: finish the batch, roll back copies)
+  -k, --kill        stop the daemon at once (SIGTERM; transactions still roll back)
+  -r, --reload      reload the daemon's config and reopen its log file (SIGHUP)
+      --ini         print the sample config and exit
+
+Commands:
+  check             load the config and connect to every database it names
+  install           install or upgrade pgq in `db` (a ticker config)
+  ticker            tick `db`, or every database under `base_connstr`, as pgqd does
+  replay            the replication daemon: ticker, replay and copy threads (alias: worker)
+
+  provider install  install or upgrade pgq and londiste in `provider_db`; create the queue
+  provider add TABLE... [--all]
+                    register tables and create their capture triggers
+  provider remove TABLE...
+                    drop their capture triggers and unregister them
+  provider tables   list the registered tables
+  provider refresh-trigger TABLE...
+                    regenerate their capture triggers after their columns changed
+  provider execute FILE.sql...
+                    run each script on the provider and queue it: every subscriber
+                    runs it at the same point of the stream (alias: execute)
+  provider add-seq SEQ...
+                    register sequences whose values subscribers follow
+  provider remove-seq SEQ...
+                    unregister them
+  provider seqs     list the registered sequences
+
+  subscriber install
+                    install or upgrade londiste in `subscriber_db`
+  subscriber add TABLE... [--all] [--expect-sync] [--skip-truncate] [--force]
+                 [--create] [--dest-table=NAME] [--copy-condition=SQL]
+                    register tables for replication (--expect-sync: already equal;
+                    --skip-truncate: copy without emptying; --force: even if the
+                    columns differ; --create: create missing tables; --dest-table:
+                    apply to another local table; --copy-condition: only these rows)
+  subscriber resync TABLE...
+                    copy the tables again
+  subscriber missing
+                    provider tables not added here
+  subscriber remove TABLE...
+                    stop applying events to them; their data is left alone
+  subscriber tables one row per table: table_name  merge_state  table_attrs
+  subscriber add-seq SEQ...
+                    follow provider sequences: before each batch, replay moves them
+                    forward to the provider's values (never back)
+  subscriber remove-seq SEQ...
+                    stop following them; their values are left alone
+  subscriber seqs   one row per sequence: name, local last value, and a mark when
+                    the provider no longer has it
+  subscriber fkeys [pending|active]
+                    foreign keys set aside while a table is copied (active: in place)
+  subscriber triggers [pending|active]
+                    triggers set aside while a table is copied (active: in place)
+  subscriber restore-triggers TABLE [TRIGGER]
+                    put the triggers set aside on TABLE back now
+  subscriber register
+                    register the job's consumer on the provider queue
+  subscriber unregister
+                    remove it and forget the position it had applied up to
+  subscriber skip-execute FILE.sql
+                    let replay pass over that queued script instead of running it
+  tables, add-table, remove-table, add-seq, remove-seq, seqs
+                    the same as subscriber tables, add, remove, add-seq,
+                    remove-seq, seqs
+
+  compare [TABLE...]
+                    wait until replay has caught up (provider locked at most
+                    lock_timeout), then count and checksum both sides; exit 1 if any differ
+  repair [TABLE...] [--apply]
+                    the same wait, then a row-by-row diff written as SQL to
+                    fix.SCHEMA.TABLE.sql (--apply: also run it on the subscriber)
+  status [--json]   the queue, the ticker and every consumer with its lag, this
+                    subscriber's tables ok/copying/other and last errors
+
+Exit codes: 0 success, 1 the command failed, 2 usage or config error.
+See skyrep(1) and skyrep(5).
+";
