@@ -5,10 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use skyrep::base::error::{self, usage};
+use skyrep::base::output;
 use skyrep::cli::{self, Action};
 use skyrep::config::Config;
-use skyrep::error::{self, usage};
-use skyrep::{daemon, demo, keys, logging, output};
+use skyrep::config::keys;
+use skyrep::demo;
+use skyrep::service::{daemon, logging};
 
 /// The static build allocates through mimalloc: musl's malloc is slow for replay's many
 /// small allocations (see Cargo.toml).

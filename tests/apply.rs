@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use postgres::Client;
-use skyrep::apply::{Applier, Decoded, decode};
-use skyrep::names::TableName;
+use skyrep::base::names::TableName;
+use skyrep::replay::apply::{Applier, Decoded, decode};
 
 use crate::cluster::Cluster;
 use crate::util::error_chain;

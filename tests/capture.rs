@@ -19,9 +19,9 @@ use postgres::{Client, SimpleQueryMessage};
 use crate::cluster::Cluster;
 use crate::util::error_chain;
 
-const PGQ_CORE: &str = include_str!("../src/sql/pgq_core.sql");
-const PGQ_TRIGGERS: &str = include_str!("../src/sql/pgq_triggers.sql");
-const CAPTURE: &str = include_str!("../src/sql/skyrep_capture.sql");
+const PGQ_CORE: &str = include_str!("../src/queue/sql/pgq_core.sql");
+const PGQ_TRIGGERS: &str = include_str!("../src/queue/sql/pgq_triggers.sql");
+const CAPTURE: &str = include_str!("../src/queue/sql/skyrep_capture.sql");
 
 /// The queue every test writes to.
 const QUEUE: &str = "q";

@@ -5,7 +5,7 @@
 //! stopped and everything is removed when the `Cluster` is dropped, also when
 //! the test panics. As root, the server runs as user `postgres`.
 //!
-//! The server itself is [`skyrep::cluster::Server`] (shared with `skyrep demo`); this adds
+//! The server itself is [`skyrep::demo::cluster::Server`] (shared with `skyrep demo`); this adds
 //! the scratch directory, TLS, password authentication, client helpers and the clean-up of
 //! clusters left behind by killed test processes.
 
@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use postgres::{Client, NoTls, SimpleQueryMessage};
-use skyrep::cluster::{self, HOST, Server, give_to_server_user};
+use skyrep::demo::cluster::{self, HOST, Server, give_to_server_user};
 
 use crate::util::{TempDir, error_chain, process_alive, scratch_root};
 

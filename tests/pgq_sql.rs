@@ -11,7 +11,7 @@ use postgres::{Client, GenericClient, IsolationLevel, NoTls, Row};
 use crate::cluster::Cluster;
 use crate::util::error_chain;
 
-const PGQ_CORE: &str = include_str!("../src/sql/pgq_core.sql");
+const PGQ_CORE: &str = include_str!("../src/queue/sql/pgq_core.sql");
 
 /// Upper bound for every loop that waits for other threads.
 const DEADLINE: Duration = Duration::from_secs(60);

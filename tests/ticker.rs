@@ -6,10 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crossbeam_channel::bounded;
-use skyrep::connstr::ConnStr;
-use skyrep::install::{PgqState, install_pgq, pgq_state};
-use skyrep::pgq::Consumer;
-use skyrep::ticker::{Settings, tick_database};
+use skyrep::db::connstr::ConnStr;
+use skyrep::queue::consumer::Consumer;
+use skyrep::queue::install::{PgqState, install_pgq, pgq_state};
+use skyrep::queue::ticker::{Settings, tick_database};
 
 use crate::cluster::Cluster;
 use crate::util::{TempDir, skyrep, wait_until};

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::error::usage;
+use crate::base::error::usage;
 
 /// Fails unless every flag given to `name` is in `allowed`.
 pub fn check_flags(name: &str, flags: &[&str], allowed: &[&str]) -> Result<()> {

@@ -5,8 +5,10 @@ use anyhow::Result;
 
 use super::args::{check_flags, no_args};
 use crate::config::Config;
-use crate::job::Job;
-use crate::{install, replay, signals, ticker};
+use crate::queue::{install, ticker};
+use crate::replay::job::Job;
+use crate::replay::worker;
+use crate::service::signals;
 
 /// A service command.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,7 +42,7 @@ impl Command {
             Command::Replay => {
                 let job = Job::from_config(config)?;
                 let live = job.live_settings();
-                replay::run(&job, config, signals::stop_on_signal(config.path(), &live)?)
+                worker::run(&job, config, signals::stop_on_signal(config.path(), &live)?)
             }
         }
     }

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use lexopt::prelude::*;
 
+use crate::base::error::usage;
 use crate::config::Config;
-use crate::daemon::Control;
-use crate::error::usage;
+use crate::service::daemon::Control;
 
 mod args;
 pub mod daemons;
@@ -317,8 +317,8 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{EXIT_USAGE, exit_code};
-    use crate::subscriber::AddOptions;
+    use crate::base::error::{EXIT_USAGE, exit_code};
+    use crate::replay::subscriber::AddOptions;
 
     fn cli(args: &[&str]) -> Result<Cli> {
         parse(args.iter().map(OsString::from))

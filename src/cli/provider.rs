@@ -3,10 +3,10 @@
 use anyhow::Result;
 
 use super::args::{check_flags, no_args, some_seqs, some_tables};
+use crate::base::error::usage;
+use crate::capture::provider::Provider;
 use crate::config::Config;
-use crate::error::usage;
-use crate::install;
-use crate::provider::Provider;
+use crate::queue::install;
 
 /// A `provider` command with its arguments.
 #[derive(Debug, PartialEq, Eq)]

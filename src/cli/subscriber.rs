@@ -4,9 +4,9 @@
 use anyhow::Result;
 
 use super::args::{check_flags, no_args, some_seqs, some_tables};
+use crate::base::error::usage;
 use crate::config::Config;
-use crate::error::usage;
-use crate::subscriber::{AddOptions, Subscriber};
+use crate::replay::subscriber::{AddOptions, Subscriber};
 
 /// A `subscriber` command with its arguments.
 #[derive(Debug, PartialEq, Eq)]

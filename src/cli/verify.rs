@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::args::{check_flags, no_args};
 use crate::config::Config;
-use crate::{check, compare, repair, status};
+use crate::verify::{check, compare, repair, status};
 
 /// A verifying command with its arguments.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,0 +1,414 @@
+//! Provider side commands: `provider add`, `remove`, `tables`, `refresh-trigger` and
+//! `execute`.
+//!
+//! Adding a table checks it (exists, is a table, has a primary key), creates skyrep's
+//! generated capture trigger on it (`_londiste_QUEUE`, plus `_londiste_QUEUE_truncate`) and
+//! records it in `londiste.provider_tables`, all in one transaction: a bad table anywhere in
+//! the list changes nothing. Removing one queues a `londiste.remove-table` event in the same
+//! transaction, so that subscribers unregister it when their replay gets there.
+//!
+//! `execute` runs a script and queues it as an `EXECUTE` event (`ev_data` the script,
+//! `ev_extra1` its file name) in one transaction, after regenerating the capture triggers of
+//! the registered tables whose columns the script changed. The sequence commands are in
+//! [`crate::replay::seqs`].
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use postgres::GenericClient;
+
+use crate::base::error::usage;
+use crate::base::names::TableName;
+use crate::base::output;
+use crate::capture::script::Script;
+use crate::capture::script::script_record;
+use crate::config::Config;
+use crate::db;
+
+/// `ev_type` of the event that carries a script of `provider execute`.
+pub const EXECUTE_EVENT: &str = "EXECUTE";
+
+/// `ev_type` of the event that tells subscribers a table was removed (`ev_data` its name).
+pub const REMOVE_TABLE_EVENT: &str = "londiste.remove-table";
+
+/// A provider command's database, queue and job.
+pub struct Provider {
+    /// The connection to `provider_db`.
+    pub(crate) client: postgres::Client,
+    /// `pgq_queue_name`.
+    pub(crate) queue: String,
+    /// The database's name, for log lines.
+    pub(crate) dbname: String,
+}
+
+impl Provider {
+    /// Connects to `provider_db` of the config.
+    pub fn connect(config: &Config) -> Result<Provider> {
+        let queue = config.require_text("pgq_queue_name")?;
+        let conn = config.connstr("provider_db")?.ok_or_else(|| {
+            usage(format!(
+                "{}: missing key `provider_db`",
+                config.path().display()
+            ))
+        })?;
+        let resolved = conn
+            .resolve_from_env(&format!("skyrep/{}", config.job_name()?))
+            .context("provider_db: bad connection string")?;
+        let client = db::connect("provider_db", &resolved)?;
+        Ok(Provider {
+            client,
+            queue,
+            dbname: resolved.dbname,
+        })
+    }
+
+    /// The capture trigger's name for this queue, as Londiste names it.
+    pub fn trigger_name(&self) -> String {
+        format!("_londiste_{}", self.queue)
+    }
+
+    /// `provider add`: registers `tables` (or, with `all`, every user table) and creates
+    /// their capture triggers.
+    pub fn add(&mut self, tables: &[String], all: bool) -> Result<()> {
+        let trigger = self.trigger_name();
+        let mut tx = self.client.transaction()?;
+        check_installed(&mut tx, &self.queue)?;
+        let names = if all {
+            user_tables(&mut tx)?
+        } else {
+            parse_names(tables)?
+        };
+        if names.is_empty() {
+            bail!("no tables to add");
+        }
+        for table in &names {
+            check_table(&mut tx, table)?;
+        }
+        for table in &names {
+            let known: bool = tx
+                .query_one(
+                    "select exists (select 1 from londiste.provider_tables where queue_name = $1 and table_name = $2)",
+                    &[&self.queue, &table.qualified()],
+                )?
+                .get(0);
+            tx.query_one(
+                // keymove: an update of the key reaches the subscriber as delete + insert
+                "select pgq.skyrep_capture_create($1::text::regclass, $2, $3, array['keymove'])",
+                &[&table.quoted(), &self.queue, &trigger],
+            )
+            .with_context(|| format!("creating the capture trigger on {table}"))?;
+            tx.execute(
+                "insert into londiste.provider_tables (queue_name, table_name, trigger_name) values ($1, $2, $3) \
+                 on conflict (queue_name, table_name) do update set trigger_name = excluded.trigger_name",
+                &[&self.queue, &table.qualified(), &trigger],
+            )?;
+            if known {
+                log::info!(
+                    "{}: {table} was already added; its trigger is refreshed",
+                    self.dbname
+                );
+            } else {
+                log::info!("{}: added {table}", self.dbname);
+            }
+        }
+        tx.commit().context("committing provider add")
+    }
+
+    /// `provider remove`: drops the capture triggers and unregisters `tables`.
+    pub fn remove(&mut self, tables: &[String]) -> Result<()> {
+        let names = parse_names(tables)?;
+        if names.is_empty() {
+            return Err(usage("`provider remove` needs at least one table"));
+        }
+        let mut tx = self.client.transaction()?;
+        check_installed(&mut tx, &self.queue)?;
+        for table in &names {
+            let trigger: Option<String> = tx
+                .query_opt(
+                    "delete from londiste.provider_tables where queue_name = $1 and table_name = $2 returning trigger_name",
+                    &[&self.queue, &table.qualified()],
+                )?
+                .map(|row| row.get(0));
+            let Some(trigger) = trigger else {
+                bail!(
+                    "{table} is not added on the provider for queue {}",
+                    self.queue
+                );
+            };
+            let exists: bool = tx
+                .query_one("select to_regclass($1) is not null", &[&table.quoted()])?
+                .get(0);
+            if exists {
+                tx.query_one(
+                    "select pgq.skyrep_capture_drop($1::text::regclass, $2)",
+                    &[&table.quoted(), &trigger],
+                )
+                .with_context(|| format!("dropping the capture trigger on {table}"))?;
+            }
+            tx.query_one(
+                "select pgq.insert_event($1, $2, $3)",
+                &[&self.queue, &REMOVE_TABLE_EVENT, &table.qualified()],
+            )
+            .with_context(|| format!("queueing the removal of {table}"))?;
+            log::info!("{}: removed {table}", self.dbname);
+        }
+        tx.commit().context("committing provider remove")
+    }
+
+    /// `provider refresh-trigger`: regenerates the capture triggers of registered `tables`
+    /// from their current columns.
+    pub fn refresh_triggers(&mut self, tables: &[String]) -> Result<()> {
+        let names = parse_names(tables)?;
+        let mut tx = self.client.transaction()?;
+        check_installed(&mut tx, &self.queue)?;
+        for table in &names {
+            let trigger = registered_trigger(&mut tx, &self.queue, table)?.with_context(|| {
+                format!(
+                    "{table} is not added on the provider for queue {}",
+                    self.queue
+                )
+            })?;
+            check_table(&mut tx, table)?;
+            refresh_trigger(&mut tx, table, &trigger)?;
+            log::info!("{}: refreshed the capture trigger of {table}", self.dbname);
+        }
+        tx.commit().context("committing provider refresh-trigger")
+    }
+
+    /// `provider execute`: runs each script in a transaction of its own and queues it for the
+    /// subscribers in the same transaction. A script run before under the same file name is
+    /// not run again; a different one under that name is refused.
+    pub fn execute(&mut self, files: &[String]) -> Result<()> {
+        for file in files {
+            let path = Path::new(file);
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("{file}: not a file name"))?
+                .to_string();
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+            let script = Script::parse(&text)
+                .and_then(Script::without_transaction_control)
+                .with_context(|| file.to_string())?;
+            if script.is_empty() {
+                bail!("{file} has no statements");
+            }
+            self.execute_one(&name, &script)?;
+        }
+        Ok(())
+    }
+
+    fn execute_one(&mut self, name: &str, script: &Script) -> Result<()> {
+        let sql = script.sql();
+        let mut tx = self.client.transaction()?;
+        check_installed(&mut tx, &self.queue)?;
+        let md5: String = tx.query_one("select md5($1)", &[&sql])?.get(0);
+        if let Some(record) = script_record(&mut tx, &self.queue, name, "provider install")? {
+            let at = record.at;
+            if record.md5 == Some(md5) {
+                log::info!(
+                    "{}: {name} was executed at {at}; not run again",
+                    self.dbname
+                );
+                return Ok(());
+            }
+            bail!(
+                "a different script named {name} was executed at {at}; give this one a name of its own"
+            );
+        }
+        let registered = registered_tables(&mut tx, &self.queue)?;
+        let mut columns_before = Vec::new();
+        for (table, _) in &registered {
+            columns_before.push(column_signature(&mut tx, table)?);
+        }
+        log::info!(
+            "{}: executing {name} ({} statements)",
+            self.dbname,
+            script.len()
+        );
+        tx.batch_execute(&sql)
+            .with_context(|| format!("{name} failed on the provider; nothing was changed"))?;
+        for ((table, trigger), before) in registered.iter().zip(columns_before) {
+            let after = column_signature(&mut tx, table)?;
+            if after.is_none() {
+                bail!(
+                    "{name} drops or renames {table}, which is replicated: `provider remove` it first; nothing was changed"
+                );
+            }
+            if after != before {
+                refresh_trigger(&mut tx, table, trigger)?;
+                log::info!(
+                    "{}: {name} changed {table}; its capture trigger is refreshed",
+                    self.dbname
+                );
+            }
+        }
+        tx.query_one(
+            "select pgq.insert_event($1, $2, $3, $4, null, null, null)",
+            &[&self.queue, &EXECUTE_EVENT, &sql, &name],
+        )
+        .with_context(|| format!("queueing {name}"))?;
+        tx.execute(
+            "insert into londiste.executed_scripts (queue_name, file_name, sql_md5, status) \
+             values ($1, $2, $3, 'done')",
+            &[&self.queue, &name, &md5],
+        )?;
+        tx.commit().with_context(|| format!("committing {name}"))?;
+        log::info!(
+            "{}: executed {name}; queued for the subscribers",
+            self.dbname
+        );
+        Ok(())
+    }
+
+    /// `provider tables`: the registered tables, one per line.
+    pub fn tables(&mut self) -> Result<()> {
+        check_installed(&mut self.client, &self.queue)?;
+        let rows = self.client.query(
+            "select table_name from londiste.provider_tables where queue_name = $1 order by 1",
+            &[&self.queue],
+        )?;
+        for row in rows {
+            output::line(row.get(0))?;
+        }
+        Ok(())
+    }
+}
+
+/// The capture trigger of `table` if it is registered for `queue`.
+fn registered_trigger(
+    client: &mut impl GenericClient,
+    queue: &str,
+    table: &TableName,
+) -> Result<Option<String>> {
+    Ok(client
+        .query_opt(
+            "select trigger_name from londiste.provider_tables where queue_name = $1 and table_name = $2",
+            &[&queue, &table.qualified()],
+        )?
+        .map(|r| r.get(0)))
+}
+
+/// Every table registered for `queue`, with its capture trigger.
+fn registered_tables(
+    client: &mut impl GenericClient,
+    queue: &str,
+) -> Result<Vec<(TableName, String)>> {
+    client
+        .query(
+            "select table_name, trigger_name from londiste.provider_tables where queue_name = $1 order by 1",
+            &[&queue],
+        )?
+        .iter()
+        .map(|r| Ok((TableName::from_qualified(r.get(0))?, r.get(1))))
+        .collect()
+}
+
+/// The names and types of `table`'s columns in one string, or None if there is no such table.
+fn column_signature(client: &mut impl GenericClient, table: &TableName) -> Result<Option<String>> {
+    Ok(client
+        .query_one(
+            "select case when c.oid is not null then coalesce( \
+                    (select pg_catalog.string_agg(a.attname || ' ' || \
+                         pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' order by a.attnum) \
+                     from pg_catalog.pg_attribute a \
+                     where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped), '') end \
+             from (select pg_catalog.to_regclass($1) as oid) c",
+            &[&table.quoted()],
+        )
+        .with_context(|| format!("reading the columns of {table}"))?
+        .get(0))
+}
+
+/// Regenerates the capture trigger `trigger` of `table` from its current columns.
+fn refresh_trigger(
+    client: &mut impl GenericClient,
+    table: &TableName,
+    trigger: &str,
+) -> Result<()> {
+    client
+        .query_one(
+            "select pgq.skyrep_capture_refresh($1::text::regclass, $2)",
+            &[&table.quoted(), &trigger],
+        )
+        .with_context(|| format!("refreshing the capture trigger on {table}"))?;
+    Ok(())
+}
+
+/// Fails unless `provider install` has been run for `queue`.
+pub(crate) fn check_installed(client: &mut impl GenericClient, queue: &str) -> Result<()> {
+    let row = client.query_one(
+        "select to_regclass('londiste.provider_tables') is not null, \
+                to_regprocedure('pgq.skyrep_capture_create(regclass, text, text, text[])') is not null",
+        &[],
+    )?;
+    if !(row.get::<_, bool>(0) && row.get::<_, bool>(1)) {
+        bail!("the provider database is not set up: run `provider install` first");
+    }
+    let queue_exists: bool = client
+        .query_one(
+            "select exists (select 1 from pgq.get_queue_info($1))",
+            &[&queue],
+        )?
+        .get(0);
+    if !queue_exists {
+        bail!("queue {queue} does not exist on the provider: run `provider install` first");
+    }
+    Ok(())
+}
+
+/// Parses table names as typed, dropping repeats; a bad name is a usage error.
+pub fn parse_names(tables: &[String]) -> Result<Vec<TableName>> {
+    let mut names = Vec::new();
+    for text in tables {
+        let name = TableName::parse(text).map_err(|e| usage(format!("{e:#}")))?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Every ordinary or partitioned table outside pgq, londiste, information_schema and pg_*.
+fn user_tables(client: &mut impl GenericClient) -> Result<Vec<TableName>> {
+    let rows = client.query(
+        "select n.nspname::text, c.relname::text from pg_catalog.pg_class c \
+         join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+         where c.relkind = 'r' \
+           and n.nspname not in ('pgq', 'londiste', 'information_schema') \
+           and n.nspname not like 'pg\\_%' \
+         order by 1, 2",
+        &[],
+    )?;
+    rows.iter()
+        .map(|r| TableName::new(r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Fails with a message naming the table unless it is a table with a primary key.
+pub fn check_table(client: &mut impl GenericClient, table: &TableName) -> Result<()> {
+    let row = client.query_opt(
+        "select c.relkind::text, exists (select 1 from pg_catalog.pg_index i \
+                                          where i.indrelid = c.oid and i.indisprimary) \
+         from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = $1 and c.relname = $2",
+        &[&table.schema, &table.name],
+    )?;
+    let Some(row) = row else {
+        bail!("table {table} does not exist");
+    };
+    let (kind, has_pk): (String, bool) = (row.get(0), row.get(1));
+    match kind.as_str() {
+        "r" => {}
+        "p" => bail!(
+            "{table} is partitioned: add its partitions instead (they hold the rows, and each \
+             is replicated as a table of its own)"
+        ),
+        "v" | "m" => bail!("{table} is a view, not a table"),
+        _ => bail!("{table} is not a table"),
+    }
+    if !has_pk {
+        bail!("table {table} has no primary key; skyrep replicates only tables with one");
+    }
+    Ok(())
+}

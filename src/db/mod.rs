@@ -1,0 +1,112 @@
+//! Talking to PostgreSQL: libpq-style connection strings ([`connstr`]), the password file
+//! ([`pgpass`]), TLS ([`tls`]) and, in this file, opening connections. Uses `base`.
+//!
+//! Opening database connections from resolved connection strings.
+//!
+//! Each thread owns its own [`postgres::Client`] (every client carries its own small runtime),
+//! so this module only builds them; it never shares them.
+
+pub mod connstr;
+pub mod pgpass;
+pub mod tls;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use postgres::config::{ChannelBinding, TargetSessionAttrs};
+use postgres::{CancelToken, Client};
+
+use crate::db::connstr::{Resolved, is_socket_dir};
+
+/// Connects to `conn`, called `name` in messages (`provider_db`, `subscriber_db`, ...).
+///
+/// The error names the database, host, port, database name and user, never the password.
+pub fn connect(name: &str, conn: &Resolved) -> Result<Client> {
+    let what = || format!("cannot connect to {name} ({})", conn.describe());
+    let config = build_config(name, conn).with_context(what)?;
+    let tls = tls::connector(conn.sslmode, conn.sslrootcert.as_deref()).with_context(what)?;
+    log::debug!("{name}: connecting to {}", conn.describe());
+    config.connect(tls).with_context(what)
+}
+
+/// Asks the server `conn` to cancel whatever the session of `token` runs now; for stopping a
+/// long statement from another thread.
+pub fn cancel(token: &CancelToken, conn: &Resolved) -> Result<()> {
+    let tls = tls::connector(conn.sslmode, conn.sslrootcert.as_deref())?;
+    token
+        .cancel_query(tls)
+        .with_context(|| format!("sending a cancel request to {}", conn.describe()))
+}
+
+fn build_config(name: &str, conn: &Resolved) -> Result<postgres::Config> {
+    let mut config = postgres::Config::new();
+    for (host, port) in conn.hosts.iter().zip(&conn.ports) {
+        if is_socket_dir(host) {
+            config.host_path(Path::new(host));
+        } else {
+            config.host(host);
+        }
+        config.port(*port);
+    }
+    if let Some(addrs) = &conn.hostaddr {
+        for addr in addrs.split(',') {
+            let ip: IpAddr = addr
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("invalid hostaddr `{addr}`"))?;
+            config.hostaddr(ip);
+        }
+    }
+    // As in libpq, TLS is never used over unix sockets, whatever sslmode says.
+    let ssl_mode = if conn.hosts.iter().all(|h| is_socket_dir(h)) {
+        postgres::config::SslMode::Disable
+    } else {
+        conn.sslmode.protocol_mode()
+    };
+    config
+        .dbname(&conn.dbname)
+        .user(&conn.user)
+        .application_name(&conn.application_name)
+        .ssl_mode(ssl_mode);
+    if let Some(password) = &conn.password {
+        config.password(password);
+    }
+    if let Some(seconds) = conn.connect_timeout.filter(|s| *s > 0) {
+        config.connect_timeout(Duration::from_secs(seconds));
+    }
+    if let Some(options) = &conn.options {
+        config.options(options);
+    }
+    if let Some(on) = &conn.keepalives {
+        config.keepalives(on != "0");
+    }
+    if let Some(idle) = &conn.keepalives_idle {
+        let seconds: u64 = idle
+            .parse()
+            .map_err(|_| anyhow!("invalid keepalives_idle `{idle}`"))?;
+        config.keepalives_idle(Duration::from_secs(seconds));
+    }
+    if let Some(attrs) = &conn.target_session_attrs {
+        config.target_session_attrs(match attrs.as_str() {
+            "any" => TargetSessionAttrs::Any,
+            "read-write" => TargetSessionAttrs::ReadWrite,
+            "read-only" => TargetSessionAttrs::ReadOnly,
+            other => return Err(anyhow!("unsupported target_session_attrs `{other}`")),
+        });
+    }
+    if let Some(binding) = &conn.channel_binding {
+        config.channel_binding(match binding.as_str() {
+            "disable" => ChannelBinding::Disable,
+            "prefer" => ChannelBinding::Prefer,
+            "require" => ChannelBinding::Require,
+            other => return Err(anyhow!("invalid channel_binding `{other}`")),
+        });
+    }
+    let name = name.to_string();
+    config.notice_callback(move |notice| {
+        log::info!("{name}: {}: {}", notice.severity(), notice.message());
+    });
+    Ok(config)
+}

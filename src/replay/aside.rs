@@ -1,0 +1,346 @@
+//! Indexes, foreign keys and triggers set aside while a table is copied.
+//!
+//! Before the COPY, in the copy's transaction, the subscriber table's secondary indexes (not
+//! the primary key, not those behind a constraint), the foreign keys from and to it and its
+//! user triggers (not skyrep's guard) are written to `londiste.pending_objects` with the
+//! statement that creates each again, and dropped: the COPY fills a bare table, TRUNCATE is
+//! not stopped by a referencing table, and no trigger fires per copied row. The indexes are
+//! built again after the COPY in the same transaction; foreign keys and triggers come back
+//! once the tables they join are in sync ([`restore_ready`]). Saving and dropping happen in one
+//! transaction, so a crash never loses a definition.
+
+use anyhow::{Context, Result};
+use postgres::GenericClient;
+
+use crate::base::names::{TableName, quote_ident};
+use crate::replay::protect::DENY_TRIGGER;
+use crate::replay::state::{MergeState, load_tables};
+
+/// SQL for the always-quoted `"schema"."name"` of relation `rel` in namespace `ns` (aliases),
+/// the form [`TableName::quoted`] gives.
+fn quoted(ns: &str, rel: &str) -> String {
+    format!(
+        "'\"' || replace({ns}.nspname, '\"', '\"\"') || '\".\"' || \
+         replace({rel}.relname, '\"', '\"\"') || '\"'"
+    )
+}
+
+/// What [`set_aside`] set aside.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SetAside {
+    /// Secondary indexes.
+    pub indexes: usize,
+    /// Foreign keys from or to the table.
+    pub fkeys: usize,
+    /// User triggers.
+    pub triggers: usize,
+}
+
+/// Saves and drops `dest`'s secondary indexes, the foreign keys from and to it and its user
+/// triggers, inside the caller's transaction.
+pub fn set_aside(
+    tx: &mut impl GenericClient,
+    queue: &str,
+    table: &TableName,
+    dest: &TableName,
+) -> Result<SetAside> {
+    let quoted_dest = dest.quoted();
+    let context = || format!("setting aside the indexes, foreign keys and triggers of {dest}");
+    // One copy thread at a time: two tables joined by a foreign key, set aside at once, would
+    // both find the key and both drop it. The lock is held until the caller commits, so the
+    // second thread's queries below see the first one's drops.
+    tx.query_one(
+        "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('skyrep aside'), \
+                pg_catalog.hashtext($1))",
+        &[&queue],
+    )
+    .with_context(context)?;
+    // Foreign keys first: one may need an index that goes next.
+    let fkeys = tx
+        .query(
+            &format!(
+                "select {}, co.conname::text, {}, pg_catalog.pg_get_constraintdef(co.oid) \
+             from pg_catalog.pg_constraint co \
+             join pg_catalog.pg_class c on c.oid = co.conrelid \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             join pg_catalog.pg_class f on f.oid = co.confrelid \
+             join pg_catalog.pg_namespace fn on fn.oid = f.relnamespace \
+             where co.contype = 'f' and ($1::text::regclass in (co.conrelid, co.confrelid)) \
+             order by 1, 2",
+                quoted("n", "c"),
+                quoted("fn", "f")
+            ),
+            &[&quoted_dest],
+        )
+        .with_context(context)?;
+    for row in &fkeys {
+        let (owner, name, other, definition): (String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let other_end = if owner == quoted_dest { &other } else { &owner };
+        save(
+            tx,
+            queue,
+            table,
+            "fkey",
+            &owner,
+            &name,
+            Some(other_end),
+            &format!(
+                "alter table {owner} add constraint {} {definition}",
+                quote_ident(&name)
+            ),
+        )?;
+        tx.batch_execute(&format!(
+            "alter table {owner} drop constraint {}",
+            quote_ident(&name)
+        ))
+        .with_context(context)?;
+    }
+    let triggers = tx
+        .query(
+            "select t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid) \
+             from pg_catalog.pg_trigger t \
+             where t.tgrelid = $1::text::regclass and not t.tgisinternal and t.tgname <> $2 \
+             order by 1",
+            &[&quoted_dest, &DENY_TRIGGER],
+        )
+        .with_context(context)?;
+    for row in &triggers {
+        let (name, definition): (String, String) = (row.get(0), row.get(1));
+        save(
+            tx,
+            queue,
+            table,
+            "trigger",
+            &quoted_dest,
+            &name,
+            None,
+            &definition,
+        )?;
+        tx.batch_execute(&format!(
+            "drop trigger {} on {quoted_dest}",
+            quote_ident(&name)
+        ))
+        .with_context(context)?;
+    }
+    let indexes = tx
+        .query(
+            &format!(
+                "select {}, pg_catalog.pg_get_indexdef(i.indexrelid) \
+             from pg_catalog.pg_index i \
+             join pg_catalog.pg_class ic on ic.oid = i.indexrelid \
+             join pg_catalog.pg_namespace n on n.oid = ic.relnamespace \
+             where i.indrelid = $1::text::regclass and not i.indisprimary \
+               and not exists (select 1 from pg_catalog.pg_constraint co \
+                               where co.conindid = i.indexrelid) \
+             order by 1",
+                quoted("n", "ic")
+            ),
+            &[&quoted_dest],
+        )
+        .with_context(context)?;
+    for row in &indexes {
+        let (name, definition): (String, String) = (row.get(0), row.get(1));
+        save(
+            tx,
+            queue,
+            table,
+            "index",
+            &quoted_dest,
+            &name,
+            None,
+            &definition,
+        )?;
+        tx.batch_execute(&format!("drop index {name}"))
+            .with_context(context)?;
+    }
+    Ok(SetAside {
+        indexes: indexes.len(),
+        fkeys: fkeys.len(),
+        triggers: triggers.len(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save(
+    tx: &mut impl GenericClient,
+    queue: &str,
+    table: &TableName,
+    kind: &str,
+    owner: &str,
+    name: &str,
+    other: Option<&str>,
+    definition: &str,
+) -> Result<()> {
+    tx.execute(
+        "insert into londiste.pending_objects \
+             (queue_name, table_name, kind, owner_table, object_name, other_table, definition) \
+         values ($1, $2, $3, $4, $5, $6, $7) \
+         on conflict (queue_name, kind, owner_table, object_name) do nothing",
+        &[
+            &queue,
+            &table.qualified(),
+            &kind,
+            &owner,
+            &name,
+            &other,
+            &definition,
+        ],
+    )
+    .with_context(|| format!("saving the definition of {kind} {name} on {owner}"))?;
+    Ok(())
+}
+
+/// Builds the indexes set aside for `table` again, inside the caller's transaction (after the
+/// COPY filled it). Returns how many.
+pub fn rebuild_indexes(
+    tx: &mut impl GenericClient,
+    queue: &str,
+    table: &TableName,
+) -> Result<usize> {
+    let rows = tx
+        .query(
+            "delete from londiste.pending_objects \
+             where queue_name = $1 and table_name = $2 and kind = 'index' \
+             returning object_name, definition",
+            &[&queue, &table.qualified()],
+        )
+        .with_context(|| format!("reading the indexes set aside for {table}"))?;
+    for row in &rows {
+        let (name, definition): (String, String) = (row.get(0), row.get(1));
+        tx.batch_execute(&definition)
+            .with_context(|| format!("building index {name} of {table} again"))?;
+    }
+    Ok(rows.len())
+}
+
+/// Puts back the foreign keys and triggers set aside whose tables are all in sync (or not
+/// replicated from `queue` at all). Each in a transaction of its own; returns how many.
+pub fn restore_ready(client: &mut postgres::Client, queue: &str) -> Result<usize> {
+    let busy: Vec<String> = load_tables(client, queue)?
+        .into_iter()
+        .filter(|t| t.state != MergeState::Ok)
+        .map(|t| t.dest.quoted())
+        .collect();
+    let pending = client
+        .query(
+            "select kind, owner_table, object_name, other_table \
+             from londiste.pending_objects \
+             where queue_name = $1 and kind in ('fkey', 'trigger') \
+             order by kind, owner_table, object_name",
+            &[&queue],
+        )
+        .context("reading the foreign keys and triggers set aside")?;
+    let mut restored = 0;
+    for row in &pending {
+        let (kind, owner, name, other): (String, String, String, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if busy.contains(&owner) || other.as_ref().is_some_and(|o| busy.contains(o)) {
+            continue;
+        }
+        restore(client, queue, &kind, &owner, &name)?;
+        restored += 1;
+    }
+    Ok(restored)
+}
+
+/// Creates one set-aside object again and forgets its definition, in one transaction.
+pub fn restore(
+    client: &mut postgres::Client,
+    queue: &str,
+    kind: &str,
+    owner: &str,
+    name: &str,
+) -> Result<()> {
+    let what = || format!("putting {kind} {name} back on {owner}");
+    let mut tx = client.transaction().with_context(what)?;
+    let definition: Option<String> = tx
+        .query_opt(
+            "delete from londiste.pending_objects \
+             where queue_name = $1 and kind = $2 and owner_table = $3 and object_name = $4 \
+             returning definition",
+            &[&queue, &kind, &owner, &name],
+        )
+        .with_context(what)?
+        .map(|row| row.get(0));
+    if let Some(definition) = definition {
+        tx.batch_execute(&definition).with_context(what)?;
+        tx.commit().with_context(what)?;
+        log::info!("{owner}: {kind} {name} is back");
+    }
+    Ok(())
+}
+
+/// A foreign key or trigger as `subscriber fkeys` and `subscriber triggers` list it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Object {
+    /// The table it is on, quoted.
+    pub table: String,
+    /// Its name.
+    pub name: String,
+    /// The statement that creates it.
+    pub definition: String,
+}
+
+/// The foreign keys (`kind` `fkey`) or triggers (`trigger`) set aside and not back yet.
+pub fn pending(client: &mut impl GenericClient, queue: &str, kind: &str) -> Result<Vec<Object>> {
+    let rows = client
+        .query(
+            "select owner_table, object_name, definition from londiste.pending_objects \
+             where queue_name = $1 and kind = $2 order by 1, 2",
+            &[&queue, &kind],
+        )
+        .with_context(|| format!("listing the {kind}s set aside"))?;
+    Ok(rows.iter().map(object).collect())
+}
+
+/// The foreign keys (`kind` `fkey`: from or to a replicated table) or user triggers
+/// (`trigger`) in place on the subscriber's tables of `queue`.
+pub fn active(client: &mut impl GenericClient, queue: &str, kind: &str) -> Result<Vec<Object>> {
+    let tables: Vec<String> = load_tables(client, queue)?
+        .iter()
+        .map(|t| t.dest.quoted())
+        .collect();
+    let sql = if kind == "fkey" {
+        format!(
+            "select distinct {}, co.conname::text, \
+                    'alter table ' || {} || ' add constraint ' || quote_ident(co.conname) \
+                    || ' ' || pg_catalog.pg_get_constraintdef(co.oid) \
+             from pg_catalog.pg_constraint co \
+             join pg_catalog.pg_class c on c.oid = co.conrelid \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where co.contype = 'f' \
+               and (co.conrelid = any($1::text[]::regclass[]) \
+                    or co.confrelid = any($1::text[]::regclass[])) \
+             order by 1, 2",
+            quoted("n", "c"),
+            quoted("n", "c")
+        )
+    } else {
+        format!(
+            "select {}, t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid) \
+             from pg_catalog.pg_trigger t \
+             join pg_catalog.pg_class c on c.oid = t.tgrelid \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where t.tgrelid = any($1::text[]::regclass[]) and not t.tgisinternal \
+               and t.tgname <> $2 \
+             order by 1, 2",
+            quoted("n", "c")
+        )
+    };
+    let rows = if kind == "fkey" {
+        client.query(&sql, &[&tables])
+    } else {
+        client.query(&sql, &[&tables, &DENY_TRIGGER])
+    }
+    .with_context(|| format!("listing the {kind}s in place"))?;
+    Ok(rows.iter().map(object).collect())
+}
+
+fn object(row: &postgres::Row) -> Object {
+    Object {
+        table: row.get(0),
+        name: row.get(1),
+        definition: row.get(2),
+    }
+}

@@ -1,0 +1,158 @@
+//! One batch applied exactly once: its events read from the provider, routed, applied in one
+//! subscriber transaction with the record of its tick, then finished on the provider.
+//!
+//! Exactly once: the subscriber stores the last applied tick of the consumer in
+//! `londiste.applied_ticks`, in the same transaction as the batch's changes. The batch is
+//! finished on the provider only after that commit. After a crash between the two the queue
+//! hands out the same batch again, and the stored tick shows it is applied already.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use crossbeam_channel::bounded;
+use postgres::{Client, Transaction};
+
+use crate::base::names::TableName;
+use crate::queue::consumer::{Batch, Consumer, Event};
+use crate::replay::apply::{Applier, Decoded, decode};
+use crate::replay::control;
+use crate::replay::state::{applied_tick, record_tick};
+
+/// Events fetched from the batch cursor at a time.
+const FETCH: i32 = 250;
+/// Events the reader may fetch ahead of the applier.
+const READ_AHEAD: usize = 2 * FETCH as usize;
+
+/// What to do with one event of a batch.
+pub enum Route {
+    /// Apply it to this table.
+    Apply(TableName),
+    /// A script of `provider execute`: run it, with these tables' names (the provider's
+    /// `schema.table`) mapped to their local names.
+    Execute(HashMap<String, TableName>),
+    /// A table removed on the provider: unregister it.
+    RemoveTable,
+    /// A registered table that is not replicated by this consumer yet: not counted.
+    Later,
+    /// Not a table of this subscriber: counted as ignored.
+    Ignore,
+}
+
+/// What a batch did.
+pub struct BatchStats {
+    /// Events applied.
+    pub applied: u64,
+    /// Events for tables this subscriber does not replicate.
+    pub ignored: u64,
+    /// Time taken.
+    pub duration: Duration,
+    /// Tables unregistered because the provider removed them.
+    pub removed: u32,
+}
+
+/// Applies the events of `batch` that `route` sends somewhere, exactly once, in one
+/// subscriber transaction that also records the tick (and runs `before_commit`), then
+/// finishes the batch on the provider.
+pub fn apply_batch(
+    provider: &mut Client,
+    subscriber: &mut Client,
+    consumer: &Consumer,
+    batch: &Batch,
+    applier: &mut Applier,
+    route: &dyn Fn(&Event) -> Route,
+    before_commit: &mut dyn FnMut(&mut Transaction<'_>) -> Result<()>,
+) -> Result<BatchStats> {
+    let start = Instant::now();
+    let (queue, name) = (consumer.queue(), consumer.name());
+    let mut stats = BatchStats {
+        applied: 0,
+        ignored: 0,
+        duration: Duration::ZERO,
+        removed: 0,
+    };
+    let mut ptx = provider
+        .transaction()
+        .context("starting the provider transaction")?;
+    let mut stx = subscriber
+        .transaction()
+        .context("starting the subscriber transaction")?;
+    stx.batch_execute("set local skyrep.replay = on")?;
+    match applied_tick(&mut stx, queue, name)? {
+        Some(done) if done == batch.tick_id => {
+            log::info!("{name}: batch up to tick {done} was applied before; finishing it");
+            drop(stx);
+        }
+        Some(done) if done != batch.prev_tick_id => bail!(
+            "{name}: the subscriber has applied up to tick {done}, but the queue hands out ticks {} to {}: \
+             the consumer was moved on the provider; unregister and resync",
+            batch.prev_tick_id,
+            batch.tick_id
+        ),
+        _ => {
+            // A reader thread fetches the events from the provider while this one decodes and
+            // queues those already read.
+            std::thread::scope(|scope| -> Result<()> {
+                let (send, events) = bounded::<Event>(READ_AHEAD);
+                let ptx = &mut ptx;
+                let reader = scope.spawn(move || {
+                    consumer.for_each_event(ptx, batch, FETCH, |ev| {
+                        send.send(ev)
+                            .map_err(|_| anyhow::anyhow!("the applying side stopped"))
+                    })
+                });
+                for ev in &events {
+                    let dest = match route(&ev) {
+                        Route::Apply(dest) => dest,
+                        Route::Execute(dests) => {
+                            applier.flush(&mut stx)?;
+                            control::run_script(&mut stx, queue, &ev, &dests)?;
+                            // The script may have changed any table's columns.
+                            applier.reset();
+                            stats.applied += 1;
+                            continue;
+                        }
+                        Route::RemoveTable => {
+                            applier.flush(&mut stx)?;
+                            if control::remove_table(&mut stx, queue, &ev)? {
+                                stats.removed += 1;
+                            }
+                            stats.applied += 1;
+                            continue;
+                        }
+                        Route::Later => continue,
+                        Route::Ignore => {
+                            stats.ignored += 1;
+                            continue;
+                        }
+                    };
+                    match decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
+                        .with_context(|| format!("event {} of batch {}", ev.id, batch.id))?
+                    {
+                        Decoded::Row(row) => applier.push(&mut stx, &dest, row)?,
+                        Decoded::Truncate => applier.truncate(&mut stx, &dest)?,
+                        Decoded::Other => {
+                            stats.ignored += 1;
+                            continue;
+                        }
+                    }
+                    stats.applied += 1;
+                }
+                reader.join().map_err(|_| {
+                    anyhow::anyhow!("the thread reading batch {} panicked", batch.id)
+                })??;
+                Ok(())
+            })?;
+            applier.flush(&mut stx)?;
+            record_tick(&mut stx, queue, name, batch.tick_id)?;
+            before_commit(&mut stx)?;
+            stx.commit()
+                .context("committing the batch on the subscriber")?;
+        }
+    }
+    consumer.finish_batch(&mut ptx, batch)?;
+    ptx.commit()
+        .context("finishing the batch on the provider")?;
+    stats.duration = start.elapsed();
+    Ok(stats)
+}

@@ -1,0 +1,87 @@
+//! What replay does with the queue's events that are not row changes: the scripts of
+//! `provider execute` (`EXECUTE`) and table removals (`londiste.remove-table`). Both run in
+//! the batch's subscriber transaction, at their place among the row changes, so they happen
+//! exactly once with the batch.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use postgres::Transaction;
+
+use crate::base::names::TableName;
+use crate::capture::script::{Script, script_record};
+use crate::queue::consumer::Event;
+use crate::replay::subscriber;
+
+/// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
+/// provider's `schema.table`) mapped to their local names, and records it in
+/// `londiste.executed_scripts`. A script marked by `subscriber skip-execute`, or run here
+/// before, is passed over. A failing script fails the batch: replay stops there.
+pub fn run_script(
+    tx: &mut Transaction<'_>,
+    queue: &str,
+    event: &Event,
+    dests: &HashMap<String, TableName>,
+) -> Result<()> {
+    let name = event.extra1.as_deref().unwrap_or("(unnamed script)");
+    let text = event.data.as_deref().unwrap_or("");
+    let md5: String = tx.query_one("select md5($1)", &[&text])?.get(0);
+    match script_record(tx, queue, name, "subscriber install")? {
+        Some(record) if record.status == "skip" => {
+            tx.execute(
+                "update londiste.executed_scripts set status = 'skipped', sql_md5 = $3, \
+                 executed_at = now() where queue_name = $1 and file_name = $2",
+                &[&queue, &name, &md5],
+            )?;
+            log::warn!("{name}: skipped as asked (subscriber skip-execute); not run here");
+            return Ok(());
+        }
+        Some(record) if record.md5.as_ref() == Some(&md5) => {
+            log::info!(
+                "{name}: the same script ran here at {}; not run again",
+                record.at
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
+    let skip_hint =
+        || format!("fix the subscriber, or pass over it with `subscriber skip-execute {name}`");
+    let script = Script::parse(text)
+        .and_then(Script::without_transaction_control)
+        .with_context(|| format!("{name}: cannot run this script; {}", skip_hint()))?;
+    let (sql, mapped) = script.mapped(dests);
+    for (from, to) in &mapped {
+        log::info!("{name}: {from} is {to} here");
+    }
+    log::info!("{name}: executing ({} statements)", script.len());
+    tx.batch_execute(&sql)
+        .with_context(|| format!("{name} failed on the subscriber; {}", skip_hint()))?;
+    // Settings the script made (a search path, a timeout) must not outlive it in replay's
+    // session; the batch's own setting comes back.
+    tx.batch_execute("reset all; set local skyrep.replay = on")?;
+    tx.execute(
+        "insert into londiste.executed_scripts (queue_name, file_name, sql_md5, status) \
+         values ($1, $2, $3, 'done') \
+         on conflict (queue_name, file_name) do update \
+         set sql_md5 = excluded.sql_md5, status = 'done', executed_at = now()",
+        &[&queue, &name, &md5],
+    )?;
+    log::info!("{name}: executed");
+    Ok(())
+}
+
+/// Unregisters the table a `londiste.remove-table` event names, if it is registered here;
+/// returns whether it was.
+pub fn remove_table(tx: &mut Transaction<'_>, queue: &str, event: &Event) -> Result<bool> {
+    let Some(name) = event.data.as_deref() else {
+        bail!("event {}: a table removal without a table name", event.id);
+    };
+    let table = TableName::from_qualified(name)
+        .with_context(|| format!("event {}: table removal", event.id))?;
+    let removed = subscriber::unregister_table(tx, queue, &table)?.is_some();
+    if removed {
+        log::info!("{table}: removed on the provider; no longer replicated here (its rows stay)");
+    }
+    Ok(removed)
+}

@@ -1,0 +1,611 @@
+//! `status [--json]`: the queue, its ticker, every consumer of the queue as a tree under the
+//! provider, and for this subscriber its tables by state and the last error of its threads.
+//!
+//! The provider's `pgq.get_queue_info` and `pgq.get_consumer_info` give the ticker and the
+//! consumers (lag, last tick, pending events); the subscriber's `londiste.subscriber_tables`,
+//! `londiste.applied_ticks` and `londiste.replay_status` give the rest. A copy thread's
+//! temporary consumer (`CONSUMER.copy.SCHEMA.TABLE`) is shown under the node it works for.
+//! When one side cannot be read, the other is still shown, that side is marked with its error,
+//! and the command fails (exit code 1) after printing.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, bail};
+use postgres::Client;
+use serde_json::{Value, json};
+
+use crate::base::error::one_line;
+use crate::base::output;
+use crate::config::Config;
+use crate::db;
+use crate::replay::job::Job;
+use crate::replay::session::Thread;
+use crate::replay::state::{MergeState, load_tables};
+
+/// Runs `status`: prints the report as text or, with `json`, as one JSON object; fails after
+/// printing when a database could not be read.
+pub fn run(config: &Config, json: bool) -> Result<()> {
+    let job = Job::from_config(config)?;
+    let report = Report {
+        provider: read_side("provider_db", &job.provider, |c| read_provider(c, &job)),
+        subscriber: read_side("subscriber_db", &job.subscriber, |c| {
+            read_subscriber(c, &job)
+        }),
+        job,
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&report.json()).context("writing JSON")?;
+        output::line(&text)?;
+    } else {
+        output::text(&report.text())?;
+    }
+    let failed: Vec<&str> = [report.provider.error(), report.subscriber.error()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
+    }
+    Ok(())
+}
+
+/// What could be learnt from one database.
+enum Side<T> {
+    /// Read.
+    Read(T),
+    /// No connection (the error, one line).
+    Unreachable(String),
+    /// Connected, but reading failed (the error, one line).
+    Failed(String),
+}
+
+impl<T> Side<T> {
+    fn read(&self) -> Option<&T> {
+        match self {
+            Side::Read(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    fn error(&self) -> Option<&str> {
+        match self {
+            Side::Read(_) => None,
+            Side::Unreachable(e) | Side::Failed(e) => Some(e),
+        }
+    }
+
+    /// The side's own line when it could not be read.
+    fn error_line(&self) -> Option<String> {
+        match self {
+            Side::Read(_) => None,
+            Side::Unreachable(e) => Some(format!("UNREACHABLE: {e}")),
+            Side::Failed(e) => Some(format!("ERROR: {e}")),
+        }
+    }
+}
+
+/// Connects to `conn` (called `name`) and reads it with `read`.
+fn read_side<T>(
+    name: &str,
+    conn: &crate::db::connstr::Resolved,
+    read: impl FnOnce(&mut Client) -> Result<T>,
+) -> Side<T> {
+    match db::connect(name, conn) {
+        Err(e) => Side::Unreachable(one_line(&e)),
+        Ok(mut client) => match read(&mut client) {
+            Ok(info) => Side::Read(info),
+            Err(e) => Side::Failed(one_line(&e.context(format!("reading {name}")))),
+        },
+    }
+}
+
+/// The provider's view: its tables, the ticker and every consumer of the queue.
+struct ProviderInfo {
+    /// Tables registered for the queue (unknown without skyrep's `londiste` schema there).
+    tables: Option<i64>,
+    ticker: Ticker,
+    consumers: Vec<ConsumerInfo>,
+}
+
+/// `pgq.get_queue_info`.
+struct Ticker {
+    last_tick: Option<i64>,
+    lag: Option<f64>,
+    events_per_sec: Option<f64>,
+    new_events: Option<i64>,
+    paused: Option<bool>,
+}
+
+/// One row of `pgq.get_consumer_info`.
+struct ConsumerInfo {
+    name: String,
+    lag: Option<f64>,
+    last_seen: Option<f64>,
+    last_tick: Option<i64>,
+    current_batch: Option<i64>,
+    next_tick: Option<i64>,
+    pending_events: Option<i64>,
+}
+
+fn read_provider(client: &mut Client, job: &Job) -> Result<ProviderInfo> {
+    let row = client.query_one(
+        "select pg_catalog.to_regprocedure('pgq.get_queue_info(text)') is not null, \
+                pg_catalog.to_regclass('londiste.provider_tables') is not null",
+        &[],
+    )?;
+    let (has_pgq, has_londiste): (bool, bool) = (row.get(0), row.get(1));
+    if !has_pgq {
+        bail!("pgq is not installed: run `provider install`");
+    }
+    let queue = &job.queue;
+    let row = client
+        .query_opt(
+            "select last_tick_id, extract(epoch from ticker_lag)::float8, ev_per_sec, ev_new, \
+                    queue_ticker_paused \
+             from pgq.get_queue_info($1)",
+            &[queue],
+        )
+        .with_context(|| format!("reading queue {queue}"))?
+        .with_context(|| format!("queue {queue} does not exist: run `provider install`"))?;
+    let ticker = Ticker {
+        last_tick: row.get(0),
+        lag: row.get(1),
+        events_per_sec: row.get(2),
+        new_events: row.get(3),
+        paused: row.get(4),
+    };
+    let consumers = client
+        .query(
+            "select consumer_name, extract(epoch from lag)::float8, \
+                    extract(epoch from last_seen)::float8, last_tick, current_batch, next_tick, \
+                    pending_events \
+             from pgq.get_consumer_info($1) order by consumer_name",
+            &[queue],
+        )
+        .with_context(|| format!("reading the consumers of queue {queue}"))?
+        .iter()
+        .map(|r| ConsumerInfo {
+            name: r.get(0),
+            lag: r.get(1),
+            last_seen: r.get(2),
+            last_tick: r.get(3),
+            current_batch: r.get(4),
+            next_tick: r.get(5),
+            pending_events: r.get(6),
+        })
+        .collect();
+    let tables = if has_londiste {
+        Some(
+            client
+                .query_one(
+                    "select count(*) from londiste.provider_tables where queue_name = $1",
+                    &[queue],
+                )
+                .context("counting the provider's tables")?
+                .get(0),
+        )
+    } else {
+        None
+    };
+    Ok(ProviderInfo {
+        tables,
+        ticker,
+        consumers,
+    })
+}
+
+/// This subscriber's view: its tables, how far it has applied, its threads' last errors.
+struct SubscriberInfo {
+    counts: Counts,
+    applied_tick: Option<i64>,
+    /// Seconds since the last batch was applied.
+    applied_age: Option<f64>,
+    /// None where `londiste.replay_status` is not installed yet.
+    errors: Option<Vec<RecordedError>>,
+}
+
+/// Tables by merge state, as `ok/copying/other`.
+#[derive(Default)]
+struct Counts {
+    ok: u32,
+    copying: u32,
+    other: u32,
+}
+
+/// A row of `londiste.replay_status`.
+struct RecordedError {
+    thread: Thread,
+    message: String,
+    /// ISO 8601.
+    at: String,
+    /// Seconds since.
+    age: f64,
+    failures: i32,
+}
+
+fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
+    let row = client.query_one(
+        "select pg_catalog.to_regclass('londiste.subscriber_tables') is not null, \
+                pg_catalog.to_regclass('londiste.replay_status') is not null",
+        &[],
+    )?;
+    let (has_londiste, has_status): (bool, bool) = (row.get(0), row.get(1));
+    if !has_londiste {
+        bail!("londiste is not installed: run `subscriber install`");
+    }
+    let mut counts = Counts::default();
+    for table in load_tables(client, &job.queue)? {
+        match table.state {
+            MergeState::Ok => counts.ok += 1,
+            MergeState::InCopy
+            | MergeState::CatchingUp
+            | MergeState::WannaSync(_)
+            | MergeState::DoSync(_) => counts.copying += 1,
+            MergeState::New => counts.other += 1,
+        }
+    }
+    let applied = client
+        .query_opt(
+            "select last_tick_id, extract(epoch from now() - applied_at)::float8 \
+             from londiste.applied_ticks where queue_name = $1 and consumer_name = $2",
+            &[&job.queue, &job.consumer],
+        )
+        .context("reading the applied tick")?;
+    let errors = if has_status {
+        let rows = client
+            .query(
+                "select consumer_name, last_error, to_json(error_at) #>> '{}', \
+                        extract(epoch from now() - error_at)::float8, failures \
+                 from londiste.replay_status where queue_name = $1 \
+                 order by error_at, consumer_name",
+                &[&job.queue],
+            )
+            .context("reading the recorded errors")?;
+        Some(
+            rows.iter()
+                .filter_map(|r| {
+                    let key: String = r.get(0);
+                    let thread = Thread::from_key(&job.consumer, &key)?;
+                    Some(RecordedError {
+                        thread,
+                        message: r.get(1),
+                        at: r.get(2),
+                        age: r.get(3),
+                        failures: r.get(4),
+                    })
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(SubscriberInfo {
+        counts,
+        applied_tick: applied.as_ref().map(|r| r.get(0)),
+        applied_age: applied.as_ref().map(|r| r.get(1)),
+        errors,
+    })
+}
+
+/// A node of the tree: a consumer with the copy consumers working for it.
+struct Node<'a> {
+    name: &'a str,
+    local: bool,
+    /// Its row, where the provider was read and it is registered.
+    consumer: Option<&'a ConsumerInfo>,
+    /// `(table, copy consumer)`.
+    copies: Vec<(&'a str, &'a ConsumerInfo)>,
+}
+
+/// Everything `status` found.
+struct Report {
+    job: Job,
+    provider: Side<ProviderInfo>,
+    subscriber: Side<SubscriberInfo>,
+}
+
+impl Report {
+    /// This subscriber's node first, then the queue's other consumers by name; each copy
+    /// consumer under the consumer whose name it starts with.
+    fn nodes(&self) -> Vec<Node<'_>> {
+        let local = self.job.consumer.as_str();
+        let consumers: &[ConsumerInfo] =
+            self.provider.read().map_or(&[], |p| p.consumers.as_slice());
+        let mut nodes = vec![Node {
+            name: local,
+            local: true,
+            consumer: consumers.iter().find(|c| c.name == local),
+            copies: Vec::new(),
+        }];
+        for consumer in consumers {
+            if consumer.name != local && copy_owner(&consumer.name, local, consumers).is_none() {
+                nodes.push(Node {
+                    name: &consumer.name,
+                    local: false,
+                    consumer: Some(consumer),
+                    copies: Vec::new(),
+                });
+            }
+        }
+        for consumer in consumers {
+            if let Some((owner, table)) = copy_owner(&consumer.name, local, consumers)
+                && let Some(node) = nodes.iter_mut().find(|n| n.name == owner)
+            {
+                node.copies.push((table, consumer));
+            }
+        }
+        nodes
+    }
+
+    fn text(&self) -> String {
+        let mut out = String::new();
+        let ticker = match self.provider.read() {
+            Some(p) => ticker_text(&p.ticker),
+            None => "unknown".to_string(),
+        };
+        let _ = writeln!(out, "Queue: {}   Ticker: {ticker}", self.job.queue);
+        let _ = writeln!(out, "Local node: {}\n", self.job.consumer);
+        let _ = writeln!(out, "provider: {}", self.job.provider.describe());
+        let provider_lines = match &self.provider {
+            Side::Read(p) => vec![format!(
+                "Tables: {}",
+                p.tables.map_or("?".to_string(), |n| n.to_string())
+            )],
+            other => other.error_line().into_iter().collect(),
+        };
+        for line in provider_lines {
+            let _ = writeln!(out, "  |      {line}");
+        }
+        let nodes = self.nodes();
+        for (i, node) in nodes.iter().enumerate() {
+            let last = i + 1 == nodes.len();
+            let title = if node.local {
+                format!(
+                    "{} (this subscriber): {}",
+                    node.name,
+                    self.job.subscriber.describe()
+                )
+            } else {
+                node.name.to_string()
+            };
+            let _ = writeln!(out, "  +--{title}");
+            let indent = if last { "         " } else { "  |      " };
+            for line in self.node_lines(node) {
+                let _ = writeln!(out, "{indent}{line}");
+            }
+        }
+        out
+    }
+
+    /// The detail lines under a node.
+    fn node_lines(&self, node: &Node<'_>) -> Vec<String> {
+        let mut lines = Vec::new();
+        let subscriber = if node.local {
+            match &self.subscriber {
+                Side::Read(s) => {
+                    let c = &s.counts;
+                    lines.push(format!(
+                        "Tables: {}/{}/{} ok/copying/other",
+                        c.ok, c.copying, c.other
+                    ));
+                    Some(s)
+                }
+                other => {
+                    lines.extend(other.error_line());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match (node.consumer, self.provider.read(), subscriber) {
+            (Some(c), _, _) => lines.push(format!(
+                "Lag: {}, Tick: {}, Pending: {} events",
+                seconds(c.lag),
+                number(c.last_tick),
+                number(c.pending_events)
+            )),
+            (None, Some(_), _) => lines.push(
+                "Not registered on the queue (`replay` or `subscriber register` registers it)"
+                    .to_string(),
+            ),
+            (None, None, Some(s)) => {
+                if let Some(tick) = s.applied_tick {
+                    lines.push(format!(
+                        "Tick: {tick}, applied here {} ago",
+                        seconds(s.applied_age)
+                    ));
+                }
+            }
+            (None, None, None) => {}
+        }
+        for (table, c) in &node.copies {
+            lines.push(format!(
+                "Copy {table}: Lag: {}, Tick: {}, Pending: {} events",
+                seconds(c.lag),
+                number(c.last_tick),
+                number(c.pending_events)
+            ));
+        }
+        if let Some(s) = subscriber {
+            match &s.errors {
+                Some(errors) => {
+                    for e in errors {
+                        lines.push(format!(
+                            "ERR: {}: {} ({} in a row, last {} ago)",
+                            e.thread.name(),
+                            e.message,
+                            if e.failures == 1 {
+                                "1 failure".to_string()
+                            } else {
+                                format!("{} failures", e.failures)
+                            },
+                            seconds(Some(e.age))
+                        ));
+                    }
+                }
+                None => lines.push(
+                    "Errors: not recorded here (run `subscriber install` to upgrade)".to_string(),
+                ),
+            }
+        }
+        lines
+    }
+
+    fn json(&self) -> Value {
+        let provider = self.provider.read();
+        let subscriber = self.subscriber.read();
+        let consumer_json = |c: Option<&ConsumerInfo>| {
+            json!({
+                "lag": c.and_then(|c| c.lag).map(rounded),
+                "last_seen": c.and_then(|c| c.last_seen).map(rounded),
+                "last_tick": c.and_then(|c| c.last_tick),
+                "current_batch": c.and_then(|c| c.current_batch),
+                "next_tick": c.and_then(|c| c.next_tick),
+                "pending_events": c.and_then(|c| c.pending_events),
+            })
+        };
+        let consumers: Vec<Value> = self
+            .nodes()
+            .iter()
+            .map(|node| {
+                let mut value = json!({
+                    "name": node.name,
+                    "local": node.local,
+                    "registered": provider.map(|_| node.consumer.is_some()),
+                    "errors": if node.local {
+                        subscriber.and_then(|s| s.errors.as_ref()).map(|errors| {
+                            errors
+                                .iter()
+                                .map(|e| {
+                                    json!({
+                                        "thread": e.thread.name(),
+                                        "message": e.message,
+                                        "at": e.at,
+                                        "age": rounded(e.age),
+                                        "failures": e.failures,
+                                    })
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    } else {
+                        None
+                    },
+                    "copies": node.copies.iter().map(|(table, c)| {
+                        let mut copy = json!({"table": table, "consumer": c.name});
+                        merge(&mut copy, consumer_json(Some(c)));
+                        copy
+                    }).collect::<Vec<_>>(),
+                });
+                merge(&mut value, consumer_json(node.consumer));
+                value
+            })
+            .collect();
+        json!({
+            "queue": self.job.queue,
+            "node": self.job.consumer,
+            "complete": provider.is_some() && subscriber.is_some(),
+            "provider": {
+                "db": self.job.provider.describe(),
+                "reachable": !matches!(self.provider, Side::Unreachable(_)),
+                "error": self.provider.error(),
+                "tables": provider.and_then(|p| p.tables),
+                "ticker": provider.map(|p| json!({
+                    "last_tick": p.ticker.last_tick,
+                    "lag": p.ticker.lag.map(rounded),
+                    "events_per_sec": p.ticker.events_per_sec.map(rounded),
+                    "new_events": p.ticker.new_events,
+                    "paused": p.ticker.paused,
+                })),
+            },
+            "subscriber": {
+                "db": self.job.subscriber.describe(),
+                "reachable": !matches!(self.subscriber, Side::Unreachable(_)),
+                "error": self.subscriber.error(),
+                "tables": subscriber.map(|s| json!({
+                    "ok": s.counts.ok,
+                    "copying": s.counts.copying,
+                    "other": s.counts.other,
+                })),
+                "applied_tick": subscriber.and_then(|s| s.applied_tick),
+                "applied_age": subscriber.and_then(|s| s.applied_age).map(rounded),
+            },
+            "consumers": consumers,
+        })
+    }
+}
+
+/// `(owner, table)` if `name` is a copy consumer (`OWNER.copy.TABLE`) of `local` or of another
+/// of the `consumers`.
+fn copy_owner<'n>(
+    name: &'n str,
+    local: &str,
+    consumers: &[ConsumerInfo],
+) -> Option<(&'n str, &'n str)> {
+    let (owner, table) = name.split_once(".copy.")?;
+    (owner == local || consumers.iter().any(|c| c.name == owner)).then_some((owner, table))
+}
+
+/// Adds the keys of object `from` to object `into`.
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        into.extend(from);
+    }
+}
+
+/// Seconds to the millisecond, for JSON.
+fn rounded(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+/// The ticker's part of the header line.
+fn ticker_text(t: &Ticker) -> String {
+    let mut text = format!(
+        "tick {}, lag {}, {} events/s, {} new events",
+        number(t.last_tick),
+        seconds(t.lag),
+        t.events_per_sec
+            .map_or("?".to_string(), |r| format!("{r:.1}")),
+        number(t.new_events)
+    );
+    if t.paused == Some(true) {
+        text.push_str(", paused");
+    }
+    text
+}
+
+/// A count or tick, `?` when unknown.
+fn number(n: Option<i64>) -> String {
+    n.map_or("?".to_string(), |n| n.to_string())
+}
+
+/// A duration as Londiste shows it: `1.2s` under a minute, else `2h10m42s` / `5m3s`.
+fn seconds(seconds: Option<f64>) -> String {
+    let Some(s) = seconds else {
+        return "?".to_string();
+    };
+    if s < 60.0 {
+        return format!("{s:.1}s");
+    }
+    let whole = s.round() as u64;
+    let (h, m, s) = (whole / 3600, whole / 60 % 60, whole % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else {
+        format!("{m}m{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+
+    #[test]
+    fn durations_read_like_londiste() {
+        assert_eq!(seconds(None), "?");
+        assert_eq!(seconds(Some(0.04)), "0.0s");
+        assert_eq!(seconds(Some(18.26)), "18.3s");
+        assert_eq!(seconds(Some(303.0)), "5m3s");
+        assert_eq!(seconds(Some(7842.4)), "2h10m42s");
+    }
+}
