@@ -15,6 +15,7 @@ mod demo;
 mod docs;
 mod faults;
 mod harness;
+mod layout;
 mod odd_input;
 mod pgq_sql;
 mod replay;

@@ -10,7 +10,7 @@
 //! `execute` runs a script and queues it as an `EXECUTE` event (`ev_data` the script,
 //! `ev_extra1` its file name) in one transaction, after regenerating the capture triggers of
 //! the registered tables whose columns the script changed. The sequence commands are in
-//! [`crate::replay::seqs`].
+//! [`crate::capture::seqs`].
 
 use std::path::Path;
 

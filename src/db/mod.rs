@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use postgres::config::{ChannelBinding, TargetSessionAttrs};
-use postgres::{CancelToken, Client};
+use postgres::{CancelToken, Client, GenericClient};
 
-use crate::db::connstr::{Resolved, is_socket_dir};
+use connstr::{Resolved, is_socket_dir};
 
 /// Connects to `conn`, called `name` in messages (`provider_db`, `subscriber_db`, ...).
 ///
@@ -109,4 +109,11 @@ fn build_config(name: &str, conn: &Resolved) -> Result<postgres::Config> {
         log::info!("{name}: {}: {}", notice.severity(), notice.message());
     });
     Ok(config)
+}
+
+/// Whether relation `name` exists.
+pub fn to_regclass(client: &mut impl GenericClient, name: &str) -> Result<bool> {
+    Ok(client
+        .query_one("select to_regclass($1) is not null", &[&name])?
+        .get(0))
 }

@@ -1,7 +1,7 @@
 //! The copy threads: the initial copy of a newly added table and its hand-over to replay.
 //!
 //! `parallel_copies` threads work side by side, each on one table at a time; a lock held by
-//! the thread's subscriber session ([`claim`]) keeps two threads off one table.
+//! the thread's subscriber session (`claim`) keeps two threads off one table.
 //!
 //! For a table in state `in-copy` it registers a copy consumer on the queue, opens a
 //! REPEATABLE READ transaction on the provider, records its snapshot and the queue's last

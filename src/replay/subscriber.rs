@@ -19,8 +19,8 @@ use crate::base::output;
 use crate::capture::provider::{check_table, parse_names};
 use crate::capture::script::script_record;
 use crate::config::Config;
-use crate::db;
 use crate::db::connstr::Resolved;
+use crate::db::{self, to_regclass};
 use crate::queue::install;
 use crate::replay::aside;
 use crate::replay::protect;
@@ -475,13 +475,6 @@ pub fn unregister_table(
         protect::unguard(tx, dest)?;
     }
     Ok(Some(registered))
-}
-
-/// Whether relation `name` exists.
-pub(crate) fn to_regclass(client: &mut impl GenericClient, name: &str) -> Result<bool> {
-    Ok(client
-        .query_one("select to_regclass($1) is not null", &[&name])?
-        .get(0))
 }
 
 /// Fails unless `subscriber install` has been run.

@@ -2,9 +2,9 @@
 //!
 //! Lines go to the terminal (stderr) and, once [`set_file`] names one, to the log file. The
 //! file can be swapped or reopened at any moment by calling [`set_file`] again (after
-//! logrotate moved it away, on SIGHUP) and is created with mode 0640, never through a symlink. Every line passes through
-//! [`mask_secrets`](crate::base::mask::mask_secrets). Timestamps are local time, read per line, so
-//! they stay right across daylight-saving changes and in any thread.
+//! logrotate moved it away, on SIGHUP) and is created with mode 0640, never through a
+//! symlink. Every line passes through [`mask_secrets`]. Timestamps are local time, read per
+//! line, so they stay right across daylight-saving changes and in any thread.
 //!
 //! With `syslog = on`, [`set_syslog`] also sends each line that goes to the log file to the
 //! local syslog socket (`/dev/log`, facility `daemon`), as `ident[pid]: LEVEL text`.
