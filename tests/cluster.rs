@@ -215,6 +215,15 @@ impl Cluster {
         }
     }
 
+    /// Crashes the server (immediate shutdown: nothing more is written, as in a power loss
+    /// for whatever was not yet on disk) and starts it again, which recovers from the WAL.
+    pub fn crash_and_restart(&mut self) {
+        if let Err(err) = self.server.crash() {
+            panic!("{err:#}\n{}", self.server.log_tail(LOG_TAIL_LINES));
+        }
+        self.restart();
+    }
+
     /// Stops the server if it is running and starts it again on the same port.
     pub fn restart(&mut self) {
         if let Err(err) = self.server.restart() {

@@ -13,6 +13,7 @@ mod daemon;
 mod ddl;
 mod demo;
 mod docs;
+mod durable;
 mod faults;
 mod harness;
 mod layout;

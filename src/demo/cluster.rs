@@ -128,6 +128,16 @@ impl Server {
         Ok(())
     }
 
+    /// Stops the server at once, as a crash would (immediate shutdown: nothing more is
+    /// written, and the next start recovers from the WAL); nothing if it is not running.
+    pub fn crash(&mut self) -> Result<()> {
+        if self.running {
+            self.pg_ctl(&["-m", "immediate", "-w", "stop"])?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
     /// Stops the server if it is running and starts it again on the same port.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;

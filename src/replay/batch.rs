@@ -83,6 +83,17 @@ pub fn apply_batch(
             log::info!("{name}: batch up to tick {done} was applied before; finishing it");
             drop(stx);
         }
+        Some(done) if done < batch.prev_tick_id => {
+            // The subscriber lost batches the provider had finished (restored from a backup,
+            // or commits lost in a crash): take the consumer back to where the subscriber is,
+            // while the queue still holds the events from there.
+            drop(stx);
+            rewind(&mut ptx, consumer, done, batch)?;
+            ptx.commit()
+                .context("moving the consumer back on the provider")?;
+            stats.duration = start.elapsed();
+            return Ok(stats);
+        }
         Some(done) if done != batch.prev_tick_id => bail!(
             "{name}: the subscriber has applied up to tick {done}, but the queue hands out ticks {} to {}: \
              the consumer was moved on the provider; unregister and resync",
@@ -146,6 +157,7 @@ pub fn apply_batch(
             applier.flush(&mut stx)?;
             record_tick(&mut stx, queue, name, batch.tick_id)?;
             before_commit(&mut stx)?;
+            commit_durably(&mut stx)?;
             stx.commit()
                 .context("committing the batch on the subscriber")?;
         }
@@ -155,4 +167,42 @@ pub fn apply_batch(
         .context("finishing the batch on the provider")?;
     stats.duration = start.elapsed();
     Ok(stats)
+}
+
+/// Makes the commit of `tx` wait until it is on disk, where the session (or the server,
+/// database or role default) has `synchronous_commit = off`: the provider forgets a batch once
+/// it is finished there, so the subscriber's record of it must not be lost in a crash. The
+/// other values all flush locally, and are kept.
+fn commit_durably(tx: &mut Transaction<'_>) -> Result<()> {
+    tx.batch_execute(
+        "select pg_catalog.set_config('synchronous_commit', 'on', true) \
+         where pg_catalog.current_setting('synchronous_commit') = 'off'",
+    )
+    .context("asking for a durable commit")
+}
+
+/// Moves `consumer` back to tick `done` (where the subscriber is), dropping `batch`; fails
+/// with what to do when the queue no longer holds that tick, and so not every event after it.
+fn rewind(ptx: &mut Transaction<'_>, consumer: &Consumer, done: i64, batch: &Batch) -> Result<()> {
+    let name = consumer.name();
+    ptx.query_one(
+        "select pgq.register_consumer_at($1, $2, $3)",
+        &[&consumer.queue(), &name, &done],
+    )
+    .with_context(|| {
+        format!(
+            "{name}: the subscriber has applied up to tick {done}, behind the queue's position \
+             (ticks {} to {}), and the consumer cannot be moved back there: if the queue no \
+             longer holds that tick, resync the tables (`subscriber resync`)",
+            batch.prev_tick_id, batch.tick_id
+        )
+    })?;
+    log::warn!(
+        "{name}: the subscriber has applied up to tick {done} but the provider had finished up \
+         to tick {}: the subscriber lost batches it had committed (restored from a backup, or \
+         a crash with synchronous_commit off); moved the consumer back to tick {done} to \
+         apply them again",
+        batch.prev_tick_id
+    );
+    Ok(())
 }
