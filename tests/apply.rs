@@ -158,10 +158,10 @@ fn run(client: &mut Client, sql: &str) {
 fn apply(client: &mut Client, applier: &mut Applier, events: Vec<Event>) -> Result<(), String> {
     let mut tx = client.transaction().map_err(|e| error_chain(&e))?;
     let result = (|| {
-        for (ev_type, ev_data, extra1) in events {
+        for (id, (ev_type, ev_data, extra1)) in (1..).zip(events) {
             let dest = TableName::from_qualified(&extra1)?;
             match decode(&ev_type, ev_data.as_deref())? {
-                Decoded::Row(event) => applier.push(&mut tx, &dest, event)?,
+                Decoded::Row(event) => applier.push(&mut tx, &dest, event, id)?,
                 Decoded::Truncate => applier.truncate(&mut tx, &dest)?,
                 Decoded::Other => panic!("unexpected event type {ev_type}"),
             }
@@ -449,9 +449,9 @@ fn groups_keep_the_order_of_events() {
     let Decoded::Row(event) = decode("I:id", Some("id=5")).unwrap() else {
         panic!("not a row event");
     };
-    applier.push(&mut tx, &t, event.clone()).unwrap();
+    applier.push(&mut tx, &t, event.clone(), 1).unwrap();
     applier.truncate(&mut tx, &t).unwrap();
-    applier.push(&mut tx, &t, event).unwrap();
+    applier.push(&mut tx, &t, event, 2).unwrap();
     applier.flush(&mut tx).unwrap();
     tx.commit().unwrap();
     assert_eq!(rows(&mut client, "select t::text from t"), ["(5,dflt,,)"]);

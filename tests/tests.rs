@@ -14,6 +14,7 @@ mod ddl;
 mod demo;
 mod docs;
 mod durable;
+mod exact;
 mod faults;
 mod harness;
 mod layout;

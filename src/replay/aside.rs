@@ -99,6 +99,12 @@ pub fn set_aside(
     let triggers = tx
         .query(
             "select t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid) \
+                    || case t.tgenabled \
+                           when 'A' then '; alter table ' || $1 || ' enable always trigger ' \
+                           when 'R' then '; alter table ' || $1 || ' enable replica trigger ' \
+                           when 'D' then '; alter table ' || $1 || ' disable trigger ' \
+                           else '' end \
+                    || case when t.tgenabled <> 'O' then quote_ident(t.tgname) else '' end \
              from pg_catalog.pg_trigger t \
              where t.tgrelid = $1::text::regclass and not t.tgisinternal and t.tgname <> $2 \
              order by 1",

@@ -77,7 +77,7 @@ pub fn apply_batch(
     let mut stx = subscriber
         .transaction()
         .context("starting the subscriber transaction")?;
-    stx.batch_execute("set local skyrep.replay = on")?;
+    applier.begin(&mut stx)?;
     match applied_tick(&mut stx, queue, name)? {
         Some(done) if done == batch.tick_id => {
             log::info!("{name}: batch up to tick {done} was applied before; finishing it");
@@ -118,8 +118,10 @@ pub fn apply_batch(
                         Route::Execute(dests) => {
                             applier.flush(&mut stx)?;
                             control::run_script(&mut stx, queue, &ev, &dests)?;
-                            // The script may have changed any table's columns.
+                            // The script may have changed any table's columns, and it reset
+                            // the session's settings.
                             applier.reset();
+                            applier.begin(&mut stx)?;
                             stats.applied += 1;
                             continue;
                         }
@@ -140,7 +142,7 @@ pub fn apply_batch(
                     match decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
                         .with_context(|| format!("event {} of batch {}", ev.id, batch.id))?
                     {
-                        Decoded::Row(row) => applier.push(&mut stx, &dest, row)?,
+                        Decoded::Row(row) => applier.push(&mut stx, &dest, row, ev.id)?,
                         Decoded::Truncate => applier.truncate(&mut stx, &dest)?,
                         Decoded::Other => {
                             stats.ignored += 1;

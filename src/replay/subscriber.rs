@@ -217,6 +217,11 @@ impl Subscriber {
                 if expect_sync { " (in sync)" } else { "" }
             );
         }
+        if !crate::replay::apply::may_set_replica_role(&mut tx)? {
+            for (_, dest) in &dest_of {
+                crate::replay::apply::check_fk_actions(&mut tx, dest)?;
+            }
+        }
         tx.commit().context("committing subscriber add")?;
         // From now on the queue keeps every change for this subscriber: events of tables
         // added `--expect-sync` are applied from this point, and copies start from here.

@@ -1,0 +1,214 @@
+//! Replay applies exactly what the provider did: foreign-key actions of the subscriber do not
+//! act on replicated rows a second time, TRUNCATE of tables joined by foreign keys replays,
+//! keys moved through each other under deferrable constraints net right, and keys equal by
+//! their type are one row whatever their text.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::cluster::Cluster;
+use crate::replay::{Pair, stop};
+
+/// How long replay may take to make the tables equal.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Every row of `table` as text, in a fixed order and with fixed settings.
+fn rows(cluster: &Cluster, table: &str) -> Vec<String> {
+    cluster
+        .query_strings(
+            "postgres",
+            &format!(
+                "set timezone = 'UTC'; set datestyle = 'ISO, YMD'; set intervalstyle = 'postgres'; \
+                 set extra_float_digits = 3; \
+                 select t::text from {table} t order by t::text collate \"C\""
+            ),
+        )
+        .into_iter()
+        .map(|r| r[0].clone().unwrap_or_default())
+        .collect()
+}
+
+/// Waits until every table has the same rows on both sides; panics with the difference and
+/// replay's log if they do not within [`WAIT`].
+fn wait_same(pair: &Pair, tables: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let differing: Vec<&str> = tables
+            .iter()
+            .copied()
+            .filter(|t| rows(&pair.provider, t) != rows(&pair.subscriber, t))
+            .collect();
+        if differing.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            let detail: Vec<String> = differing
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{t}:\n  provider:   {:?}\n  subscriber: {:?}",
+                        rows(&pair.provider, t),
+                        rows(&pair.subscriber, t)
+                    )
+                })
+                .collect();
+            panic!(
+                "tables differ:\n{}\n--- replay log ---\n{}",
+                detail.join("\n"),
+                pair.replay_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A pair with `schema` on both sides, `tables` added on both and replay running.
+fn replicate(schema: &str, tables: &[&str]) -> (Pair, Child) {
+    let pair = Pair::new(schema);
+    for table in tables {
+        pair.ok(&["provider", "add", table]);
+    }
+    for table in tables {
+        pair.ok(&["subscriber", "add", table]);
+    }
+    let replay = pair.start_replay();
+    let deadline = Instant::now() + WAIT;
+    while !pair.states().iter().all(|(_, s)| s == "ok") {
+        assert!(
+            Instant::now() < deadline,
+            "tables not ok: {:?}\n{}",
+            pair.states(),
+            pair.replay_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (pair, replay)
+}
+
+const FK_SCHEMA: &str = "
+    create table parent (id int primary key, v text);
+    create table child (id int primary key,
+                        parent_id int references parent on delete cascade on update cascade,
+                        v text);
+    create table orphanable (id int primary key,
+                             parent_id int references parent on delete set null on update set null);
+    create table tree (id int primary key,
+                       up int references tree on delete cascade deferrable initially deferred);
+    insert into parent select g, 'p' || g from generate_series(1, 10) g;
+    insert into child select g, g, 'c' || g from generate_series(1, 10) g;
+    insert into orphanable select g, g from generate_series(1, 10) g;
+    insert into tree values (1, null), (2, 1), (3, 2), (4, 1);
+";
+
+#[test]
+fn exact_foreign_key_actions_of_the_subscriber_do_not_act_on_replicated_rows() {
+    let tables = ["parent", "child", "orphanable", "tree"];
+    let (pair, mut replay) = replicate(FK_SCHEMA, &tables);
+    pair.provider.execute(
+        "begin;
+         update child set parent_id = 2 where id = 1;
+         update orphanable set parent_id = 2 where id = 1;
+         delete from parent where id = 1;
+         commit;
+         begin;
+         update tree set up = 4 where id = 2;
+         delete from tree where id = 1;
+         commit;
+         update parent set id = 100 where id = 3;
+         update parent set id = 200 where id = 4;
+         delete from parent where id = 5;",
+    );
+    wait_same(&pair, &tables);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn exact_truncate_of_tables_joined_by_foreign_keys_replays() {
+    let tables = ["parent", "child", "orphanable", "tree"];
+    let (pair, mut replay) = replicate(FK_SCHEMA, &tables);
+    pair.provider.execute(
+        "truncate child, orphanable, parent;
+         insert into parent values (1, 'again');
+         insert into child values (1, 1, 'again');
+         truncate parent cascade;
+         truncate tree;
+         insert into parent values (2, 'last');
+         insert into child values (2, 2, 'last');",
+    );
+    wait_same(&pair, &tables);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn exact_keys_moved_through_each_other_under_deferrable_constraints_net_right() {
+    let schema = "
+        create table shift (id int primary key deferrable, v text);
+        create table swap (id int primary key, u int unique deferrable initially deferred,
+                           v text);
+        insert into shift select g, 'v' || g from generate_series(1, 20) g;
+        insert into swap select g, g, 'v' || g from generate_series(1, 20) g;
+    ";
+    let tables = ["shift", "swap"];
+    let (pair, mut replay) = replicate(schema, &tables);
+    pair.provider.execute(
+        "update shift set id = id + 1;
+         update shift set id = id - 1;
+         update shift set id = 21 - id;
+         begin;
+         update shift set id = 100 + id where id <= 5;
+         update shift set id = id - 100 where id > 100;
+         delete from shift where id = 7;
+         insert into shift values (7, 'new seven');
+         commit;
+         update swap set u = 21 - u;
+         begin;
+         update swap set u = 19 where id = 1;
+         update swap set u = 20 where id = 2;
+         commit;",
+    );
+    wait_same(&pair, &tables);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn exact_keys_equal_by_type_are_one_row_whatever_their_text() {
+    let schema = "
+        create extension if not exists citext;
+        create table at_time (at timestamptz primary key, v text);
+        create table span (d interval primary key, v text);
+        create table amount (n numeric primary key, v text);
+        create table name_ci (name citext primary key, v text);
+        insert into at_time values ('2024-01-01 10:00+00', 'a');
+        insert into span values ('1 day', 'a');
+    ";
+    let tables = ["at_time", "span", "amount", "name_ci"];
+    let (pair, mut replay) = replicate(schema, &tables);
+    pair.provider.execute(
+        "begin;
+         set local timezone = 'Asia/Tokyo';
+         insert into at_time values ('2024-01-02 10:00+00', 'b');
+         set local timezone = 'America/New_York';
+         update at_time set v = 'b2' where at = '2024-01-02 10:00+00';
+         update at_time set v = 'a2' where at = '2024-01-01 10:00+00';
+         set local timezone = 'UTC';
+         delete from at_time where at = '2024-01-01 10:00+00';
+         commit;
+         begin;
+         set local intervalstyle = 'iso_8601';
+         insert into span values ('2 days', 'b');
+         set local intervalstyle = 'sql_standard';
+         update span set v = 'b2' where d = '2 days';
+         delete from span where d = '1 day';
+         commit;
+         begin;
+         insert into amount values (1.0, 'a');
+         delete from amount where n = 1;
+         insert into amount values (1.00, 'b');
+         insert into name_ci values ('Abc', 'a');
+         update name_ci set name = 'ABC' where name = 'abc';
+         update name_ci set v = 'b' where name = 'aBc';
+         commit;",
+    );
+    wait_same(&pair, &tables);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+}
