@@ -18,6 +18,7 @@ mod exact;
 mod faults;
 mod harness;
 mod layout;
+mod memory;
 mod odd_input;
 mod pgq_sql;
 mod replay;

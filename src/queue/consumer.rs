@@ -10,8 +10,9 @@
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use postgres::types::Type;
-use postgres::{GenericClient, Row, Transaction};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{ToSql, Type};
+use postgres::{GenericClient, Row, RowIter, Transaction};
 
 /// Name of the cursor that streams a batch's events.
 const CURSOR: &str = "skyrep_batch_events";
@@ -55,6 +56,21 @@ pub struct Event {
 }
 
 impl Event {
+    /// Bytes of text the event holds, about what it takes in memory.
+    pub fn size(&self) -> usize {
+        [
+            &self.ev_type,
+            &self.data,
+            &self.extra1,
+            &self.extra2,
+            &self.extra3,
+            &self.extra4,
+        ]
+        .iter()
+        .map(|field| field.as_ref().map_or(0, String::len))
+        .sum()
+    }
+
     fn from_row(row: &Row) -> Result<Event> {
         Ok(Event {
             id: row.try_get("ev_id")?,
@@ -204,31 +220,28 @@ impl Consumer {
     ) -> Result<u64> {
         let context = || format!("reading batch {} of queue {}", batch.id, self.queue);
         let fetch = fetch.max(1);
-        let mut rows = tx
-            .query_typed(
-                "select * from pgq.get_batch_cursor($1, $2, $3)",
-                &[
-                    (&batch.id, Type::INT8),
-                    (&CURSOR, Type::TEXT),
-                    (&fetch, Type::INT4),
-                ],
-            )
+        // Rows are taken from the server as they arrive, never a whole fetch at once: wide
+        // rows then take no more memory than those `each` holds on to.
+        let params: [(&(dyn ToSql + Sync), Type); 3] = [
+            (&batch.id, Type::INT8),
+            (&CURSOR, Type::TEXT),
+            (&fetch, Type::INT4),
+        ];
+        let first = tx
+            .query_typed_raw("select * from pgq.get_batch_cursor($1, $2, $3)", params)
             .with_context(context)?;
+        let mut got = each_row(first, &mut each).with_context(context)?;
+        let mut count = got;
         // Prepared once for the batch: each fetch is then one round trip, not two.
         let fetch_next = tx
             .prepare(&format!("fetch {fetch} from {CURSOR}"))
             .with_context(context)?;
-        let mut count = 0;
-        loop {
-            let full = rows.len() == fetch as usize;
-            for row in &rows {
-                each(Event::from_row(row).with_context(context)?)?;
-                count += 1;
-            }
-            if !full {
-                break;
-            }
-            rows = tx.query(&fetch_next, &[]).with_context(context)?;
+        while got == fetch as u64 {
+            let rows = tx
+                .query_raw(&fetch_next, std::iter::empty::<i32>())
+                .with_context(context)?;
+            got = each_row(rows, &mut each).with_context(context)?;
+            count += got;
         }
         tx.batch_execute(&format!("close {CURSOR}"))
             .with_context(context)?;
@@ -267,6 +280,16 @@ impl Consumer {
         );
         Ok(())
     }
+}
+
+/// Passes each row of `rows` as an event to `each`, as it arrives; returns how many.
+fn each_row(mut rows: RowIter<'_>, each: &mut impl FnMut(Event) -> Result<()>) -> Result<u64> {
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        each(Event::from_row(&row)?)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -19,9 +19,9 @@ use postgres::{GenericClient, Statement, Transaction};
 use crate::base::names::{TableName, quote_ident, quote_literal};
 
 /// Events queued before they are applied.
-const PENDING_EVENTS: usize = 20_000;
+const PENDING_EVENTS: usize = 5_000;
 /// Bytes of values queued before they are applied (keeps wide rows from piling up).
-const PENDING_BYTES: usize = 16 << 20;
+const PENDING_BYTES: usize = 4 << 20;
 
 /// What a row event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

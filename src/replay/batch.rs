@@ -21,8 +21,12 @@ use crate::replay::state::{applied_tick, record_tick};
 
 /// Events fetched from the batch cursor at a time.
 const FETCH: i32 = 250;
-/// Events the reader may fetch ahead of the applier.
-const READ_AHEAD: usize = 2 * FETCH as usize;
+/// The reader hands events to the applier in chunks of at most this many events ...
+const CHUNK_EVENTS: usize = 128;
+/// ... or of about this many bytes (a wider event makes a chunk of its own).
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks the reader may have read ahead of the applier.
+const READ_AHEAD: usize = 4;
 
 /// What to do with one event of a batch.
 pub enum Route {
@@ -104,15 +108,23 @@ pub fn apply_batch(
             // A reader thread fetches the events from the provider while this one decodes and
             // queues those already read.
             std::thread::scope(|scope| -> Result<()> {
-                let (send, events) = bounded::<Event>(READ_AHEAD);
+                let (send, chunks) = bounded::<Vec<Event>>(READ_AHEAD);
                 let ptx = &mut ptx;
                 let reader = scope.spawn(move || {
+                    let stopped = |_| anyhow::anyhow!("the applying side stopped");
+                    let (mut chunk, mut bytes) = (Vec::new(), 0);
                     consumer.for_each_event(ptx, batch, FETCH, |ev| {
-                        send.send(ev)
-                            .map_err(|_| anyhow::anyhow!("the applying side stopped"))
-                    })
+                        bytes += ev.size();
+                        chunk.push(ev);
+                        if chunk.len() >= CHUNK_EVENTS || bytes >= CHUNK_BYTES {
+                            send.send(std::mem::take(&mut chunk)).map_err(stopped)?;
+                            bytes = 0;
+                        }
+                        Ok(())
+                    })?;
+                    send.send(chunk).map_err(stopped)
                 });
-                for ev in &events {
+                for ev in chunks.iter().flatten() {
                     let dest = match route(&ev) {
                         Route::Apply(dest) => dest,
                         Route::Execute(dests) => {
