@@ -212,3 +212,51 @@ fn exact_keys_equal_by_type_are_one_row_whatever_their_text() {
     wait_same(&pair, &tables);
     assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
 }
+
+#[test]
+fn exact_a_change_the_subscriber_refuses_stops_replay_naming_table_key_and_event() {
+    let pair = Pair::new("create table t (id int primary key, v text);");
+    // A constraint only the subscriber has.
+    pair.subscriber
+        .execute("alter table t add constraint no_bad check (v <> 'bad')");
+    pair.ok(&["provider", "add", "t"]);
+    pair.ok(&["subscriber", "add", "t"]);
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("t", "id")]);
+    pair.provider.execute(
+        "insert into t select g, 'fine' from generate_series(1, 20) g; \
+         update t set v = 'bad' where id = 7",
+    );
+    let deadline = Instant::now() + WAIT;
+    let expected = ": update of public.t with key id=7";
+    while !pair.replay_log().contains(expected) {
+        assert!(
+            Instant::now() < deadline,
+            "replay did not name the event:\n{}",
+            pair.replay_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = pair.ok(&["status"]);
+    assert!(
+        status.contains(expected) && status.contains("no_bad"),
+        "status does not show the error:\n{status}"
+    );
+    let log = pair.replay_log();
+    let before = &log[..log.find(expected).unwrap()];
+    let id = before.rsplit("event ").next().unwrap();
+    assert!(
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+        "no event id before `{expected}` in:\n{log}"
+    );
+    // Nothing of the batch was applied, and nothing is skipped: fixed, it goes on.
+    assert_eq!(
+        pair.subscriber
+            .value("postgres", "select count(*) from t where v = 'fine'"),
+        Some("0".into())
+    );
+    pair.subscriber
+        .execute("alter table t drop constraint no_bad");
+    wait_same(&pair, &["t"]);
+    stop(&mut replay, libc::SIGINT);
+}

@@ -1039,6 +1039,31 @@ impl Pending {
         self.ids.push(id);
     }
 
+    /// Event `at` for an error message: its id in the queue, what it did, where, and the
+    /// values of its key columns.
+    fn describe(&self, at: usize) -> String {
+        let (table, event) = &self.events[at];
+        let key: Vec<String> = event
+            .pkey
+            .iter()
+            .map(|column| {
+                let value = event
+                    .values
+                    .iter()
+                    .find(|(name, _)| name == column)
+                    .and_then(|(_, value)| value.as_deref());
+                format!("{column}={}", value.map_or("NULL".into(), snippet))
+            })
+            .collect();
+        format!(
+            "event {}: {} of {} with key {}",
+            self.ids[at],
+            event.op,
+            self.tables[*table],
+            key.join(", ")
+        )
+    }
+
     fn full(&self) -> bool {
         let scale = 1usize << self.held.min(16);
         self.events.len() >= PENDING_EVENTS * scale || self.bytes >= PENDING_BYTES * scale
@@ -1591,13 +1616,19 @@ impl Applier {
         one_by_one: bool,
     ) -> Result<()> {
         let mut group: Option<Group> = None;
-        for ((table, event), key) in pending.events.iter().zip(keys) {
+        // Event by event, a failure names the event it was.
+        let mut last_event = None;
+        let named = |result: Result<()>, at: Option<usize>| match at {
+            Some(at) if one_by_one => result.with_context(|| pending.describe(at)),
+            _ => result,
+        };
+        for (at, ((table, event), key)) in pending.events.iter().zip(keys).enumerate() {
             let dest = &pending.tables[*table];
             let mut current = match group.take() {
                 Some(current) if !one_by_one && current.key.matches(dest, event) => current,
                 other => {
                     if let Some(done) = other {
-                        self.execute(tx, done)?;
+                        named(self.execute(tx, done), last_event)?;
                     }
                     let key = GroupKey::of(dest, event);
                     let plan = self.plan(tx, &key)?;
@@ -1606,9 +1637,10 @@ impl Applier {
             };
             current.add(event, key.as_ref());
             group = Some(current);
+            last_event = Some(at);
         }
         match group {
-            Some(last) => self.execute(tx, last),
+            Some(last) => named(self.execute(tx, last), last_event),
             None => Ok(()),
         }
     }
