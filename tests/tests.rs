@@ -17,6 +17,7 @@ mod durable;
 mod exact;
 mod faults;
 mod harness;
+mod inherit;
 mod layout;
 mod memory;
 mod odd_input;

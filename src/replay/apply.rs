@@ -565,7 +565,7 @@ impl Plan {
                         .map(|c| format!("{0} = excluded.{0}", quote_ident(c))),
                 );
                 let delete = format!(
-                    "delete from {target} where ({key_list}) in \
+                    "delete from only {target} where ({key_list}) in \
                      (select {key_list} from {typed} where not coalesce(({condition}), false))"
                 );
                 (
@@ -592,7 +592,7 @@ impl Plan {
                 join(", ", names.iter().map(|c| cast(c))),
             ),
             RowOp::Update => format!(
-                "update {target} as t set {} from {source} where {matching}",
+                "update only {target} as t set {} from {source} where {matching}",
                 join(
                     ", ",
                     names[keys..]
@@ -600,7 +600,9 @@ impl Plan {
                         .map(|c| format!("{} = {}", quote_ident(c), cast(c)))
                 ),
             ),
-            RowOp::Delete => format!("delete from {target} as t using {source} where {matching}"),
+            RowOp::Delete => {
+                format!("delete from only {target} as t using {source} where {matching}")
+            }
         };
         let statement = tx
             .prepare(&sql)
@@ -1295,7 +1297,7 @@ impl Applier {
         for dest in &truncates {
             match self.conditions.get(dest) {
                 Some(condition) => {
-                    let sql = format!("delete from {} where ({condition})", dest.quoted());
+                    let sql = format!("delete from only {} where ({condition})", dest.quoted());
                     tx.execute(&sql, &[])
                         .with_context(|| format!("truncating {dest}"))?;
                 }
@@ -1308,7 +1310,10 @@ impl Applier {
         let names = join(", ", whole.iter().map(|dest| dest.to_string()));
         let sql = format!(
             "truncate {}",
-            join(", ", whole.iter().map(|dest| dest.quoted()))
+            join(
+                ", ",
+                whole.iter().map(|dest| format!("only {}", dest.quoted()))
+            )
         );
         if self.replica == Some(true) {
             let truncated = self.attempt(tx, "a truncate", |_, sp| {
@@ -1316,7 +1321,7 @@ impl Applier {
             })?;
             if !truncated {
                 for dest in &whole {
-                    tx.batch_execute(&format!("delete from {}", dest.quoted()))
+                    tx.batch_execute(&format!("delete from only {}", dest.quoted()))
                         .with_context(|| format!("truncating {dest} by deleting its rows"))?;
                 }
             }
@@ -1493,7 +1498,7 @@ impl Applier {
             );
             let sql = format!(
                 "select (u.i - 1)::int from unnest({}) with ordinality as u({}, i) \
-                 where exists (select from {} as t where {matching})",
+                 where exists (select from only {} as t where {matching})",
                 join(", ", (1..=names.len()).map(|n| format!("${n}::text[]"))),
                 names.join(", "),
                 dest.quoted()

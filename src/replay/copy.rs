@@ -338,7 +338,7 @@ fn copy_table(
     stx.batch_execute("set local skyrep.replay = on")?;
     forget_tick(&mut stx, &job.queue, consumer.name())?;
     if !table.skip_truncate {
-        stx.batch_execute(&format!("truncate {}", table.dest.quoted()))
+        stx.batch_execute(&format!("truncate only {}", table.dest.quoted()))
             .with_context(|| format!("emptying {}", table.dest))?;
     }
     let column_list = columns

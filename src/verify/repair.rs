@@ -264,7 +264,7 @@ impl FixWriter<'_> {
     fn delete(&mut self, row: &Row) -> Result<()> {
         writeln!(
             self.out,
-            "delete from {} where {};",
+            "delete from only {} where {};",
             self.dest,
             self.key_condition(row)
         )?;
@@ -282,7 +282,7 @@ impl FixWriter<'_> {
         }
         writeln!(
             self.out,
-            "update {} set {} where {};",
+            "update only {} set {} where {};",
             self.dest,
             sets.join(", "),
             self.key_condition(theirs)
