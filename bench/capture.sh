@@ -8,11 +8,11 @@
 # interleaved rounds (A B C D E A B C D E ...), so that drift of the machine hits all alike:
 #
 #   none         no capture triggers
-#   skyrep       skyrep's generated per-table triggers (src/sql/skyrep_capture.sql) on PgQ 3
+#   skyrep       skyrep's generated per-table triggers (src/queue/sql/skyrep_capture.sql) on PgQ 3
 #   pgq-c        PgQ 3's C trigger pgq.logutriga (create extension pgq)
 #   pgq-pl       PgQ 3's own PL/pgSQL-only install (pgq_pl_only.sql), if the package ships it
-#   generic-pl   skyrep's generic PL/pgSQL pgq.logutriga (src/sql/pgq_triggers.sql) on PgQ 3
-#   skyrep-core  skyrep's generated triggers on skyrep's own queue (src/sql/pgq_core.sql),
+#   generic-pl   skyrep's generic PL/pgSQL pgq.logutriga (src/queue/sql/pgq_triggers.sql) on PgQ 3
+#   skyrep-core  skyrep's generated triggers on skyrep's own queue (src/queue/sql/pgq_core.sql),
 #                if that file exists and loads
 #
 # Triggers are on user_session, user_login_rec and user_logout_rec (the tables the workload
@@ -63,7 +63,7 @@ if $have_pgq_ext; then
 else
     echo "note: PgQ 3 (postgresql-$pgmajor-pgq3) is not installed; only variants without it run" >&2
 fi
-[[ -f $repo/src/sql/pgq_core.sql ]] && all_variants+=" skyrep-core"
+[[ -f $repo/src/queue/sql/pgq_core.sql ]] && all_variants+=" skyrep-core"
 variants=${VARIANTS:-$all_variants}
 
 schema_sql="
@@ -102,7 +102,7 @@ setup_variant() { # $1 = variant; creates and fills its database; returns 1 if u
     none) ;;
     skyrep)
         psql -d "$db" -c "create extension pgq" -c "select pgq.create_queue('bench')" >/dev/null
-        psql -d "$db" -f "$repo/src/sql/skyrep_capture.sql" >/dev/null
+        psql -d "$db" -f "$repo/src/queue/sql/skyrep_capture.sql" >/dev/null
         psql -d "$db" -c "$(generated_triggers)" >/dev/null
         ;;
     pgq-c)
@@ -117,13 +117,13 @@ setup_variant() { # $1 = variant; creates and fills its database; returns 1 if u
     generic-pl)
         # the extension's queue, with pgq.logutriga replaced by skyrep's PL/pgSQL version
         psql -d "$db" -c "create extension pgq" -c "select pgq.create_queue('bench')" >/dev/null
-        psql -d "$db" -f "$repo/src/sql/pgq_triggers.sql" >/dev/null
+        psql -d "$db" -f "$repo/src/queue/sql/pgq_triggers.sql" >/dev/null
         psql -d "$db" -c "$(c_triggers pgq.logutriga)" >/dev/null
         ;;
     skyrep-core)
-        psql -1 -d "$db" -f "$repo/src/sql/pgq_core.sql" >/dev/null 2>&1 || return 1
+        psql -1 -d "$db" -f "$repo/src/queue/sql/pgq_core.sql" >/dev/null 2>&1 || return 1
         psql -d "$db" -c "select pgq.create_queue('bench')" >/dev/null || return 1
-        psql -d "$db" -f "$repo/src/sql/skyrep_capture.sql" >/dev/null
+        psql -d "$db" -f "$repo/src/queue/sql/skyrep_capture.sql" >/dev/null
         psql -d "$db" -c "$(generated_triggers)" >/dev/null
         ;;
     *) die "unknown variant $v" ;;

@@ -7,7 +7,7 @@
 # logical, in a temporary directory that is removed on exit), and gives every variant its own
 # provider database and its own subscriber database:
 #
-#   skyrep      skyrep replay; the provider has skyrep's own PgQ in SQL (src/sql/pgq_core.sql,
+#   skyrep      skyrep replay; the provider has skyrep's own PgQ in SQL (src/queue/sql/pgq_core.sql,
 #               installed by `skyrep provider install`, no C extension), skyrep's generated
 #               capture triggers
 #   skyrep-pgq  skyrep replay; the provider has PgQ 3's C extension (create extension pgq
