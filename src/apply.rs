@@ -214,6 +214,8 @@ struct Column {
     cast: String,
     /// A generated column: the subscriber computes it, so events' values for it are not stored.
     generated: bool,
+    /// `GENERATED ALWAYS AS IDENTITY`: an UPDATE can set it only to DEFAULT.
+    identity_always: bool,
 }
 
 impl Table {
@@ -224,7 +226,8 @@ impl Table {
                         format_type(case when t.typtype = 'd' then t.typbasetype \
                                          else a.atttypid end, -1), \
                         array_position(i.indkey::int2[], a.attnum), \
-                        a.attgenerated <> '' \
+                        a.attgenerated <> '', \
+                        a.attidentity = 'a' \
                  from pg_class c \
                  join pg_namespace n on n.oid = c.relnamespace \
                  join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 \
@@ -251,6 +254,7 @@ impl Table {
                 Column {
                     cast: row.get(1),
                     generated: row.get(3),
+                    identity_always: row.get(4),
                 },
             );
         }
@@ -296,7 +300,8 @@ impl GroupKey {
 
 /// A prepared statement for one [`GroupKey`].
 struct Plan {
-    /// With a copy condition, run first: deletes the updated rows that stopped matching.
+    /// Run first: with a copy condition, deletes the updated rows that stopped matching;
+    /// for updates of identity columns GENERATED ALWAYS, moves the rows whose value changed.
     pre: Option<Statement>,
     /// `None` for updates that set nothing (the event carries only key columns).
     statement: Option<Statement>,
@@ -428,19 +433,26 @@ impl Plan {
                 (None, upsert)
             } else {
                 let key_list = join(", ", names[..keys].iter().map(|c| quote_ident(c)));
+                // An identity column GENERATED ALWAYS can only be updated to DEFAULT.
                 let set = join(
                     ", ",
                     names[keys..]
                         .iter()
+                        .filter(|c| !table.columns[c.as_str()].identity_always)
                         .map(|c| format!("{0} = excluded.{0}", quote_ident(c))),
                 );
+                let action = if set.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    format!("update set {set}")
+                };
                 let delete = format!(
                     "delete from {target} where ({key_list}) in \
                      (select {key_list} from {typed} where not coalesce(({condition}), false))"
                 );
                 (
                     Some(delete),
-                    format!("{upsert} on conflict ({key_list}) do update set {set}"),
+                    format!("{upsert} on conflict ({key_list}) do {action}"),
                 )
             };
             let prepare = |tx: &mut Transaction<'_>, sql: &str| {
@@ -455,29 +467,59 @@ impl Plan {
                 keys,
             });
         }
+        let insert = format!(
+            "insert into {target} ({column_list}) overriding system value select {} \
+             from {source}",
+            join(", ", names.iter().map(|c| cast(c))),
+        );
+        // An identity column GENERATED ALWAYS can only be updated to DEFAULT: updates leave
+        // it out, and a row whose value differs (the provider set it to DEFAULT) is deleted
+        // and inserted again with the provider's value, before the update.
+        let (identity, set): (Vec<&String>, Vec<&String>) = names[keys..]
+            .iter()
+            .copied()
+            .partition(|c| table.columns[*c].identity_always);
+        let moved = (key.op == RowOp::Update && !identity.is_empty()).then(|| {
+            let t_keys = join(
+                ", ",
+                names[..keys]
+                    .iter()
+                    .map(|c| format!("t.{}", quote_ident(c))),
+            );
+            let u_keys = join(", ", names[..keys].iter().map(|c| cast(c)));
+            let differs = join(
+                " or ",
+                identity
+                    .iter()
+                    .map(|c| format!("t.{} is distinct from {}", quote_ident(c), cast(c))),
+            );
+            format!(
+                "with moved as (delete from {target} as t using {source} \
+                 where {matching} and ({differs}) returning {t_keys}) \
+                 {insert} where ({u_keys}) in (select * from moved)"
+            )
+        });
         let sql = match key.op {
-            RowOp::Insert => format!(
-                "insert into {target} ({column_list}) overriding system value select {} \
-                 from {source}",
-                join(", ", names.iter().map(|c| cast(c))),
-            ),
+            RowOp::Insert => insert,
+            RowOp::Update if set.is_empty() => moved.clone().unwrap_or_default(),
             RowOp::Update => format!(
                 "update {target} as t set {} from {source} where {matching}",
                 join(
                     ", ",
-                    names[keys..]
-                        .iter()
+                    set.iter()
                         .map(|c| format!("{} = {}", quote_ident(c), cast(c)))
                 ),
             ),
             RowOp::Delete => format!("delete from {target} as t using {source} where {matching}"),
         };
-        let statement = tx
-            .prepare(&sql)
-            .with_context(|| format!("preparing {}s into {dest}", key.op))?;
+        let pre = moved.filter(|_| !set.is_empty());
+        let prepare = |tx: &mut Transaction<'_>, sql: &str| {
+            tx.prepare(sql)
+                .with_context(|| format!("preparing {}s into {dest}", key.op))
+        };
         Ok(Plan {
-            pre: None,
-            statement: Some(statement),
+            pre: pre.map(|sql| prepare(tx, &sql)).transpose()?,
+            statement: Some(prepare(tx, &sql)?),
             params,
             keys,
         })
@@ -761,8 +803,14 @@ impl Applier {
         &mut self,
         tx: &mut Transaction<'_>,
         dest: &TableName,
-        event: RowEvent,
+        mut event: RowEvent,
     ) -> Result<()> {
+        // `ev_type` joins the key columns' names with commas, so a name with a comma in it
+        // reads as several: where the text is the subscriber's key, that key is meant.
+        let pkey = &self.table(tx, dest)?.pkey;
+        if event.pkey.len() != pkey.len() && event.pkey.join(",") == pkey.join(",") {
+            event.pkey.clone_from(pkey);
+        }
         self.pending.push(dest, event);
         if self.pending.full() {
             self.flush(tx)?;
@@ -930,14 +978,21 @@ impl Applier {
         if let Some(plan) = self.plans.get(key) {
             return Ok(plan.clone());
         }
-        let table = match self.tables.entry(key.table.clone()) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(Table::load(tx, &key.table)?),
-        };
+        self.table(tx, &key.table)?;
+        let table = &self.tables[&key.table];
         let condition = self.conditions.get(&key.table).map(String::as_str);
         let plan = Arc::new(Plan::prepare(tx, key, table, condition)?);
         self.plans.insert(key.clone(), plan.clone());
         Ok(plan)
+    }
+
+    /// The cached catalog facts of `dest`, read first if need be.
+    fn table(&mut self, tx: &mut Transaction<'_>, dest: &TableName) -> Result<&Table> {
+        if !self.tables.contains_key(dest) {
+            let table = Table::load(tx, dest)?;
+            self.tables.insert(dest.clone(), table);
+        }
+        Ok(&self.tables[dest])
     }
 
     fn execute(&mut self, tx: &mut Transaction<'_>, group: Group) -> Result<()> {
@@ -950,8 +1005,8 @@ impl Applier {
             if let Some(pre) = &group.plan.pre {
                 tx.execute(pre, &params).with_context(|| {
                     format!(
-                        "deleting rows of {} that no longer meet the copy condition",
-                        group.key.table
+                        "applying {} {}s to {} (first step)",
+                        group.events, group.key.op, group.key.table
                     )
                 })?;
             }
