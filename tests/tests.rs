@@ -13,6 +13,7 @@ mod daemon;
 mod ddl;
 mod demo;
 mod docs;
+mod exact_capture;
 mod faults;
 mod harness;
 mod odd_input;
