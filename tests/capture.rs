@@ -217,9 +217,23 @@ fn compare(
     args: &[&str],
     statements: &[&str],
 ) -> Vec<Event> {
+    compare_with(reference, ours, setup, table, args, statements, statements)
+}
+
+/// Like [`compare`], with the reference running `reference_statements` (one for each of
+/// `statements`) instead.
+fn compare_with(
+    reference: &mut Db,
+    ours: &mut [Db],
+    setup: &str,
+    table: &str,
+    args: &[&str],
+    reference_statements: &[&str],
+    statements: &[&str],
+) -> Vec<Event> {
     exec(&mut reference.client, setup);
     reference.capture(table, args);
-    let expected_outcomes = reference.run(statements);
+    let expected_outcomes = reference.run(reference_statements);
     let expected = reference.events();
     for db in ours.iter_mut() {
         exec(&mut db.client, setup);
@@ -270,7 +284,8 @@ const MANY_TYPES_TABLE: &str = r#""My Schema"."Odd ""Tab"" é""#;
 
 /// Statements over MANY_TYPES: values of every kind, NULLs, empty strings, odd characters,
 /// updates (one of them changing nothing), a delete and a truncate, under several
-/// DateStyle, IntervalStyle, bytea_output, extra_float_digits and TimeZone settings.
+/// DateStyle, IntervalStyle, bytea_output, extra_float_digits, lc_monetary and TimeZone
+/// settings.
 fn many_types_statements() -> Vec<String> {
     let table = MANY_TYPES_TABLE;
     let typical = "(1, 'a', 2, 3, 4.5, 1.5, 2.25, 'plain', 'v c', 'ab', '\\x00ff01', '{1,2,NULL}', \
@@ -316,7 +331,8 @@ fn many_types_statements() -> Vec<String> {
         "set datestyle = 'Postgres, MDY'; set intervalstyle = 'sql_standard'; \
          set timezone = 'Asia/Kathmandu'",
         "set datestyle = 'German'; set intervalstyle = 'iso_8601'; \
-         set timezone = 'Europe/Amsterdam'; set extra_float_digits = 3",
+         set timezone = 'Europe/Amsterdam'; set extra_float_digits = 3; \
+         set lc_monetary = 'de_DE.utf8'",
         "reset all",
     ];
     for (n, setting) in settings.iter().enumerate() {
@@ -341,11 +357,77 @@ fn many_types_statements() -> Vec<String> {
     statements
 }
 
+/// `sql`, if it only changes settings, without those that skyrep's generated triggers print
+/// values in whatever the session's (DateStyle, IntervalStyle, extra_float_digits, bytea_output, lc_monetary):
+/// what PgQ's trigger runs to queue the events the generated trigger queues for `sql`.
+fn without_fixed_settings(sql: &str) -> String {
+    if !sql.starts_with("set ") {
+        return sql.to_string();
+    }
+    let fixed = [
+        "set datestyle",
+        "set intervalstyle",
+        "set extra_float_digits",
+        "set bytea_output",
+        "set lc_monetary",
+    ];
+    let kept: Vec<&str> = sql
+        .split(';')
+        .map(str::trim)
+        .filter(|part| !fixed.iter().any(|f| part.starts_with(f)))
+        .collect();
+    match kept.join("; ").trim() {
+        "" => "select 1".to_string(),
+        rest => rest.to_string(),
+    }
+}
+
+/// Compares the generated triggers of `ours` with PgQ's C trigger in a new database
+/// `name` of `cluster`: the reference runs `statements` without the settings the generated
+/// triggers fix, ours run them as they are.
+fn compare_generated(
+    cluster: &Cluster,
+    name: &str,
+    ours: &mut [Db],
+    args: &[&str],
+    statements: &[&str],
+) -> Vec<Event> {
+    let mut reference = Db::with_extension(cluster, name, Capture::Function("logutriga"), &[]);
+    let fixed: Vec<String> = statements
+        .iter()
+        .map(|s| without_fixed_settings(s))
+        .collect();
+    let fixed: Vec<&str> = fixed.iter().map(String::as_str).collect();
+    compare_with(
+        &mut reference,
+        ours,
+        MANY_TYPES,
+        MANY_TYPES_TABLE,
+        args,
+        &fixed,
+        statements,
+    )
+}
+
 fn assert_many_types(function: &'static str) {
     let statements = many_types_statements();
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-    let events = assert_same_events(function, MANY_TYPES, MANY_TYPES_TABLE, &[], &statements);
+    let (cluster, mut reference, ours) = databases(function);
+    let (mut generated, mut generic): (Vec<Db>, Vec<Db>) = ours
+        .into_iter()
+        .partition(|db| db.capture == Capture::Generated);
+    let events = compare(
+        &mut reference,
+        &mut generic,
+        MANY_TYPES,
+        MANY_TYPES_TABLE,
+        &[],
+        &statements,
+    );
     assert!(events.len() > 20, "only {} events", events.len());
+    if !generated.is_empty() {
+        compare_generated(&cluster, "c_fixed", &mut generated, &[], &statements);
+    }
 }
 
 #[test]
@@ -1200,23 +1282,26 @@ fn generated_and_generic_triggers_work_on_skyreps_own_queue() {
     exec(&mut core2, PGQ_TRIGGERS);
     exec(&mut core2, CAPTURE);
     exec(&mut core2, &format!("select pgq.create_queue('{QUEUE}')"));
-    let mut ours = vec![
-        Db {
-            client: core,
-            capture: Capture::Generated,
-        },
-        Db {
-            client: core2,
-            capture: Capture::Function("logutriga"),
-        },
-    ];
     let statements = many_types_statements();
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     compare(
         &mut reference,
-        &mut ours,
+        &mut [Db {
+            client: core2,
+            capture: Capture::Function("logutriga"),
+        }],
         MANY_TYPES,
         MANY_TYPES_TABLE,
+        &["backup"],
+        &statements,
+    );
+    compare_generated(
+        &cluster,
+        "c_fixed",
+        &mut [Db {
+            client: core,
+            capture: Capture::Generated,
+        }],
         &["backup"],
         &statements,
     );

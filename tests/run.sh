@@ -64,6 +64,18 @@ if ((${#missing[@]})); then
         echo "note: ${missing[*]} not installed; the tests that need them will say so" >&2
     fi
 fi
+# tests/exact_capture.rs writes money values in a German lc_monetary (1.234,56 €).
+if ! locale -a 2>/dev/null | grep -qix 'de_DE.utf8'; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        step "Generating locale de_DE.UTF-8"
+        command -v locale-gen >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends locales
+        sed -i 's/^# *de_DE.UTF-8 UTF-8/de_DE.UTF-8 UTF-8/' /etc/locale.gen
+        grep -qx 'de_DE.UTF-8 UTF-8' /etc/locale.gen || echo 'de_DE.UTF-8 UTF-8' >>/etc/locale.gen
+        locale-gen
+    else
+        echo "note: locale de_DE.UTF-8 is missing; the lc_monetary tests use C" >&2
+    fi
+fi
 # As root, the tests run the server as user postgres (it refuses to run as root).
 if [[ $(id -u) -eq 0 ]] && ! id -u postgres >/dev/null 2>&1; then
     step "Creating user postgres"

@@ -15,6 +15,7 @@ mod demo;
 mod docs;
 mod durable;
 mod exact;
+mod exact_capture;
 mod faults;
 mod harness;
 mod inherit;

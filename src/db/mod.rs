@@ -20,7 +20,18 @@ use postgres::{CancelToken, Client, GenericClient};
 
 use connstr::{Resolved, is_socket_dir};
 
-/// Connects to `conn`, called `name` in messages (`provider_db`, `subscriber_db`, ...).
+/// The settings every skyrep session reads and writes values in, whatever the defaults of
+/// the database, the role or the connection string: the text of a date, an interval, a
+/// float, a bytea or a money value means the same on both sides, in the initial copy, in
+/// events and in the statements that apply them. They are the forms skyrep's capture
+/// triggers print values in (`pgq.skyrep_capture_fixed_settings`).
+pub const SESSION_SETTINGS: &str = "set datestyle = 'ISO, MDY'; set intervalstyle = 'postgres'; \
+     set extra_float_digits = 3; set bytea_output = 'hex'; set timezone = 'UTC'; \
+     set lc_monetary = 'C'; set standard_conforming_strings = on; \
+     set client_encoding = 'UTF8'";
+
+/// Connects to `conn`, called `name` in messages (`provider_db`, `subscriber_db`, ...), and
+/// fixes the session's [`SESSION_SETTINGS`].
 ///
 /// The error names the database, host, port, database name and user, never the password.
 pub fn connect(name: &str, conn: &Resolved) -> Result<Client> {
@@ -28,7 +39,11 @@ pub fn connect(name: &str, conn: &Resolved) -> Result<Client> {
     let config = build_config(name, conn).with_context(what)?;
     let tls = tls::connector(conn.sslmode, conn.sslrootcert.as_deref()).with_context(what)?;
     log::debug!("{name}: connecting to {}", conn.describe());
-    config.connect(tls).with_context(what)
+    let mut client = config.connect(tls).with_context(what)?;
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .with_context(|| format!("{name}: fixing the session's settings"))?;
+    Ok(client)
 }
 
 /// Asks the server `conn` to cancel whatever the session of `token` runs now; for stopping a

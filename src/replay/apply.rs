@@ -284,6 +284,8 @@ struct Column {
     cast: String,
     /// A generated column: the subscriber computes it, so events' values for it are not stored.
     generated: bool,
+    /// `GENERATED ALWAYS AS IDENTITY`: an UPDATE can set it only to DEFAULT.
+    identity_always: bool,
     /// Values equal by the type are equal as text (integers, uuid, text with a deterministic
     /// collation), so the text identifies a key.
     exact: bool,
@@ -305,7 +307,8 @@ impl Table {
                         or (case when t.typtype = 'd' then t.typbasetype else a.atttypid end \
                                 in (25, 1043) and coalesce(co.collisdeterministic, true)), \
                         case when not co.collisdeterministic \
-                             then format('%I.%I', cn.nspname, co.collname) end \
+                             then format('%I.%I', cn.nspname, co.collname) end, \
+                        a.attidentity = 'a' \
                  from pg_class c \
                  join pg_namespace n on n.oid = c.relnamespace \
                  join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 \
@@ -336,6 +339,7 @@ impl Table {
                     generated: row.get(3),
                     exact: row.get(4),
                     collation: row.get(5),
+                    identity_always: row.get(6),
                 },
             );
         }
@@ -426,7 +430,8 @@ impl GroupKey {
 
 /// A prepared statement for one [`GroupKey`].
 struct Plan {
-    /// With a copy condition, run first: deletes the updated rows that stopped matching.
+    /// Run first: with a copy condition, deletes the updated rows that stopped matching;
+    /// for updates of identity columns GENERATED ALWAYS, moves the rows whose value changed.
     pre: Option<Statement>,
     /// `None` for updates that set nothing (the event carries only key columns).
     statement: Option<Statement>,
@@ -558,19 +563,26 @@ impl Plan {
                 (None, upsert)
             } else {
                 let key_list = join(", ", names[..keys].iter().map(|c| quote_ident(c)));
+                // An identity column GENERATED ALWAYS can only be updated to DEFAULT.
                 let set = join(
                     ", ",
                     names[keys..]
                         .iter()
+                        .filter(|c| !table.columns[c.as_str()].identity_always)
                         .map(|c| format!("{0} = excluded.{0}", quote_ident(c))),
                 );
+                let action = if set.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    format!("update set {set}")
+                };
                 let delete = format!(
                     "delete from only {target} where ({key_list}) in \
                      (select {key_list} from {typed} where not coalesce(({condition}), false))"
                 );
                 (
                     Some(delete),
-                    format!("{upsert} on conflict ({key_list}) do update set {set}"),
+                    format!("{upsert} on conflict ({key_list}) do {action}"),
                 )
             };
             let prepare = |tx: &mut Transaction<'_>, sql: &str| {
@@ -585,18 +597,46 @@ impl Plan {
                 keys,
             });
         }
+        let insert = format!(
+            "insert into {target} ({column_list}) overriding system value select {} \
+             from {source}",
+            join(", ", names.iter().map(|c| cast(c))),
+        );
+        // An identity column GENERATED ALWAYS can only be updated to DEFAULT: updates leave
+        // it out, and a row whose value differs (the provider set it to DEFAULT) is deleted
+        // and inserted again with the provider's value, before the update.
+        let (identity, set): (Vec<&String>, Vec<&String>) = names[keys..]
+            .iter()
+            .copied()
+            .partition(|c| table.columns[*c].identity_always);
+        let moved = (key.op == RowOp::Update && !identity.is_empty()).then(|| {
+            let t_keys = join(
+                ", ",
+                names[..keys]
+                    .iter()
+                    .map(|c| format!("t.{}", quote_ident(c))),
+            );
+            let u_keys = join(", ", names[..keys].iter().map(|c| cast(c)));
+            let differs = join(
+                " or ",
+                identity
+                    .iter()
+                    .map(|c| format!("t.{} is distinct from {}", quote_ident(c), cast(c))),
+            );
+            format!(
+                "with moved as (delete from only {target} as t using {source} \
+                 where {matching} and ({differs}) returning {t_keys}) \
+                 {insert} where ({u_keys}) in (select * from moved)"
+            )
+        });
         let sql = match key.op {
-            RowOp::Insert => format!(
-                "insert into {target} ({column_list}) overriding system value select {} \
-                 from {source}",
-                join(", ", names.iter().map(|c| cast(c))),
-            ),
+            RowOp::Insert => insert,
+            RowOp::Update if set.is_empty() => moved.clone().unwrap_or_default(),
             RowOp::Update => format!(
                 "update only {target} as t set {} from {source} where {matching}",
                 join(
                     ", ",
-                    names[keys..]
-                        .iter()
+                    set.iter()
                         .map(|c| format!("{} = {}", quote_ident(c), cast(c)))
                 ),
             ),
@@ -604,12 +644,14 @@ impl Plan {
                 format!("delete from only {target} as t using {source} where {matching}")
             }
         };
-        let statement = tx
-            .prepare(&sql)
-            .with_context(|| format!("preparing {}s into {dest}", key.op))?;
+        let pre = moved.filter(|_| !set.is_empty());
+        let prepare = |tx: &mut Transaction<'_>, sql: &str| {
+            tx.prepare(sql)
+                .with_context(|| format!("preparing {}s into {dest}", key.op))
+        };
         Ok(Plan {
-            pre: None,
-            statement: Some(statement),
+            pre: pre.map(|sql| prepare(tx, &sql)).transpose()?,
+            statement: Some(prepare(tx, &sql)?),
             params,
             keys,
         })
@@ -1262,11 +1304,17 @@ impl Applier {
         &mut self,
         tx: &mut Transaction<'_>,
         dest: &TableName,
-        event: RowEvent,
+        mut event: RowEvent,
         id: i64,
     ) -> Result<()> {
         if self.truncates.contains(dest) {
             self.flush_truncates(tx)?;
+        }
+        // `ev_type` joins the key columns' names with commas, so a name with a comma in it
+        // reads as several: where the text is the subscriber's key, that key is meant.
+        let pkey = &self.table(tx, dest)?.pkey;
+        if event.pkey.len() != pkey.len() && event.pkey.join(",") == pkey.join(",") {
+            event.pkey.clone_from(pkey);
         }
         self.pending.push(dest, event, id);
         if self.pending.full() {
@@ -1404,13 +1452,7 @@ impl Applier {
         pending: &Pending,
     ) -> Result<Vec<Option<Key>>> {
         for dest in &pending.tables {
-            if !self.tables.contains_key(dest) {
-                let table = Table::load(tx, dest)?;
-                if self.replica == Some(false) {
-                    check_fk_actions(tx, dest)?;
-                }
-                self.tables.insert(dest.clone(), table);
-            }
+            self.table(tx, dest)?;
         }
         let tables: Vec<&Table> = pending.tables.iter().map(|t| &self.tables[t]).collect();
         let mut keys: Vec<Option<Key>> = pending
@@ -1655,20 +1697,25 @@ impl Applier {
         if let Some(plan) = self.plans.get(key) {
             return Ok(plan.clone());
         }
-        let table = match self.tables.entry(key.table.clone()) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                let table = Table::load(tx, &key.table)?;
-                if self.replica == Some(false) {
-                    check_fk_actions(tx, &key.table)?;
-                }
-                e.insert(table)
-            }
-        };
+        self.table(tx, &key.table)?;
+        let table = &self.tables[&key.table];
         let condition = self.conditions.get(&key.table).map(String::as_str);
         let plan = Arc::new(Plan::prepare(tx, key, table, condition)?);
         self.plans.insert(key.clone(), plan.clone());
         Ok(plan)
+    }
+
+    /// The cached catalog facts of `dest`, read (and its foreign-key actions checked where
+    /// replay may not set the replica role) the first time.
+    fn table(&mut self, tx: &mut Transaction<'_>, dest: &TableName) -> Result<&Table> {
+        if !self.tables.contains_key(dest) {
+            let table = Table::load(tx, dest)?;
+            if self.replica == Some(false) {
+                check_fk_actions(tx, dest)?;
+            }
+            self.tables.insert(dest.clone(), table);
+        }
+        Ok(&self.tables[dest])
     }
 
     fn execute(&mut self, tx: &mut Transaction<'_>, group: Group) -> Result<()> {
@@ -1681,8 +1728,8 @@ impl Applier {
             if let Some(pre) = &group.plan.pre {
                 tx.execute(pre, &params).with_context(|| {
                     format!(
-                        "deleting rows of {} that no longer meet the copy condition",
-                        group.key.table
+                        "applying {} {}s to {} (first step)",
+                        group.events, group.key.op, group.key.table
                     )
                 })?;
             }

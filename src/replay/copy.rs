@@ -307,6 +307,16 @@ fn copy_table(
     consumer.unregister(provider)?;
     consumer.register(provider)?;
     let columns = provider_columns(provider, &table.table)?;
+    // Generated columns can be neither read nor written by COPY: the subscriber computes
+    // its own, and one generated only on the provider is read through a query.
+    let computed = generated_columns(subscriber, &table.dest)?;
+    let columns: Vec<String> = columns
+        .into_iter()
+        .filter(|c| !computed.contains(c))
+        .collect();
+    let by_query = generated_columns(provider, &table.table)?
+        .iter()
+        .any(|c| columns.contains(c));
     // In a transaction of its own, so that the locks it takes on tables joined by a foreign
     // key are not held through the COPY (replay goes on with those tables).
     let mut tx = subscriber.transaction()?;
@@ -357,7 +367,7 @@ fn copy_table(
             .copy_out(&copy_out_sql(
                 &table.table,
                 &column_list,
-                table.condition.as_deref(),
+                table.condition.as_deref().or(by_query.then_some("true")),
             ))
             .with_context(|| format!("reading {} from the provider", table.table))?;
         let mut writer = stx
@@ -450,6 +460,21 @@ fn pipe(table: &TableName, reader: &mut impl BufRead, writer: &mut impl Write) -
             }
         }
     }
+}
+
+/// The names of `table`'s generated columns.
+fn generated_columns(client: &mut Client, table: &TableName) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "select a.attname::text from pg_catalog.pg_attribute a \
+             join pg_catalog.pg_class c on c.oid = a.attrelid \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = $1 and c.relname = $2 and a.attnum > 0 \
+               and not a.attisdropped and a.attgenerated <> ''",
+            &[&table.schema, &table.name],
+        )
+        .with_context(|| format!("reading the generated columns of {table}"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// The provider table's column names, in order.

@@ -40,10 +40,10 @@
 --       Drops both triggers and the generated function; false if there was nothing to drop.
 --   pgq.skyrep_capture_refresh(i_table regclass, i_trigger text) returns text
 --       Regenerates the function from the current columns, with the queue and arguments
---       the trigger was created with (kept in pg_trigger.tgargs).  Run it in the same
---       transaction as every ALTER TABLE that adds, drops, renames or retypes a column,
---       and after renaming the table or its schema: the generated code knows the columns
---       and the table name as they were when it was generated.
+--       the trigger was created with (kept in pg_trigger.tgargs).  Run it after every
+--       ALTER TABLE that adds, drops, renames or retypes a column (until then every row
+--       takes the slower generic path, see "Changed tables" below), and after renaming
+--       the table or its schema: the generated code knows the table name as it was.
 --   pgq.skyrep_capture_refresh(i_table regclass) returns integer
 --       Refreshes every skyrep capture trigger on the table; returns how many.
 --   pgq.skyrep_capture_list() returns setof (table_name, trigger_name, queue_name, args,
@@ -96,6 +96,28 @@
 -- refused (PgQ ignores it); when= and ev_*= may use quoted column names (PgQ's parser
 -- refuses them); on a partitioned table, ev_extra1 names the partitioned table, not the
 -- partition.
+--
+-- Fixed form: values are printed in DateStyle ISO, IntervalStyle postgres,
+-- extra_float_digits 3 (shortest exact), bytea_output hex and lc_monetary C, whatever the
+-- writing session's settings, so that a date written from a 'SQL, DMY' or German session
+-- arrives as the same date.  The generated function checks the settings its table's types
+-- depend on (one cheap condition); only in a session whose settings differ does it set them
+-- (set_config, local) for its call and put the session's values back before it returns.  In
+-- the default settings the events are byte for byte PgQ's; in other settings they are PgQ's
+-- events of a session in the default settings (TimeZone is not fixed: in ISO a timestamptz
+-- prints its UTC offset, so the instant is exact).  A function-level SET clause would do
+-- the same but costs about a quarter of the trigger's time per row on PostgreSQL 15.
+--
+-- Changed tables: an ALTER TABLE made without a refresh never makes a write fail and never
+-- leaves a column out.  A column added since the function was generated is noticed by one
+-- has_column_privilege() look-up of the next attribute number; a column dropped, renamed or
+-- retyped makes reading the row fail inside a block that catches exactly those errors (the
+-- unescaped kinds are read through their type's output function, so a retyped column fails
+-- there too).  Either way the row goes to pgq.skyrep_capture_generic, which encodes it from
+-- the catalog as the table is now (slower; a LOG line in the server log says to refresh).
+-- The block only reads: events are queued after it, so its subtransaction takes no
+-- transaction id.  The generic path does not know when=, ev_*= or _pgq_ev_* columns: with
+-- those it fails, asking for the refresh.
 --
 -- Requires PostgreSQL 12 or newer.  Idempotent: every object is created with
 -- CREATE OR REPLACE.
@@ -312,6 +334,96 @@ as $$
     end;
 $$;
 
+-- The types a value of the type is made of: the type itself, the base types of domains,
+-- the elements of arrays, the fields of composite types and the subtypes of ranges.
+create or replace function pgq.skyrep_type_parts(i_type oid)
+returns oid[]
+language sql stable strict
+as $$
+    with recursive p(oid, depth) as (
+        select i_type, 0
+        union all
+        select x.part, p.depth + 1
+          from p
+          join pg_catalog.pg_type t on t.oid = p.oid
+          cross join lateral (
+              select t.typbasetype where t.typbasetype <> 0
+              union all
+              select t.typelem where t.typelem <> 0 and t.typlen = -1
+              union all
+              select a.atttypid from pg_catalog.pg_attribute a
+               where t.typtype = 'c' and a.attrelid = t.typrelid and a.attnum > 0
+                 and not a.attisdropped
+              union all
+              select r.rngsubtype from pg_catalog.pg_range r where r.rngtypid = t.oid
+              union all
+              select r.rngtypid from pg_catalog.pg_range r
+               where t.typtype = 'm' and r.rngmultitypid = t.oid
+          ) x(part)
+         where p.depth < 16
+    )
+    select pg_catalog.array_agg(distinct p.oid) from p;
+$$;
+
+-- The settings the text output of the types depends on, each with the fixed value the
+-- generated functions print in, and an SQL condition that holds when the session's
+-- setting prints the same as that value.  Events are thus the same whatever the writing
+-- session's settings: in a session whose settings differ, the generated function sets
+-- these for the time of its call (see skyrep_capture_settings).  TimeZone is not among
+-- them: in DateStyle ISO a timestamptz or timetz prints its UTC offset, so the instant is
+-- exact in any zone.
+create or replace function pgq.skyrep_capture_fixed_settings(
+    i_types oid[], out name text, out value text, out standard text)
+returns setof record
+language sql stable
+as $$
+    with parts as (
+        select pg_catalog.unnest(pgq.skyrep_type_parts(ty))::pg_catalog.regtype::text as t
+          from pg_catalog.unnest(i_types) ty
+    )
+    select s.name, s.value, s.standard
+      from (values
+            (1, 'DateStyle', 'ISO, MDY',
+             'pg_catalog.current_setting(''DateStyle'') LIKE ''ISO,%''',
+             array['date', 'time without time zone', 'time with time zone',
+                   'timestamp without time zone', 'timestamp with time zone']),
+            (2, 'IntervalStyle', 'postgres',
+             'pg_catalog.current_setting(''IntervalStyle'') = ''postgres''',
+             array['interval']),
+            (3, 'extra_float_digits', '3',
+             'pg_catalog.current_setting(''extra_float_digits'') IN (''1'', ''2'', ''3'')',
+             array['real', 'double precision', 'point', 'line', 'lseg', 'box', 'path',
+                   'polygon', 'circle']),
+            (4, 'bytea_output', 'hex',
+             'pg_catalog.current_setting(''bytea_output'') = ''hex''',
+             array['bytea']),
+            (5, 'lc_monetary', 'C',
+             'pg_catalog.current_setting(''lc_monetary'') = ''C''',
+             array['money'])) s(n, name, value, standard, types)
+     where exists (select 1 from parts where parts.t = any(s.types))
+     order by s.n;
+$$;
+
+-- Sets each setting of i_pairs (name, value, name, value ...) for the rest of the
+-- transaction and returns the previous values in the same form.  A generated function
+-- calls it again with that result before it returns, so the session's settings are as
+-- they were; an error rolls them back with the transaction or savepoint.
+create or replace function pgq.skyrep_capture_settings(i_pairs text[])
+returns text[]
+language plpgsql
+as $$
+declare
+    v_old text[] := '{}';
+    i int;
+begin
+    for i in 1 .. coalesce(pg_catalog.array_length(i_pairs, 1), 0) by 2 loop
+        v_old := v_old || array[i_pairs[i], pg_catalog.current_setting(i_pairs[i])];
+        perform pg_catalog.set_config(i_pairs[i], i_pairs[i + 1], true);
+    end loop;
+    return v_old;
+end;
+$$;
+
 -- A field of the trigger's row in generated code: i_row ('NEW' or 'OLD') and the column
 -- name, always in double quotes (PL/pgSQL reads some unquoted names, like "by", as its own
 -- keywords).
@@ -391,7 +503,11 @@ begin
                                                   pgq.skyrep_capture_output_sql(v_ref, i_types[i]));
             v_texts := true;
         else
-            v_args := v_args || v_ref;
+            -- the type's own output function: a column whose type changed since the function
+            -- was generated fails here (and the generated function falls back to the
+            -- generic path) instead of printing unescaped text
+            v_args := v_args || pg_catalog.format('%s(%s)',
+                                                  pgq.skyrep_type_output_function(i_types[i]), v_ref);
         end if;
         if not i_notnull[i] then
             v_nullable := true;
@@ -628,6 +744,11 @@ declare
     v_exprs boolean;
     v_local text;
     v_ret text;
+    v_fixed text[];              -- settings the values print in: name, value, name, value ...
+    v_standard text;             -- true when the session's settings print the same
+    v_restore text := '';        -- puts the session's settings back, before each RETURN
+    v_natts int;                 -- attribute numbers in use when generated
+    v_insert text;               -- queues the events the branches prepared
     i int;
 begin
     if i_queue is null or i_queue = '' then
@@ -704,7 +825,20 @@ begin
     end if;
     v_exprs := pg_catalog.cardinality(v_magic) > 0 or pg_catalog.cardinality(a.override_fields) > 0;
 
+    -- the values print the same whatever the writing session's settings
+    select pg_catalog.array_agg(x order by s.n, x.k), pg_catalog.string_agg(s.standard, ' AND ')
+                                                          filter (where x.k = 1)
+      into v_fixed, v_standard
+      from (select f.*, pg_catalog.row_number() over () as n
+              from pgq.skyrep_capture_fixed_settings(v_types || v_magic_types) f) s
+           cross join lateral (values (1, s.name), (2, s.value)) x(k, x);
     v_body := E'#variable_conflict use_column\nDECLARE\n    _skyrep_ev bigint;\n';
+    if v_fixed is not null then
+        v_body := v_body || E'    _skyrep_settings text[];\n';
+        v_restore := E'        IF _skyrep_settings IS NOT NULL THEN\n'
+                  || E'            PERFORM pgq.skyrep_capture_settings(_skyrep_settings);\n'
+                  || E'        END IF;\n';
+    end if;
     if a.when_expr is not null or v_exprs then
         v_body := v_body || E'    _skyrep_cnt int4;\n    _skyrep_when boolean;\n    _skyrep_t text;\n'
                          || E'    _skyrep_d text;\n    _skyrep_e1 text;\n    _skyrep_e2 text;\n'
@@ -714,8 +848,26 @@ begin
     -- (PgQ's triggers do nothing in the 'local' role); one condition per branch keeps the
     -- number of expressions PL/pgSQL evaluates per row small.
     v_local := 'pg_catalog.current_setting(''session_replication_role'') <> ''local''';
-    v_ret := case when a.skip then E'        RETURN NULL;\n' else '' end;
+    v_ret := case when a.skip then E'        _skyrep_skip := true;\n' else '' end;
+    select pg_catalog.max(att.attnum) into v_natts
+      from pg_catalog.pg_attribute att where att.attrelid = i_table and att.attnum > 0;
+    -- the branches prepare up to two events (six fields each) and queue them after the block
+    -- that catches a changed table
+    v_body := v_body || E'    _skyrep_x1 text[];\n    _skyrep_x2 text[];\n    _skyrep_generic boolean;\n';
+    if a.skip then
+        v_body := v_body || E'    _skyrep_skip boolean;\n';
+    end if;
     v_body := v_body || E'BEGIN\n';
+    if v_fixed is not null then
+        v_body := v_body || pg_catalog.format(
+            E'    IF NOT (%s) THEN\n        _skyrep_settings := pgq.skyrep_capture_settings(%L);\n    END IF;\n',
+            v_standard, v_fixed);
+    end if;
+    if not a.deny then
+        v_body := v_body || pg_catalog.format(
+            E'    IF pg_catalog.has_column_privilege(TG_RELID, %s::int2, ''SELECT'') IS NULL THEN\n    BEGIN\n',
+            v_natts + 1);
+    end if;
 
     if a.deny then
         v_body := v_body || pg_catalog.format(
@@ -756,8 +908,8 @@ begin
                                  || pgq.skyrep_capture_changed_sql(v_names[i], v_types[i]);
                     end loop;
                     v_stmts := v_stmts || pg_catalog.format(
-                        E'        IF (%s)\n           AND NOT (%s) THEN\n            RETURN NULL;\n        END IF;\n',
-                        v_cond2, case when v_var = '' then 'false' else v_var end);
+                        E'        IF (%s)\n           AND NOT (%s) THEN\n%s            RETURN NULL;\n        END IF;\n',
+                        v_cond2, case when v_var = '' then 'false' else v_var end, v_restore);
                 end if;
             end if;
 
@@ -786,15 +938,11 @@ begin
                         pgq.skyrep_capture_output_sql('_x.v',
                             pgq.skyrep_capture_expr_type(i_table, a.override_exprs[i])));
                 end loop;
-                v_event := v_event || pg_catalog.format(E'        _skyrep_ev := %s;\n',
-                    pgq.skyrep_capture_insert_sql(i_queue, '_skyrep_t', '_skyrep_d', '_skyrep_e1',
-                                                  '_skyrep_e2', '_skyrep_e3', '_skyrep_e4'));
+                v_event := v_event || E'        _skyrep_x1 := ARRAY[_skyrep_t, _skyrep_d, _skyrep_e1, '
+                                   || E'_skyrep_e2, _skyrep_e3, _skyrep_e4];\n';
             else
-                v_event := pg_catalog.format(E'        _skyrep_ev := %s;\n',
-                    pgq.skyrep_capture_insert_sql(i_queue,
-                        pg_catalog.format('%L', pg_catalog.left(v_op, 1) || ':' || v_pkey_str),
-                        E'\n            ' || v_data, pg_catalog.format('%L', v_fq),
-                        v_backup, 'NULL', 'NULL'));
+                v_event := pg_catalog.format(E'        _skyrep_x1 := ARRAY[%L,\n            %s,\n            %L, %s, NULL, NULL];\n',
+                    pg_catalog.left(v_op, 1) || ':' || v_pkey_str, v_data, v_fq, v_backup);
             end if;
             -- when=: the event only where EXPR is true for the row
             if a.when_expr is not null then
@@ -819,7 +967,9 @@ begin
             if v_op = 'UPDATE' and a.keymove then
                 -- the key changed: the old row goes, the new row comes
                 v_body := v_body || pg_catalog.format(E'    ELSIF TG_OP = ''UPDATE'' AND %s THEN\n', v_local)
-                                 || v_delete_event || v_insert_event || v_ret;
+                                 || v_delete_event
+                                 || pg_catalog.replace(v_insert_event, '_skyrep_x1 :=', '_skyrep_x2 :=')
+                                 || v_ret;
             elsif v_op = 'UPDATE' then
                 v_body := v_body || pg_catalog.format(
                     E'    ELSIF TG_OP = ''UPDATE'' AND %s THEN\n' ||
@@ -827,14 +977,41 @@ begin
             end if;
         end loop;
         v_body := v_body || pg_catalog.format(
-            E'    ELSIF TG_OP = ''TRUNCATE'' AND %s THEN\n        _skyrep_ev := %s;\n    END IF;\n',
-            v_local,
-            pgq.skyrep_capture_insert_sql(i_queue, '''R''', '''''', pg_catalog.format('%L', v_fq),
-                                          'NULL', 'NULL', 'NULL'));
+            E'    ELSIF TG_OP = ''TRUNCATE'' AND %s THEN\n        _skyrep_x1 := ARRAY[''R'', '''', %L, NULL, NULL, NULL];\n    END IF;\n',
+            v_local, v_fq);
+        -- A column added since the function was generated (a new attribute number), or one
+        -- dropped, renamed or retyped (the branches fail reading it): the generic path
+        -- encodes the row as the table is now, and the application's write goes on.  The
+        -- branches only read the row; events are queued outside the block, so that its
+        -- subtransaction never takes a transaction id.
+        v_insert := pg_catalog.format(E'        IF _skyrep_x1 IS NOT NULL THEN\n            _skyrep_ev := %s;\n        END IF;\n',
+            pgq.skyrep_capture_insert_sql(i_queue, '_skyrep_x1[1]', '_skyrep_x1[2]', '_skyrep_x1[3]',
+                                          '_skyrep_x1[4]', '_skyrep_x1[5]', '_skyrep_x1[6]'));
+        if a.keymove then
+            v_insert := v_insert || pg_catalog.replace(v_insert, '_skyrep_x1', '_skyrep_x2');
+        end if;
+        v_body := v_body || pg_catalog.format(
+            E'    EXCEPTION WHEN undefined_column OR datatype_mismatch OR undefined_function THEN\n' ||
+            E'        _skyrep_generic := true;\n    END;\n    ELSE\n        _skyrep_generic := true;\n    END IF;\n' ||
+            E'    IF _skyrep_generic THEN\n' ||
+            E'        RAISE LOG ''skyrep capture: %% changed since its capture trigger was generated; run pgq.skyrep_capture_refresh()'', %1$L;\n' ||
+            E'        IF TG_OP = ''INSERT'' THEN\n' ||
+            E'            %2$s pgq.skyrep_capture_generic(TG_OP, TG_RELID, TG_ARGV, NEW, NEW);\n' ||
+            E'        ELSIF TG_OP = ''UPDATE'' THEN\n' ||
+            E'            %2$s pgq.skyrep_capture_generic(TG_OP, TG_RELID, TG_ARGV, NEW, OLD);\n' ||
+            E'        ELSIF TG_OP = ''DELETE'' THEN\n' ||
+            E'            %2$s pgq.skyrep_capture_generic(TG_OP, TG_RELID, TG_ARGV, OLD, OLD);\n' ||
+            E'        ELSE\n' ||
+            E'            %2$s pgq.skyrep_capture_generic(TG_OP, TG_RELID, TG_ARGV, NULL, NULL);\n' ||
+            E'        END IF;\n' ||
+            E'    ELSE\n%3$s    END IF;\n',
+            v_fq, case when a.skip then '_skyrep_skip :=' else 'PERFORM' end, v_insert);
     end if;
     -- reached without an event only in the 'local' role (and with deny)
+    v_body := v_body || v_restore;
     if a.skip then
-        v_body := v_body || E'    IF TG_OP = ''DELETE'' THEN\n        RETURN OLD;\n    END IF;\n'
+        v_body := v_body || E'    IF _skyrep_skip THEN\n        RETURN NULL;\n    END IF;\n'
+                         || E'    IF TG_OP = ''DELETE'' THEN\n        RETURN OLD;\n    END IF;\n'
                          || E'    RETURN NEW;\nEND\n';
     else
         v_body := v_body || E'    RETURN NULL;\nEND\n';
@@ -843,6 +1020,137 @@ begin
     return pg_catalog.format(
         E'CREATE OR REPLACE FUNCTION pgq.%I() RETURNS trigger LANGUAGE plpgsql AS %L',
         v_fname, v_body);
+end;
+$$;
+
+-- The generic path of a generated function, taken when the table's columns changed since
+-- the function was generated: queues the events the function would queue if it were
+-- generated now, with the columns and key read from the catalog for every row (slower, but
+-- the application's writes go on until pgq.skyrep_capture_refresh).  i_args are the
+-- trigger's arguments (the queue first); i_new and i_old the rows (for INSERT and DELETE
+-- both the row).  when=, ev_*= and magic columns need the generated function: with those it
+-- fails, saying so.  Returns true where the generated function's branch for the operation
+-- was taken (for SKIP).
+create or replace function pgq.skyrep_capture_generic(
+    i_op text, i_relid oid, i_args text[], i_new record, i_old record)
+returns boolean
+language plpgsql
+as $$
+declare
+    a record;
+    v_queue text := i_args[pg_catalog.array_lower(i_args, 1)];    -- TG_ARGV counts from 0
+    v_fq text;
+    v_names text[];
+    v_outf text[];
+    v_data boolean[];            -- per column: part of ev_data (not ignored)
+    v_key boolean[];
+    v_new text[];
+    v_old text[];
+    v_pkey text[];
+    v_pkey_str text;
+    v_sql text;
+    v_changed boolean := false;
+    v_ign_changed boolean := false;
+    v_key_changed boolean := false;
+    v_ev_new text;
+    v_ev_old text;
+    v_settings text[];
+    i int;
+begin
+    if pg_catalog.current_setting('session_replication_role') = 'local' then
+        return false;
+    end if;
+    -- every fixed setting: the types are the table's as they are now
+    select pgq.skyrep_capture_settings(pg_catalog.array_agg(x order by f.n, x.k))
+      into v_settings
+      from (select s.*, pg_catalog.row_number() over () as n
+              from pgq.skyrep_capture_fixed_settings(
+                       array['date', 'interval', 'float8', 'bytea', 'money']::pg_catalog.regtype[]::oid[]) s) f
+           cross join lateral (values (1, f.name), (2, f.value)) x(k, x);
+    select * into a
+      from pgq.skyrep_capture_parse_args(i_args[pg_catalog.array_lower(i_args, 1) + 1 :]);
+    select n.nspname || '.' || c.relname into v_fq
+      from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+     where c.oid = i_relid;
+    if i_op = 'TRUNCATE' then
+        perform pgq.insert_event(v_queue, 'R', '', v_fq, null, null, null);
+        perform pgq.skyrep_capture_settings(v_settings);
+        return true;
+    end if;
+    select pg_catalog.array_agg(att.attname::text order by att.attnum),
+           pg_catalog.array_agg(pgq.skyrep_type_output_function(att.atttypid) order by att.attnum)
+      into v_names, v_outf
+      from pg_catalog.pg_attribute att
+     where att.attrelid = i_relid and att.attnum > 0 and not att.attisdropped;
+    if a.when_expr is not null or pg_catalog.cardinality(a.override_fields) > 0
+       or exists (select 1 from pg_catalog.unnest(v_names) x where pg_catalog.left(x, 8) = '_pgq_ev_') then
+        raise exception 'skyrep capture: % changed since its capture trigger was generated, and its '
+                        'when=, ev_*= or _pgq_ev_* columns need the generated function: run '
+                        'pgq.skyrep_capture_refresh(%)', v_fq, pg_catalog.quote_literal(v_fq);
+    end if;
+    if a.pkey_raw is not null then
+        v_pkey := a.pkey_list;
+        v_pkey_str := a.pkey_raw;
+    else
+        select coalesce(pg_catalog.array_agg(att.attname::text order by k.ord), '{}')
+          into v_pkey
+          from pg_catalog.pg_index ix
+               cross join lateral pg_catalog.unnest(ix.indkey::int2[]) with ordinality as k(attnum, ord)
+               join pg_catalog.pg_attribute att on att.attrelid = ix.indrelid and att.attnum = k.attnum
+         where ix.indrelid = i_relid and ix.indisprimary;
+        v_pkey_str := pg_catalog.array_to_string(v_pkey, ',');
+    end if;
+    if i_op <> 'INSERT' and pg_catalog.cardinality(v_pkey) = 0 then
+        raise exception 'Update/Delete on table without pkey';
+    end if;
+    select pg_catalog.array_agg(not x = any(a.ignore_list) order by n),
+           pg_catalog.array_agg(x = any(v_pkey) order by n),
+           'select array[' || pg_catalog.string_agg(
+               pg_catalog.format('pg_catalog.textin(%s(($1).%I))', v_outf[n], x), ', ' order by n)
+           || ']::text[]'
+      into v_data, v_key, v_sql
+      from pg_catalog.unnest(v_names) with ordinality as c(x, n);
+    execute v_sql into v_new using i_new;
+    if i_op = 'UPDATE' then
+        execute v_sql into v_old using i_old;
+        for i in 1 .. pg_catalog.cardinality(v_names) loop
+            if v_new[i] is distinct from v_old[i] then
+                v_key_changed := v_key_changed or v_key[i];
+                v_changed := v_changed or v_data[i];
+                v_ign_changed := v_ign_changed or not v_data[i];
+            end if;
+        end loop;
+        if v_key_changed and not a.keymove then
+            raise exception 'primary key update not allowed';
+        end if;
+        if v_ign_changed and not v_changed then
+            perform pgq.skyrep_capture_settings(v_settings);
+            return true;
+        end if;
+    end if;
+    select pg_catalog.string_agg(
+               pgq.skyrep_urlencode(x) || coalesce('=' || pgq.skyrep_urlencode(v_new[n]), ''),
+               '&' order by n) filter (where v_data[n])
+      into v_ev_new
+      from pg_catalog.unnest(v_names) with ordinality as c(x, n);
+    if i_op = 'UPDATE' then
+        select pg_catalog.string_agg(
+                   pgq.skyrep_urlencode(x) || coalesce('=' || pgq.skyrep_urlencode(v_old[n]), ''),
+                   '&' order by n) filter (where v_data[n])
+          into v_ev_old
+          from pg_catalog.unnest(v_names) with ordinality as c(x, n);
+    end if;
+    if i_op = 'UPDATE' and v_key_changed then
+        perform pgq.insert_event(v_queue, 'D:' || v_pkey_str, coalesce(v_ev_old, ''), v_fq, null, null, null);
+        perform pgq.insert_event(v_queue, 'I:' || v_pkey_str, coalesce(v_ev_new, ''), v_fq, null, null, null);
+    else
+        perform pgq.insert_event(v_queue, pg_catalog.left(i_op, 1) || ':' || v_pkey_str,
+                                 coalesce(v_ev_new, ''), v_fq,
+                                 case when i_op = 'UPDATE' and a.backup then coalesce(v_ev_old, '') end,
+                                 null, null);
+    end if;
+    perform pgq.skyrep_capture_settings(v_settings);
+    return true;
 end;
 $$;
 
