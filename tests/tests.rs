@@ -16,6 +16,7 @@ mod docs;
 mod durable;
 mod exact;
 mod faults;
+mod fuzz;
 mod harness;
 mod layout;
 mod odd_input;
