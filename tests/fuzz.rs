@@ -254,6 +254,7 @@ impl Rng {
         self.below(100) < percent
     }
 
+    /// One of `items`.
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.below(items.len() as u64) as usize]
     }
@@ -289,9 +290,13 @@ enum Ticks {
 /// What a run does, from the environment.
 struct Plan {
     seed: u64,
+    /// Rounds of writing, each followed by a tick and a check that the tables are equal.
     rounds: usize,
+    /// Concurrent writers per round.
     writers: usize,
+    /// Transactions of each writer per round.
     transactions: usize,
+    /// Whether writers vary their sessions' settings.
     settings: bool,
 }
 
