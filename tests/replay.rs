@@ -24,8 +24,11 @@ pub struct Pair {
 impl Pair {
     /// Two clusters with `schema` on both, installed and ready for `provider add`.
     pub fn new(schema: &str) -> Pair {
-        let provider = Cluster::start();
-        let subscriber = Cluster::start();
+        Pair::on(Cluster::start(), Cluster::start(), schema)
+    }
+
+    /// [`Pair::new`] on clusters of the caller's choosing.
+    pub fn on(provider: Cluster, subscriber: Cluster, schema: &str) -> Pair {
         provider.execute(schema);
         subscriber.execute(schema);
         let dir = TempDir::new("replay");

@@ -17,6 +17,7 @@ mod durable;
 mod exact;
 mod exact_capture;
 mod faults;
+mod fuzz;
 mod harness;
 mod inherit;
 mod layout;
