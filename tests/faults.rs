@@ -141,12 +141,14 @@ fn a_statement_that_fails_on_the_subscriber_holds_replay_until_cleared() {
     let pair = Pair::new(SCHEMA);
     pair.ok(&["provider", "add", "ledger"]);
     pair.ok(&["subscriber", "add", "ledger", "--expect-sync"]);
-    // A subscriber trigger that refuses one value, as a full disk or a bad constraint would.
+    // A subscriber trigger that refuses one value, as a full disk or a bad constraint would
+    // (ENABLE ALWAYS: ordinary triggers do not fire in replay).
     pair.subscriber.execute(
         "create function poison() returns trigger language plpgsql as $$ \
          begin if new.note = 'poison' then raise exception 'no room for poison'; end if; \
          return new; end $$; \
-         create trigger poison before insert on ledger for each row execute function poison();",
+         create trigger poison before insert on ledger for each row execute function poison(); \
+         alter table ledger enable always trigger poison;",
     );
     let mut replay = pair.start_replay();
     let stop_writer = Arc::new(AtomicBool::new(false));

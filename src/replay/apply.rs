@@ -1099,6 +1099,34 @@ impl Pending {
         self.ids.push(id);
     }
 
+    /// The events of each table on their own, in their order.
+    fn split(self) -> Vec<Pending> {
+        if self.tables.len() < 2 {
+            return vec![self];
+        }
+        let mut parts: Vec<Pending> = self.tables.iter().map(|_| Pending::default()).collect();
+        for ((table, event), id) in self.events.into_iter().zip(self.ids) {
+            parts[table].push(&self.tables[table], event, id);
+        }
+        parts
+    }
+
+    /// The events of `parts` together again, in the queue's order (event ids).
+    fn join(parts: Vec<Pending>) -> Pending {
+        let mut all: Vec<(i64, TableName, RowEvent)> = Vec::new();
+        for part in parts {
+            for ((table, event), id) in part.events.into_iter().zip(part.ids) {
+                all.push((id, part.tables[table].clone(), event));
+            }
+        }
+        all.sort_by_key(|(id, _, _)| *id);
+        let mut pending = Pending::default();
+        for (id, table, event) in all {
+            pending.push(&table, event, id);
+        }
+        pending
+    }
+
     /// Event `at` for an error message: its id in the queue, what it did, where, and the
     /// values of its key columns.
     fn describe(&self, at: usize) -> String {
@@ -1413,50 +1441,81 @@ impl Applier {
     /// Applies the row changes pending. Unless they are the `last` of the provider's
     /// transactions so far, puts them off (returns false) while several rows hold a key.
     fn apply_rows(&mut self, tx: &mut Transaction<'_>, last: bool) -> Result<bool> {
-        let mut pending = std::mem::take(&mut self.pending);
+        let pending = std::mem::take(&mut self.pending);
         if pending.events.is_empty() {
             return Ok(true);
         }
-        let keys = self.row_keys(tx, &pending)?;
-        let mut netting = net(&pending, &keys, &HashMap::new())?;
-        if !netting.ask.is_empty() {
-            let exists = self.exists(tx, &pending, &keys, &netting.ask)?;
-            netting = net(&pending, &keys, &exists)?;
-        }
-        if let Some(unsettled) = &netting.unsettled {
-            if !last {
-                pending.held += 1;
+        // In the replica role no foreign key acts or checks between the tables, so each
+        // table's changes are applied on their own terms: a swap of unique values in one
+        // table that only the events' order can apply does not force that order onto keys
+        // that moved through each other in another (where only the net changes are right).
+        let held = pending.held;
+        let parts = if self.replica == Some(true) {
+            pending.split()
+        } else {
+            vec![pending]
+        };
+        let mut nettings = Vec::new();
+        for part in &parts {
+            let keys = self.row_keys(tx, part)?;
+            let mut netting = net(part, &keys, &HashMap::new())?;
+            if !netting.ask.is_empty() {
+                let exists = self.exists(tx, part, &keys, &netting.ask)?;
+                netting = net(part, &keys, &exists)?;
+            }
+            if let Some(unsettled) = &netting.unsettled {
+                if last {
+                    bail!("{unsettled}: several rows still hold the key at the end of the batch");
+                }
+                let mut pending = Pending::join(parts);
+                pending.held = held + 1;
                 self.pending = pending;
                 return Ok(false);
             }
-            bail!("{unsettled}: several rows still hold the key at the end of the batch");
+            nettings.push((keys, netting));
         }
+        for (part, (keys, netting)) in parts.iter().zip(nettings) {
+            self.apply_part(tx, part, &keys, netting)?;
+        }
+        Ok(true)
+    }
+
+    /// Applies the settled changes of `pending`: their net changes where keys moved through
+    /// each other, else the net changes if the subscriber takes them, else runs of events in
+    /// their order, else one event at a time.
+    fn apply_part(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        pending: &Pending,
+        keys: &[Option<Key>],
+        netting: Netting,
+    ) -> Result<()> {
         let several = pending.events.len() > 1;
         let mut done = false;
         if netting.crowded {
             // Keys moved through each other: only the net changes are right.
-            self.apply_net(tx, &pending, netting.changes).context(
+            self.apply_net(tx, pending, netting.changes).context(
                 "applying net changes in which keys moved through each other (they cannot be \
                  applied event by event)",
             )?;
             done = true;
         } else if several && !netting.in_order_only {
             done = self.attempt(tx, "net changes", |applier, sp| {
-                applier.apply_net(sp, &pending, netting.changes)
+                applier.apply_net(sp, pending, netting.changes)
             })?;
         }
         if several && !done {
             done = self.attempt(tx, "runs of events", |applier, sp| {
-                applier.apply_in_order(sp, &pending, &keys, false)
+                applier.apply_in_order(sp, pending, keys, false)
             })?;
         }
         if !done {
-            self.apply_in_order(tx, &pending, &keys, true)?;
+            self.apply_in_order(tx, pending, keys, true)?;
         }
         for (total, n) in self.counts.iter_mut().zip(pending.counts) {
             *total += n;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Each pending event's row identity: its key values in the order of the subscriber's
