@@ -294,3 +294,36 @@ fn alter_table_outside_execute_keeps_writes_working_and_events_whole() {
     wait_same_rows(&pair, &[("app", "id")]);
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn settings_stay_fixed_after_an_execute_script() {
+    let pair = Pair::new("create table m (id int primary key, amount money, d date);");
+    let monetary = if has_locale(&pair.subscriber, "de_DE.utf8") {
+        "de_DE.utf8"
+    } else {
+        eprintln!("locale de_DE.utf8 is missing (tests/run.sh makes it): test skipped");
+        return;
+    };
+    // The subscriber's own defaults would read the provider's values differently.
+    pair.subscriber.execute(&format!(
+        "alter database postgres set lc_monetary = '{monetary}'; \
+         alter database postgres set datestyle = 'SQL, DMY'"
+    ));
+    pair.ok(&["provider", "add", "m"]);
+    pair.ok(&["subscriber", "add", "m"]);
+    let mut replay = pair.start_replay();
+    wait_same_rows(&pair, &[("m", "id")]);
+    let script = pair
+        .dir
+        .write("note.sql", "alter table m add column note text;");
+    pair.ok(&["provider", "execute", script.to_str().unwrap()]);
+    // Batches after the script's are read in the fixed settings too.
+    for id in 1..=3 {
+        pair.provider.execute(&format!(
+            "insert into m values ({id}, 1234.56 * {id}, date '2024-02-0{id}', 'n')"
+        ));
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    wait_same_rows(&pair, &[("m", "id")]);
+    stop(&mut replay, libc::SIGINT);
+}

@@ -10,6 +10,7 @@ use postgres::Transaction;
 
 use crate::base::names::TableName;
 use crate::capture::script::{Script, script_record};
+use crate::db;
 use crate::queue::consumer::Event;
 use crate::replay::subscriber;
 
@@ -58,8 +59,11 @@ pub fn run_script(
     tx.batch_execute(&sql)
         .with_context(|| format!("{name} failed on the subscriber; {}", skip_hint()))?;
     // Settings the script made (a search path, a timeout) must not outlive it in replay's
-    // session; the batch's own setting comes back.
-    tx.batch_execute("reset all; set local skyrep.replay = on")?;
+    // session; the fixed settings and the batch's own come back.
+    tx.batch_execute(&format!(
+        "reset all; {}; set local skyrep.replay = on",
+        db::SESSION_SETTINGS
+    ))?;
     tx.execute(
         "insert into londiste.executed_scripts (queue_name, file_name, sql_md5, status) \
          values ($1, $2, $3, 'done') \
