@@ -24,6 +24,7 @@ mod layout;
 mod memory;
 mod odd_input;
 mod pgq_sql;
+mod policy;
 mod replay;
 mod seqs;
 mod setup;

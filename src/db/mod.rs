@@ -25,10 +25,12 @@ use connstr::{Resolved, is_socket_dir};
 /// float, a bytea or a money value means the same on both sides, in the initial copy, in
 /// events and in the statements that apply them. They are the forms skyrep's capture
 /// triggers print values in (`pgq.skyrep_capture_fixed_settings`).
+/// `row_security = off` makes a row-level security policy that would hide rows from
+/// skyrep's role an error instead of a silent skip (in a copy, in replay, in `compare`).
 pub const SESSION_SETTINGS: &str = "set datestyle = 'ISO, MDY'; set intervalstyle = 'postgres'; \
      set extra_float_digits = 3; set bytea_output = 'hex'; set timezone = 'UTC'; \
      set lc_monetary = 'C'; set standard_conforming_strings = on; \
-     set client_encoding = 'UTF8'";
+     set client_encoding = 'UTF8'; set row_security = off";
 
 /// Connects to `conn`, called `name` in messages (`provider_db`, `subscriber_db`, ...), and
 /// fixes the session's [`SESSION_SETTINGS`].
