@@ -25,12 +25,17 @@ use connstr::{Resolved, is_socket_dir};
 /// float, a bytea or a money value means the same on both sides, in the initial copy, in
 /// events and in the statements that apply them. They are the forms skyrep's capture
 /// triggers print values in (`pgq.skyrep_capture_fixed_settings`).
+/// `synchronous_commit` goes from `off` to `on` (the other values all flush locally and are
+/// kept): replay finishes a batch on the provider only after its subscriber commit, which
+/// must then be on disk, whatever the server's, database's or role's default.
 /// `row_security = off` makes a row-level security policy that would hide rows from
 /// skyrep's role an error instead of a silent skip (in a copy, in replay, in `compare`).
 pub const SESSION_SETTINGS: &str = "set datestyle = 'ISO, MDY'; set intervalstyle = 'postgres'; \
      set extra_float_digits = 3; set bytea_output = 'hex'; set timezone = 'UTC'; \
      set lc_monetary = 'C'; set standard_conforming_strings = on; \
-     set client_encoding = 'UTF8'; set row_security = off";
+     set client_encoding = 'UTF8'; set row_security = off; \
+     select pg_catalog.set_config('synchronous_commit', 'on', false) \
+     where pg_catalog.current_setting('synchronous_commit') = 'off'";
 
 /// Connects to `conn`, called `name` in messages (`provider_db`, `subscriber_db`, ...), and
 /// fixes the session's [`SESSION_SETTINGS`].

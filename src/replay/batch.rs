@@ -171,7 +171,6 @@ pub fn apply_batch(
             applier.flush(&mut stx)?;
             record_tick(&mut stx, queue, name, batch.tick_id)?;
             before_commit(&mut stx)?;
-            commit_durably(&mut stx)?;
             stx.commit()
                 .context("committing the batch on the subscriber")?;
         }
@@ -181,18 +180,6 @@ pub fn apply_batch(
         .context("finishing the batch on the provider")?;
     stats.duration = start.elapsed();
     Ok(stats)
-}
-
-/// Makes the commit of `tx` wait until it is on disk, where the session (or the server,
-/// database or role default) has `synchronous_commit = off`: the provider forgets a batch once
-/// it is finished there, so the subscriber's record of it must not be lost in a crash. The
-/// other values all flush locally, and are kept.
-fn commit_durably(tx: &mut Transaction<'_>) -> Result<()> {
-    tx.batch_execute(
-        "select pg_catalog.set_config('synchronous_commit', 'on', true) \
-         where pg_catalog.current_setting('synchronous_commit') = 'off'",
-    )
-    .context("asking for a durable commit")
 }
 
 /// Moves `consumer` back to tick `done` (where the subscriber is), dropping `batch`; fails
