@@ -16,6 +16,7 @@ mod docs;
 mod durable;
 mod exact;
 mod exact_capture;
+mod exact_scripts;
 mod faults;
 mod fuzz;
 mod harness;

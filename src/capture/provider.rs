@@ -15,7 +15,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use postgres::GenericClient;
+use postgres::error::SqlState;
+use postgres::{GenericClient, Transaction};
 
 use crate::base::error::usage;
 use crate::base::names::TableName;
@@ -219,8 +220,12 @@ impl Provider {
         let registered = registered_tables(&mut tx, &self.queue)?;
         let mut columns_before = Vec::new();
         for (table, _) in &registered {
-            columns_before.push(column_signature(&mut tx, table)?);
+            columns_before.push((
+                column_signature(&mut tx, table)?,
+                last_attnum(&mut tx, table)?,
+            ));
         }
+        let local = run_locally(&mut tx)?;
         log::info!(
             "{}: executing {name} ({} statements)",
             self.dbname,
@@ -228,13 +233,17 @@ impl Provider {
         );
         tx.batch_execute(&sql)
             .with_context(|| format!("{name} failed on the provider; nothing was changed"))?;
-        for ((table, trigger), before) in registered.iter().zip(columns_before) {
+        if !local {
+            refuse_captured_rows(&mut tx, &self.queue, name)?;
+        }
+        for ((table, trigger), (before, last)) in registered.iter().zip(columns_before) {
             let after = column_signature(&mut tx, table)?;
             if after.is_none() {
                 bail!(
                     "{name} drops or renames {table}, which is replicated: `provider remove` it first; nothing was changed"
                 );
             }
+            refuse_filled_where_run(&mut tx, name, table, last)?;
             if after != before {
                 refresh_trigger(&mut tx, table, trigger)?;
                 log::info!(
@@ -302,6 +311,119 @@ fn registered_tables(
         .iter()
         .map(|r| Ok((TableName::from_qualified(r.get(0))?, r.get(1))))
         .collect()
+}
+
+/// Sets the script's transaction to `session_replication_role = local`, where capture
+/// triggers queue nothing: the script's own row changes reach each subscriber by the script
+/// running there, once. Returns false, changing nothing, if this role may not set it.
+fn run_locally(tx: &mut Transaction<'_>) -> Result<bool> {
+    let mut attempt = tx.transaction()?;
+    match attempt.batch_execute("set local session_replication_role = local") {
+        Ok(()) => {
+            attempt.commit()?;
+            Ok(true)
+        }
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+            attempt.rollback()?;
+            log::info!(
+                "this role may not set session_replication_role: the script runs with capture on, \
+                 and is refused if it changes rows of replicated tables"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e).context("setting session_replication_role = local for the script"),
+    }
+}
+
+/// Fails if the script, run with capture on, queued row changes: they would reach every
+/// subscriber twice, as events and by the script running there.
+fn refuse_captured_rows(tx: &mut Transaction<'_>, queue: &str, name: &str) -> Result<()> {
+    let prefix: String = tx
+        .query_one(
+            "select queue_data_pfx from pgq.queue where queue_name = $1",
+            &[&queue],
+        )
+        .with_context(|| format!("reading the event tables of queue {queue}"))?
+        .get(0);
+    let sql = format!(
+        "select coalesce(pg_catalog.string_agg(distinct ev_extra1, ', '), '') from {prefix} \
+         where ev_txid = pg_catalog.txid_current()"
+    );
+    let tables: String = tx
+        .query_one(&sql, &[])
+        .context("looking for row changes the script queued")?
+        .get(0);
+    if !tables.is_empty() {
+        let role: String = tx.query_one("select current_user::text", &[])?.get(0);
+        bail!(
+            "{name} changes rows of replicated tables ({tables}), and role {role} may not set \
+             session_replication_role = local, with which capture leaves the script's own rows to \
+             the script running on each subscriber: run as is, they would be applied there twice. \
+             Grant it (GRANT SET ON PARAMETER session_replication_role TO {role}, PostgreSQL 15 \
+             and later), execute as a superuser, or keep the script to DDL and make the row \
+             changes in an ordinary transaction, which replicates; nothing was changed"
+        );
+    }
+    Ok(())
+}
+
+/// Fails if the script added a column to `table` (past column number `last`) whose value in
+/// the existing rows depends on where and when it is computed: an identity or serial column
+/// (numbered in each database's physical order) or a default that is not immutable
+/// (`random()`, `now()`, `gen_random_uuid()`, `current_user`, ...). Each subscriber would
+/// fill its rows with values of its own.
+fn refuse_filled_where_run(
+    tx: &mut Transaction<'_>,
+    name: &str,
+    table: &TableName,
+    last: i16,
+) -> Result<()> {
+    let rows = tx
+        .query(
+            "select a.attname::text, \
+                    case when a.attidentity <> '' then 'an identity column' \
+                         else 'default ' || coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), \
+                                                     'of its domain') end \
+             from pg_catalog.pg_attribute a \
+             left join pg_catalog.pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum \
+             left join pg_catalog.pg_type t on t.oid = a.atttypid \
+             cross join lateral (select coalesce(d.adbin::text, t.typdefaultbin::text, '') as tree) e \
+             where a.attrelid = $1::text::regclass and a.attnum > $2 and not a.attisdropped \
+               and a.attgenerated = '' \
+               and (a.attidentity <> '' \
+                    or e.tree like '%{SQLVALUEFUNCTION%' \
+                    or exists (select 1 from pg_catalog.regexp_matches(e.tree, \
+                                   ':(?:op)?funcid (\\d+)', 'g') m \
+                               join pg_catalog.pg_proc p on p.oid = m[1]::oid \
+                               where p.provolatile <> 'i')) \
+             order by a.attnum",
+            &[&table.quoted(), &last],
+        )
+        .with_context(|| format!("reading the columns {name} added to {table}"))?;
+    if let Some(row) = rows.first() {
+        let (column, how): (String, String) = (row.get(0), row.get(1));
+        bail!(
+            "{name} adds column {column} to {table} with {how}: the rows there now would get \
+             values that depend on where the script runs, different on each subscriber. Add the \
+             column without it (or with a constant default), fill it with an UPDATE in an \
+             ordinary transaction (it replicates), then set the default or identity in a script \
+             of its own; nothing was changed"
+        );
+    }
+    Ok(())
+}
+
+/// The highest column number `table` has used (dropped columns included): columns added
+/// later have higher ones.
+fn last_attnum(client: &mut impl GenericClient, table: &TableName) -> Result<i16> {
+    Ok(client
+        .query_one(
+            "select coalesce(max(attnum), 0)::int2 from pg_catalog.pg_attribute \
+             where attrelid = $1::text::regclass and attnum > 0",
+            &[&table.quoted()],
+        )
+        .with_context(|| format!("reading the columns of {table}"))?
+        .get(0))
 }
 
 /// The names and types of `table`'s columns in one string, or None if there is no such table.

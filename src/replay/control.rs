@@ -12,11 +12,13 @@ use crate::base::names::TableName;
 use crate::capture::script::{Script, script_record};
 use crate::db;
 use crate::queue::consumer::Event;
+use crate::replay::state::restart_copies;
 use crate::replay::subscriber;
 
 /// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
 /// provider's `schema.table`) mapped to their local names, and records it in
-/// `londiste.executed_scripts`. A script marked by `subscriber skip-execute`, or run here
+/// `londiste.executed_scripts`. Tables being copied are sent back to be copied again from
+/// the start ([`restart_copies`]). A script marked by `subscriber skip-execute`, or run here
 /// before, is passed over. A failing script fails the batch: replay stops there.
 pub fn run_script(
     tx: &mut Transaction<'_>,
@@ -64,6 +66,11 @@ pub fn run_script(
         "reset all; {}; set local skyrep.replay = on",
         db::SESSION_SETTINGS
     ))?;
+    for table in restart_copies(tx, queue)? {
+        log::warn!(
+            "{table}: {name} ran while it was being copied; it is copied again from the start"
+        );
+    }
     tx.execute(
         "insert into londiste.executed_scripts (queue_name, file_name, sql_md5, status) \
          values ($1, $2, $3, 'done') \

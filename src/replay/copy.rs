@@ -34,7 +34,7 @@ use crate::replay::batch::{Route, apply_batch};
 use crate::replay::job::{Connections, Job};
 use crate::replay::session::{LastError, Thread, sessions, stopped_within};
 use crate::replay::state::{
-    MergeState, SubscriberTable, applied_tick, forget_tick, load_tables, set_state,
+    MergeState, SubscriberTable, applied_tick, check_state, forget_tick, load_tables, set_state,
 };
 
 /// How often a running COPY logs its progress.
@@ -565,6 +565,7 @@ fn catch_up(
             return Ok(false);
         };
         let last = target == Some(batch.tick_id);
+        let expected = table.state;
         let (queue, table_name, consumer_name) = (
             job.queue.clone(),
             table.table.clone(),
@@ -578,6 +579,9 @@ fn catch_up(
             applier,
             &route,
             &mut |tx| {
+                // Replay sends the table back to be copied again if a script runs meanwhile:
+                // this batch must not be committed then.
+                check_state(tx, &queue, &table_name, expected)?;
                 if last {
                     set_state(
                         tx,

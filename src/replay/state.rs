@@ -164,6 +164,48 @@ pub fn set_state(
     Ok(())
 }
 
+/// Fails unless `table` is still in state `expected`, and keeps its state row locked until
+/// the transaction ends, so that nobody moves it before the caller commits.
+pub fn check_state(
+    client: &mut impl GenericClient,
+    queue: &str,
+    table: &TableName,
+    expected: MergeState,
+) -> Result<()> {
+    let now = client
+        .query_opt(
+            "select merge_state from londiste.subscriber_tables \
+             where queue_name = $1 and table_name = $2 for update",
+            &[&queue, &table.qualified()],
+        )
+        .with_context(|| format!("reading the state of {table}"))?
+        .map(|r| MergeState::from_column(r.get(0)))
+        .transpose()?;
+    match now {
+        Some(now) if now == expected => Ok(()),
+        Some(now) => bail!("{table} is in state {now} now, no longer {expected}"),
+        None => bail!("{table} is no longer registered"),
+    }
+}
+
+/// Sends every table whose copy is under way back to `new`, to be copied again from the
+/// start; returns their names. Replay does this when it runs a script of `provider execute`:
+/// a copy taken before the script must not be caught up across it, and one taken after it
+/// already holds what the script did.
+pub fn restart_copies(client: &mut impl GenericClient, queue: &str) -> Result<Vec<TableName>> {
+    client
+        .query(
+            "update londiste.subscriber_tables set merge_state = null, custom_snapshot = null \
+             where queue_name = $1 and merge_state is not null and merge_state <> 'ok' \
+             returning table_name",
+            &[&queue],
+        )
+        .context("sending the tables being copied back to be copied again")?
+        .iter()
+        .map(|r| TableName::from_qualified(r.get(0)))
+        .collect()
+}
+
 /// The last tick applied here for `consumer`, locked until the transaction ends.
 pub fn applied_tick(
     client: &mut impl GenericClient,
