@@ -308,3 +308,64 @@ fn exact_each_table_of_a_batch_is_applied_on_its_own_terms() {
         pair.replay_log()
     );
 }
+
+#[test]
+fn exact_an_update_or_delete_that_finds_no_row_stops_replay_naming_table_key_and_event() {
+    let pair = Pair::new("create table t (id int primary key, v text);");
+    pair.provider
+        .execute("insert into t select g, 'v' || g from generate_series(1, 20) g");
+    pair.ok(&["provider", "add", "t"]);
+    pair.ok(&["subscriber", "add", "t"]);
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("t", "id")]);
+    for (round, (change, expected, mend)) in [
+        (
+            "update t set v = 'new' where id = 5",
+            ": update of public.t with key id=5",
+            "insert into t values (5, 'v5')",
+        ),
+        (
+            "delete from t where id = 6",
+            ": delete of public.t with key id=6",
+            "insert into t values (6, 'v6')",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The row is gone from the subscriber behind replay's back.
+        let id = 5 + round;
+        pair.subscriber.execute(&format!(
+            "begin; set local skyrep.replay = on; delete from t where id = {id}; commit"
+        ));
+        let marker = format!("round {round}");
+        pair.provider.execute(&format!(
+            "update t set v = '{marker}' where id = 1; {change}"
+        ));
+        let deadline = Instant::now() + WAIT;
+        while !pair.replay_log().contains(expected) {
+            assert!(
+                Instant::now() < deadline,
+                "replay did not name the event of `{change}`:\n{}",
+                pair.replay_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = pair.ok(&["status"]);
+        assert!(
+            status.contains(expected) && status.contains("found no row here"),
+            "status does not show the error:\n{status}"
+        );
+        // Nothing of the batch was applied; mended, replay goes on.
+        assert_ne!(
+            pair.subscriber
+                .value("postgres", "select v from t where id = 1"),
+            Some(marker)
+        );
+        pair.subscriber.execute(&format!(
+            "begin; set local skyrep.replay = on; {mend}; commit"
+        ));
+        wait_same(&pair, &["t"]);
+    }
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+}

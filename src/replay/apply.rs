@@ -439,6 +439,9 @@ struct Plan {
     params: Vec<usize>,
     /// How many leading parameters are key columns (updates keep the last row per key).
     keys: usize,
+    /// Every row the statement names must be here: an UPDATE or DELETE without a copy
+    /// condition. One that finds fewer means the subscriber differs from the provider.
+    every_row: bool,
 }
 
 impl Plan {
@@ -513,6 +516,7 @@ impl Plan {
                         statement: None,
                         params,
                         keys,
+                        every_row: false,
                     });
                 }
             }
@@ -595,6 +599,7 @@ impl Plan {
                 statement: Some(prepare(tx, &sql)?),
                 params,
                 keys,
+                every_row: false,
             });
         }
         let insert = format!(
@@ -649,11 +654,18 @@ impl Plan {
             tx.prepare(sql)
                 .with_context(|| format!("preparing {}s into {dest}", key.op))
         };
+        // An update that only moves rows (it sets nothing else) affects only those that moved.
+        let every_row = match key.op {
+            RowOp::Insert => false,
+            RowOp::Update => !set.is_empty(),
+            RowOp::Delete => true,
+        };
         Ok(Plan {
             pre: pre.map(|sql| prepare(tx, &sql)).transpose()?,
             statement: Some(prepare(tx, &sql)?),
             params,
             keys,
+            every_row,
         })
     }
 }
@@ -1293,8 +1305,9 @@ fn key_text(key: &Option<Key>) -> String {
 ///
 /// Statements are prepared on the connection of the first transaction and cached, so one
 /// applier serves one connection for its lifetime (call [`Applier::reset`] after reconnecting
-/// or after DDL on the tables). Statements address `dest` as plain SQL would, inheritance
-/// children included. The applier never commits.
+/// or after DDL on the tables). Statements keep to `dest`'s own rows (`ONLY`), not those of
+/// tables inheriting from it. An UPDATE or DELETE that finds no row is an error: the
+/// subscriber differs from the provider. The applier never commits.
 #[derive(Default)]
 pub struct Applier {
     tables: HashMap<TableName, Table>,
@@ -1808,12 +1821,23 @@ impl Applier {
                     )
                 })?;
             }
-            tx.execute(statement, &params).with_context(|| {
+            let affected = tx.execute(statement, &params).with_context(|| {
                 format!(
                     "applying {} {}s to {}",
                     group.events, group.key.op, group.key.table
                 )
             })?;
+            let rows = group.arrays.first().map_or(0, Vec::len) as u64;
+            if group.plan.every_row && affected < rows {
+                bail!(
+                    "{} of {rows} {}s of {} found no row here: the subscriber's table differs \
+                     from the provider's, and replay stops rather than skip a change (`compare` \
+                     and `repair` show and mend the differences)",
+                    rows - affected,
+                    group.key.op,
+                    group.key.table
+                );
+            }
         }
         Ok(())
     }
