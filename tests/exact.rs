@@ -369,3 +369,64 @@ fn exact_an_update_or_delete_that_finds_no_row_stops_replay_naming_table_key_and
     }
     assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
 }
+
+#[test]
+fn exact_without_the_replica_role_the_triggers_and_rules_that_fire_are_named() {
+    let pair = Pair::new(
+        "create table t (id int primary key, v text, at timestamptz); \
+         create table audit (n int);",
+    );
+    pair.subscriber.execute(
+        "create function stamp() returns trigger language plpgsql as \
+           $$begin new.at := now(); return new; end$$; \
+         create trigger stamp before insert or update on t for each row execute function stamp(); \
+         create trigger quiet before insert on t for each row execute function stamp(); \
+         alter table t disable trigger quiet; \
+         create rule log_it as on update to t do also insert into audit values (1); \
+         create role owner login; alter table t owner to owner; alter table audit owner to owner; \
+         grant usage on schema londiste to owner; \
+         grant select, insert, update, delete on all tables in schema londiste to owner",
+    );
+    pair.ok(&["provider", "add", "t"]);
+    let conf = std::fs::read_to_string(&pair.conf).unwrap();
+    let owner_conf = conf.replace(
+        &format!("subscriber_db = {}", pair.subscriber.connstr("postgres")),
+        &format!(
+            "subscriber_db = {} user=owner",
+            pair.subscriber.connstr("postgres")
+        ),
+    );
+    assert_ne!(conf, owner_conf);
+    std::fs::write(&pair.conf, owner_conf).unwrap();
+    let named = "public.t: rule log_it, trigger stamp fire on every replayed row";
+    let out = crate::util::skyrep()
+        .arg(&pair.conf)
+        .args(["subscriber", "add", "t"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains(named), "{err}");
+    assert!(!err.contains("quiet"), "{err}");
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("t", "id")]);
+    // Replay meets the table (the copy had its triggers set aside).
+    pair.provider
+        .execute("insert into t values (1, 'one', null)");
+    let deadline = Instant::now() + WAIT;
+    while !pair.replay_log().contains(named) {
+        assert!(
+            Instant::now() < deadline,
+            "replay did not name them:\n{}",
+            pair.replay_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = pair.ok(&["status"]);
+    assert!(
+        status.contains(
+            "so these fire on replayed rows: public.t: rule log_it, public.t: trigger stamp"
+        ),
+        "{status}"
+    );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}

@@ -179,3 +179,38 @@ fn bad_sequences_are_refused_and_nothing_is_added() {
         [[Some("1".to_string())]]
     );
 }
+
+#[test]
+fn a_cycling_sequence_follows_the_provider_round_its_wrap() {
+    let pair = Pair::new(
+        "create table t (id int primary key); \
+         create sequence ring minvalue 1 maxvalue 50 cycle; \
+         create sequence line maxvalue 1000;",
+    );
+    pair.ok(&["provider", "add", "t"]);
+    pair.ok(&["subscriber", "add", "t"]);
+    pair.ok(&["provider", "add-seq", "ring", "line"]);
+    pair.ok(&["add-seq", "ring", "line"]);
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("t", "id")]);
+    take(&pair.provider, "ring", 45);
+    take(&pair.provider, "line", 45);
+    pair.provider.execute("insert into t values (1)");
+    pair.wait_equal(&[("t", "id")]);
+    assert_eq!(next_value(&pair.subscriber, "ring"), 46);
+    // Round the end and back to the start on the provider; a subscriber that took values
+    // of its own is ahead of a sequence that does not cycle, and stays so.
+    take(&pair.provider, "ring", 10);
+    take(&pair.subscriber, "line", 100);
+    pair.provider.execute("insert into t values (2)");
+    pair.wait_equal(&[("t", "id")]);
+    assert_eq!(next_value(&pair.provider, "ring"), 6);
+    assert_eq!(
+        next_value(&pair.subscriber, "ring"),
+        6,
+        "{}",
+        pair.replay_log()
+    );
+    assert_eq!(next_value(&pair.subscriber, "line"), 146);
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}

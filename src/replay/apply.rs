@@ -17,6 +17,7 @@ use postgres::types::ToSql;
 use postgres::{GenericClient, Statement, Transaction};
 
 use crate::base::names::{TableName, quote_ident, quote_literal};
+use crate::replay::protect::DENY_TRIGGER;
 
 /// Events queued before they are applied.
 const PENDING_EVENTS: usize = 5_000;
@@ -225,6 +226,44 @@ pub fn may_set_replica_role(client: &mut impl GenericClient) -> Result<bool> {
         )
         .context("reading the privileges of the subscriber's role")?;
     Ok(row.get(0))
+}
+
+/// The user triggers and rules of `dest` that fire on replayed rows when replay may not set
+/// `session_replication_role = replica` (as `trigger NAME`, `rule NAME`): those enabled for
+/// ordinary sessions. skyrep's own write guard is not one of them.
+pub fn fire_on_replay(client: &mut impl GenericClient, dest: &TableName) -> Result<Vec<String>> {
+    Ok(client
+        .query(
+            "select 'trigger ' || quote_ident(t.tgname) from pg_catalog.pg_trigger t \
+             where t.tgrelid = $1::text::regclass and not t.tgisinternal \
+               and t.tgenabled in ('O', 'A') and t.tgname <> $2 \
+             union all \
+             select 'rule ' || quote_ident(r.rulename) from pg_catalog.pg_rewrite r \
+             where r.ev_class = $1::text::regclass and r.rulename <> '_RETURN' \
+               and r.ev_enabled in ('O', 'A') \
+             order by 1",
+            &[&dest.quoted(), &DENY_TRIGGER],
+        )
+        .with_context(|| format!("reading the triggers and rules of {dest}"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Warns, naming them, of the triggers and rules of `dest` that fire on replayed rows
+/// because replay may not set the replica role ([`fire_on_replay`]).
+pub fn warn_fire_on_replay(client: &mut impl GenericClient, dest: &TableName) -> Result<()> {
+    let fire = fire_on_replay(client, dest)?;
+    if !fire.is_empty() {
+        log::warn!(
+            "{dest}: {} fire on every replayed row, since the subscriber's role may not set \
+             session_replication_role = replica (with which they do not, unless marked ENABLE \
+             ALWAYS): they may change replicated rows or write twice; {REPLICA_GRANT}, or \
+             disable them",
+            fire.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Refuses `dest` if a foreign key of the subscriber between replicated tables, from or to
@@ -1341,7 +1380,8 @@ impl Applier {
                 let replica = may_set_replica_role(tx)?;
                 if !replica {
                     log::warn!(
-                        "the subscriber's role may not set session_replication_role: foreign-key                          actions that would act on replicated rows are refused; {REPLICA_GRANT}"
+                        "the subscriber's role may not set session_replication_role: foreign-key \
+                         actions that would act on replicated rows are refused; {REPLICA_GRANT}"
                     );
                 }
                 *self.replica.insert(replica)
@@ -1434,7 +1474,9 @@ impl Applier {
         }
         tx.batch_execute(&sql).with_context(|| {
             format!(
-                "truncating {names} (a foreign key of a table not truncated with it keeps a                  table from being truncated; with session_replication_role = replica its rows                  are deleted instead: {REPLICA_GRANT})"
+                "truncating {names} (a foreign key of a table not truncated with it keeps a \
+                 table from being truncated; with session_replication_role = replica its rows \
+                 are deleted instead: {REPLICA_GRANT})"
             )
         })?;
         Ok(())
@@ -1800,6 +1842,7 @@ impl Applier {
             let table = Table::load(tx, dest)?;
             if self.replica == Some(false) {
                 check_fk_actions(tx, dest)?;
+                warn_fire_on_replay(tx, dest)?;
             }
             self.tables.insert(dest.clone(), table);
         }

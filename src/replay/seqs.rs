@@ -4,7 +4,9 @@
 //! provider's commands are [`crate::capture::seqs`].
 //!
 //! A subscriber sequence is only ever moved forward (in the direction of its increment),
-//! never back: values handed out on the subscriber by hand stay handed out.
+//! never back: values handed out on the subscriber by hand stay handed out. The exception is
+//! a provider sequence with `CYCLE`, whose values come round again by design: the subscriber
+//! follows it exactly, back to the start when it wraps around.
 
 use anyhow::{Context, Result, anyhow, bail};
 use postgres::types::Type;
@@ -160,20 +162,39 @@ pub fn catch_up(local: Position, min: i64, max: i64, target_next: i128) -> Optio
     (set != (local.last_value, local.is_called)).then_some(set)
 }
 
+/// The `setval(value, is_called)` that makes `local`'s next value `target_next` exactly, in
+/// either direction (bounded as in [`catch_up`]), or None if it is so already: how the
+/// subscriber follows a provider sequence that cycles.
+pub fn follow(local: Position, min: i64, max: i64, target_next: i128) -> Option<(i64, bool)> {
+    if local.next() == target_next {
+        return None;
+    }
+    let within = |v: i128| (i128::from(min)..=i128::from(max)).contains(&v);
+    let called = target_next - i128::from(local.increment);
+    if within(called) {
+        Some((called as i64, true))
+    } else if within(target_next) {
+        Some((target_next as i64, false))
+    } else {
+        catch_up(local, min, max, target_next)
+    }
+}
+
 /// The replay thread's view of the followed sequences: before each batch it reads the
 /// provider's values ([`Follower::read`]), and inside the batch's subscriber transaction
 /// moves the subscriber's sequences up to them ([`Targets::apply`]).
 ///
-/// Reading after the batch's tick was taken is enough: sequences only move forward, so the
-/// subscriber is never behind the provider's values at the last applied tick.
+/// Reading after the batch's tick was taken is enough: sequences only move forward (or wrap
+/// around), so the subscriber is never behind the provider's values at the last applied tick.
 pub struct Follower {
     queue: String,
     /// `londiste.subscriber_seqs` exists (looked for again while it does not).
     installed: bool,
 }
 
-/// The provider's next value of each followed sequence, read before a batch.
-pub struct Targets(Vec<(TableName, i128)>);
+/// The provider's next value of each followed sequence, read before a batch, and whether the
+/// sequence cycles there.
+pub struct Targets(Vec<(TableName, i128, bool)>);
 
 impl Follower {
     /// A follower for the sequences of `queue`.
@@ -210,7 +231,8 @@ impl Follower {
         // start_value.
         let rows = provider
             .query(
-                "select p.seq_name, s.last_value, s.start_value, s.increment_by \
+                "select p.seq_name, s.last_value, s.start_value, s.increment_by, s.cycle, \
+                        s.min_value, s.max_value \
                  from londiste.provider_seqs p \
                  join pg_catalog.pg_sequences s \
                    on s.schemaname = split_part(p.seq_name, '.', 1) \
@@ -223,23 +245,36 @@ impl Follower {
         let mut targets = Vec::with_capacity(rows.len());
         for row in rows {
             let name: String = row.get(0);
-            let (last, start, increment): (Option<i64>, i64, i64) =
-                (row.get(1), row.get(2), row.get(3));
+            let (last, start, increment, cycle, min, max): (Option<i64>, i64, i64, bool, i64, i64) = (
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+                row.get(6),
+            );
             let next = match last {
                 Some(last) => i128::from(last) + i128::from(increment),
                 None => i128::from(start),
             };
-            targets.push((TableName::from_qualified(&name)?, next));
+            // Past its bound, a cycling sequence starts again at the other one.
+            let next = match (cycle, next > i128::from(max), next < i128::from(min)) {
+                (true, true, _) => i128::from(min),
+                (true, _, true) => i128::from(max),
+                _ => next,
+            };
+            targets.push((TableName::from_qualified(&name)?, next, cycle));
         }
         Ok(Targets(targets))
     }
 }
 
 impl Targets {
-    /// Moves each subscriber sequence forward to the provider's next value (never back).
-    /// `setval` is not undone by a rollback, which is harmless: the values only go forward.
+    /// Moves each subscriber sequence forward to the provider's next value (never back), or
+    /// to exactly that value if the provider's cycles. `setval` is not undone by a rollback,
+    /// which is harmless: the next batch sets the values again.
     pub fn apply(&self, tx: &mut Transaction<'_>) -> Result<()> {
-        for (seq, target) in &self.0 {
+        for (seq, target, cycle) in &self.0 {
             let row = tx
                 .query_one(
                     &format!(
@@ -256,13 +291,19 @@ impl Targets {
                 is_called: row.get(1),
                 increment: row.get(2),
             };
-            if let Some((value, is_called)) = catch_up(local, row.get(3), row.get(4), *target) {
+            let (min, max) = (row.get(3), row.get(4));
+            let set = if *cycle {
+                follow(local, min, max, *target)
+            } else {
+                catch_up(local, min, max, *target)
+            };
+            if let Some((value, is_called)) = set {
                 tx.query_one(
                     "select pg_catalog.setval($1::text::regclass, $2, $3)",
                     &[&seq.quoted(), &value, &is_called],
                 )
-                .with_context(|| format!("moving sequence {seq} forward on the subscriber"))?;
-                log::debug!("sequence {seq} moved forward to {value} (is_called {is_called})");
+                .with_context(|| format!("moving sequence {seq} on the subscriber"))?;
+                log::debug!("sequence {seq} moved to {value} (is_called {is_called})");
             }
         }
         Ok(())
@@ -308,6 +349,17 @@ mod tests {
         );
         assert_eq!(catch_up(at(-20, true, -1), i64::MIN, -1, -11), None);
         assert_eq!(catch_up(at(-10, true, -1), i64::MIN, -1, -11), None);
+    }
+
+    #[test]
+    fn a_cycling_sequence_is_followed_back_when_it_wraps_around() {
+        // Level: nothing to do; ahead (wrapped on the provider): back to its value.
+        assert_eq!(follow(at(10, true, 1), 1, 100, 11), None);
+        assert_eq!(follow(at(11, false, 1), 1, 100, 11), None);
+        assert_eq!(follow(at(99, true, 1), 1, 100, 3), Some((2, true)));
+        assert_eq!(follow(at(100, true, 1), 1, 100, 1), Some((1, false)));
+        assert_eq!(follow(at(5, true, 1), 1, 100, 50), Some((49, true)));
+        assert_eq!(follow(at(-99, true, -1), -100, -1, -1), Some((-1, false)));
     }
 
     #[test]

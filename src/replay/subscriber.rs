@@ -220,6 +220,7 @@ impl Subscriber {
         if !crate::replay::apply::may_set_replica_role(&mut tx)? {
             for (_, dest) in &dest_of {
                 crate::replay::apply::check_fk_actions(&mut tx, dest)?;
+                crate::replay::apply::warn_fire_on_replay(&mut tx, dest)?;
             }
         }
         tx.commit().context("committing subscriber add")?;

@@ -18,6 +18,7 @@ use crate::base::error::one_line;
 use crate::base::output;
 use crate::config::Config;
 use crate::db;
+use crate::replay::apply::{fire_on_replay, may_set_replica_role};
 use crate::replay::job::Job;
 use crate::replay::session::Thread;
 use crate::replay::state::{MergeState, load_tables};
@@ -202,6 +203,9 @@ struct SubscriberInfo {
     applied_age: Option<f64>,
     /// None where `londiste.replay_status` is not installed yet.
     errors: Option<Vec<RecordedError>>,
+    /// Where replay may not set the replica role: the triggers and rules that fire on its
+    /// rows, as `TABLE: trigger NAME`.
+    fire_on_replay: Vec<String>,
 }
 
 /// Tables by merge state, as `ok/copying/other`.
@@ -234,7 +238,16 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
         bail!("londiste is not installed: run `subscriber install`");
     }
     let mut counts = Counts::default();
-    for table in load_tables(client, &job.queue)? {
+    let tables = load_tables(client, &job.queue)?;
+    let mut fire = Vec::new();
+    if !may_set_replica_role(client)? {
+        for table in &tables {
+            for object in fire_on_replay(client, &table.dest)? {
+                fire.push(format!("{}: {object}", table.dest));
+            }
+        }
+    }
+    for table in tables {
         match table.state {
             MergeState::Ok => counts.ok += 1,
             MergeState::InCopy
@@ -284,6 +297,7 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
         applied_tick: applied.as_ref().map(|r| r.get(0)),
         applied_age: applied.as_ref().map(|r| r.get(1)),
         errors,
+        fire_on_replay: fire,
     })
 }
 
@@ -448,6 +462,13 @@ impl Report {
                     "Errors: not recorded here (run `subscriber install` to upgrade)".to_string(),
                 ),
             }
+            if !s.fire_on_replay.is_empty() {
+                lines.push(format!(
+                    "WARN: replay may not set session_replication_role = replica, so these fire \
+                     on replayed rows: {}",
+                    s.fire_on_replay.join(", ")
+                ));
+            }
         }
         lines
     }
@@ -529,6 +550,7 @@ impl Report {
                 })),
                 "applied_tick": subscriber.and_then(|s| s.applied_tick),
                 "applied_age": subscriber.and_then(|s| s.applied_age).map(rounded),
+                "fire_on_replay": subscriber.map(|s| &s.fire_on_replay),
             },
             "consumers": consumers,
         })
