@@ -265,3 +265,66 @@ fn register_and_unregister_the_consumer() {
     s.ok(&["subscriber", "unregister"]);
     assert!(s.provider.query_strings("postgres", consumers).is_empty());
 }
+
+#[test]
+fn a_role_that_may_only_write_cannot_switch_the_write_guard_off() {
+    let s = Setup::new();
+    s.ok(&["provider", "install"]);
+    s.ok(&["subscriber", "install"]);
+    s.ok(&["provider", "add", "user_info"]);
+    s.ok(&["subscriber", "add", "user_info", "--expect-sync"]);
+    s.subscriber.execute(
+        "create role clerk login; grant insert, update, delete, truncate on user_info to clerk",
+    );
+    let connect = |options: &str| {
+        postgres::Config::new()
+            .host_path(s.subscriber.socket_dir())
+            .port(s.subscriber.port())
+            .user("clerk")
+            .dbname("postgres")
+            .options(options)
+            .connect(postgres::NoTls)
+            .unwrap()
+    };
+    let refused = |client: &mut postgres::Client, sql: &str| {
+        let err = client.batch_execute(sql).unwrap_err();
+        let err = crate::util::error_chain(&err);
+        assert!(
+            err.contains("public.user_info is replicated from queue shop by skyrep"),
+            "{sql}: {err}"
+        );
+    };
+    let mut clerk = connect("");
+    for sql in [
+        "set skyrep.replay = on; insert into user_info (userid) values (1)",
+        "begin; set local skyrep.replay = on; delete from user_info; commit",
+        "set skyrep.replay = on; truncate user_info",
+    ] {
+        refused(&mut clerk, sql);
+        clerk.batch_execute("rollback; reset all").unwrap();
+    }
+    refused(
+        &mut connect("-c skyrep.replay=on"),
+        "insert into user_info (userid) values (1)",
+    );
+    // skyrep's own role passes (here a superuser, as are repair's fix files run by one).
+    s.subscriber.execute(
+        "begin; set local skyrep.replay = on; insert into user_info (userid) values (1); commit",
+    );
+    // A guard put there by an older version, not bound to a role, is bound by `subscriber
+    // install`.
+    s.subscriber.execute(
+        "drop trigger _skyrep_deny on user_info; \
+         create trigger _skyrep_deny before insert or update or delete or truncate on user_info \
+         for each statement execute function londiste.deny_write('shop')",
+    );
+    s.ok(&["subscriber", "install"]);
+    assert_eq!(
+        s.subscriber.value(
+            "postgres",
+            "select tgnargs from pg_trigger where tgname = '_skyrep_deny'"
+        ),
+        Some("2".into())
+    );
+    refused(&mut connect("-c skyrep.replay=on"), "delete from user_info");
+}

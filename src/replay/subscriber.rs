@@ -94,7 +94,28 @@ impl Subscriber {
 
     /// `subscriber install`: installs or upgrades the `londiste` schema here.
     pub fn install(&mut self) -> Result<()> {
-        install::install_londiste(&mut self.subscriber, &self.dbname)
+        install::install_londiste(&mut self.subscriber, &self.dbname)?;
+        // Guards put there by an older version let any session that sets skyrep.replay
+        // through: put them again, bound to this role.
+        let mut tx = self.subscriber.transaction()?;
+        let dests: Vec<String> = tx
+            .query(
+                "select dest_table from londiste.subscriber_tables where queue_name = $1 \
+                 order by 1",
+                &[&self.queue],
+            )
+            .context("reading the replicated tables")?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for dest in dests {
+            let dest = TableName::from_qualified(&dest)?;
+            if to_regclass(&mut tx, &dest.quoted())? {
+                let queue = self.queue.clone();
+                protect::guard(&mut tx, &dest, &queue)?;
+            }
+        }
+        tx.commit().context("putting the write guards on again")
     }
 
     /// `subscriber add`: registers `tables` (or, with `--all`, every provider table not yet

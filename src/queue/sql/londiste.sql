@@ -86,13 +86,16 @@ create or replace function londiste.skyrep_schema_version() returns integer
 language sql immutable as $$ select 1 $$;
 
 -- Subscriber protection: a statement trigger on every replicated table refuses ordinary
--- writes. skyrep's own sessions pass: with session_replication_role = replica (superuser)
--- the trigger does not fire at all, otherwise they set skyrep.replay = on. This guards
--- against accidents, not against a user who sets that variable on purpose.
+-- writes. Its arguments are the queue and the role that put it there (the role of skyrep's
+-- subscriber connection). skyrep's own sessions pass: with session_replication_role =
+-- replica the trigger does not fire at all; otherwise they set skyrep.replay = on, which
+-- lets a session through only if its role is that role, a member of it or a superuser. A
+-- role that may only write to the table cannot switch the protection off.
 create or replace function londiste.deny_write() returns trigger
 language plpgsql as $$
 begin
-    if pg_catalog.current_setting('skyrep.replay', true) = 'on' then
+    if pg_catalog.current_setting('skyrep.replay', true) = 'on'
+       and tg_nargs >= 2 and pg_catalog.pg_has_role(tg_argv[1], 'MEMBER') then
         return null;
     end if;
     raise exception 'table %.% is replicated from queue % by skyrep: % is not allowed here',
