@@ -14,6 +14,7 @@ use lexopt::prelude::*;
 
 use crate::base::error::usage;
 use crate::config::Config;
+use crate::replay::lock::ReplayLock;
 use crate::service::daemon::Control;
 
 mod args;
@@ -86,10 +87,19 @@ impl Command {
         )
     }
 
-    /// Runs the command with `config`.
-    pub fn run(self, config: &Config) -> Result<()> {
+    /// What the command holds while it runs, taken before `-d` reports a start (`replay`:
+    /// the job's lock in the subscriber, see [`ReplayLock`]).
+    pub fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
         match self {
-            Command::Daemon(command) => command.run(config),
+            Command::Daemon(command) => command.lock(config),
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs the command with `config` and what [`Command::lock`] took.
+    pub fn run(self, config: &Config, lock: Option<ReplayLock>) -> Result<()> {
+        match self {
+            Command::Daemon(command) => command.run(config, lock),
             Command::Provider(command) => command.run(config),
             Command::Subscriber(command) => command.run(config),
             Command::Verify(command) => command.run(config),
