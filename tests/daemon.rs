@@ -186,6 +186,66 @@ fn a_second_daemon_of_the_job_is_refused_whatever_its_pidfile() {
 }
 
 #[test]
+fn only_skyrep_running_the_config_is_signalled() {
+    let (pair, pidfile, logfile) = service();
+    // A pidfile planted with the pid of another program.
+    let mut sleep = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let _sleep_reaper = Reaper(sleep.id() as i32);
+    std::fs::write(&pidfile, format!("{}\n", sleep.id())).unwrap();
+    let program = std::fs::read_link(format!("/proc/{}/exe", sleep.id())).unwrap();
+    for option in ["-s", "-k", "-r"] {
+        let out = run(&[option], &pair.conf, &[]);
+        assert_eq!(out.status.code(), Some(1), "{option}: {}", text(&out));
+        let expected = format!(
+            "skyrep: pid {} from {} is {}, not skyrep running {}; not signalled",
+            sleep.id(),
+            pidfile.display(),
+            program.display(),
+            pair.conf.display()
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&expected),
+            "{option}: {}",
+            text(&out)
+        );
+        assert!(
+            sleep.try_wait().unwrap().is_none(),
+            "{option}: sleep was signalled"
+        );
+    }
+
+    // A daemon takes such a pidfile over; skyrep running another config is not signalled.
+    let out = run(&["-d"], &pair.conf, &["replay"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = pid_in(&pidfile);
+    let _reaper = Reaper(pid);
+    assert!(
+        read(&logfile).contains(&format!("which is {}", program.display())),
+        "{}",
+        read(&logfile)
+    );
+    let other = pair.dir.write("other.ini", &read(&pair.conf));
+    let out = run(&["-s"], &other, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "pid {pid} from {} is skyrep running another config",
+            pidfile.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(process_alive(pid));
+    let out = run(&["-s"], &pair.conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!process_alive(pid));
+    assert!(sleep.try_wait().unwrap().is_none());
+}
+
+#[test]
 fn a_stale_pidfile_is_taken_over_and_k_stops_at_once() {
     let (pair, pidfile, logfile) = service();
     // The pid of a process that has exited.
