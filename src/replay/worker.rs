@@ -235,7 +235,7 @@ fn drop_stale_copy_consumers(
         )
         .context("listing copy consumers")?;
     for row in rows {
-        let name: String = row.get(0);
+        let name: String = row.try_get(0).context("listing copy consumers")?;
         let copying = tables.iter().any(|t| {
             !matches!(t.state, MergeState::New | MergeState::Ok)
                 && copy_consumer_name(&job.consumer, &t.table) == name
