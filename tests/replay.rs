@@ -1004,7 +1004,8 @@ fn copy_condition_filters_the_copy_the_stream_and_compare() {
         Some(1),
         "the row deleted here is missing"
     );
-    let fix = std::fs::read_to_string(pair.dir.path().join("fix.public.part.sql")).unwrap();
+    let fix =
+        std::fs::read_to_string(pair.dir.path().join("fix.login_sub.public.part.sql")).unwrap();
     assert!(fix.contains("102") && !fix.contains("101"), "{fix}");
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }

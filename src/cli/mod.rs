@@ -132,6 +132,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     let mut daemon = false;
     let mut dest_table: Option<String> = None;
     let mut copy_condition: Option<String> = None;
+    let mut dir: Option<PathBuf> = None;
     let mut control: Option<Control> = None;
     let mut early: Option<Action> = None;
     let mut words: Vec<String> = Vec::new();
@@ -153,6 +154,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             Long("copy-condition") if words.len() >= 2 => {
                 copy_condition = Some(text_value(&mut parser, "copy-condition")?);
             }
+            Long("dir") if words.len() >= 2 => dir = Some(PathBuf::from(parser.value()?)),
             Long(name) if words.len() >= 2 && FLAGS.contains(&name) => {
                 let flag = FLAGS.iter().find(|f| **f == name).expect("just checked");
                 flags.push(flag);
@@ -232,10 +234,18 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             "`{name}` takes neither --dest-table nor --copy-condition"
         )));
     }
+    if dir.is_some() && name != "repair" {
+        return Err(usage(format!("`{name}` does not take --dir")));
+    }
     let mut command = build(&name, rest, &flags)?;
     if let Command::Subscriber(subscriber::Command::Add { options, .. }) = &mut command {
         options.dest_table = dest_table;
         options.copy_condition = copy_condition;
+    }
+    if let (Command::Verify(verify::Command::Repair { dir: to, .. }), Some(dir)) =
+        (&mut command, dir)
+    {
+        *to = dir;
     }
     if daemon && !command.is_daemon() {
         return Err(usage(format!(
@@ -521,8 +531,21 @@ mod tests {
             run(&["a.ini", "repair", "t", "--apply"]),
             Command::Verify(verify::Command::Repair {
                 tables: vec!["t".into()],
-                apply: true
+                apply: true,
+                dir: PathBuf::from(".")
             })
+        );
+        assert_eq!(
+            run(&["a.ini", "repair", "--dir", "/var/fixes", "t"]),
+            Command::Verify(verify::Command::Repair {
+                tables: vec!["t".into()],
+                apply: false,
+                dir: PathBuf::from("/var/fixes")
+            })
+        );
+        assert_eq!(
+            fails(&["a.ini", "compare", "--dir", "x"]),
+            "`compare` does not take --dir"
         );
         assert_eq!(
             fails(&["a.ini", "compare", "--apply"]),
