@@ -27,7 +27,7 @@
 #            inserted with new keys. Timed: `skyrep CONF repair big` against `londiste LEAF.ini
 #            repair big`, each run in an empty directory of its own. Like for like: neither
 #            applies anything; both find the differences and write the fix as SQL statements
-#            to a file (skyrep: fix.public.big.sql, Londiste: fix.public.big.sql). Londiste 3
+#            to a file (skyrep: fix.bench_skyrep_rep.public.big.sql, Londiste: fix.public.big.sql). Londiste 3
 #            dumps both sides with COPY to files, sorts each file with the external `sort`
 #            command (a child process, LC_ALL=C, -S 30% of memory), merges the two sorted
 #            files in Python and appends each statement to the fix file; skyrep streams both
@@ -305,8 +305,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
         make_differences "$tool"
         wait_quiet "repair ($tool, round $r)"
         read -r code k s < <(measure "$work" "$out" "${cmd[@]}")
-        found=$(check_repair "$tool" "$code" "$work/fix.public.big.sql" "$out")
-        apply_fix "$tool" "$work/fix.public.big.sql"
+        fix=$work/fix.public.big.sql
+        [[ $tool == skyrep ]] && fix=$work/fix.bench_skyrep_rep.public.big.sql
+        found=$(check_repair "$tool" "$code" "$fix" "$out")
+        apply_fix "$tool" "$fix"
         secs[repair_$tool]+="$s " kb[repair_$tool]+="$k "
         run_lines+=("$(printf '%-8s %5s  %-9s %9s %10.1f   %s' repair "$r" "$tool" "$s" "$(awk -v k="$k" 'BEGIN {print k / 1024}')" "$found")")
         note "  repair round $r, $tool: $s s, $k kB, fix: $found (inserts updates deletes)"
@@ -328,7 +330,7 @@ for op in compare repair; do
     done
 done
 record note "peak memory: ru_maxrss of the command as a waited-for child, the largest single process of its tree (Londiste: its Python process or a sort child it ran, whichever is larger); the servers' memory is not included"
-record note "repair: neither tool applies the fix; both write fix.public.big.sql ($DIFFS rows differ: $deleted deleted, $updated updated, $inserted inserted on the subscriber)"
+record note "repair: neither tool applies the fix; both write a fix file ($DIFFS rows differ: $deleted deleted, $updated updated, $inserted inserted on the subscriber)"
 
 declare -A med
 for k in compare_skyrep compare_londiste repair_skyrep repair_londiste; do

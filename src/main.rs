@@ -53,16 +53,17 @@ fn run() -> Result<()> {
             };
             let daemon_command = command.is_daemon();
             let started = start_logging(&config, cli.verbosity).and_then(|()| {
-                if daemon_command {
-                    daemon::PidFile::take(&config)
+                let pidfile = if daemon_command {
+                    daemon::PidFile::take(&config)?
                 } else {
-                    Ok(None)
-                }
+                    None
+                };
+                Ok((pidfile, command.lock(&config)?))
             });
-            let _pidfile = match (started, background) {
-                (Ok(pidfile), Some(detached)) => {
+            let (_pidfile, lock) = match (started, background) {
+                (Ok(started), Some(detached)) => {
                     detached.ready();
-                    pidfile
+                    started
                 }
                 (Err(err), Some(detached)) => {
                     detached.failed(&error::one_line(&err));
@@ -70,7 +71,7 @@ fn run() -> Result<()> {
                 }
                 (started, None) => started?,
             };
-            command.run(&config)
+            command.run(&config, lock)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `compare` and `repair`: both sides at one point of the stream, differences found, shown
 //! as SQL and fixed.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +94,7 @@ fn compare_waits_for_replay_and_repair_makes_changed_tables_equal() {
 
     let out = run(&pair, &["repair", ODD, "ledger"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let fix_name = r#"fix.public.Odd "Tab" é.sql"#;
+    let fix_name = r#"fix.login_sub.public.Odd "Tab" é.sql"#;
     let fix = std::fs::read_to_string(pair.dir.path().join(fix_name)).expect("fix file");
     let statements: Vec<&str> = fix
         .lines()
@@ -109,11 +110,45 @@ fn compare_waits_for_replay_and_repair_makes_changed_tables_equal() {
         "{}",
         text(&out)
     );
-    let ledger_fix =
-        std::fs::read_to_string(pair.dir.path().join("fix.public.ledger.sql")).unwrap();
+    let ledger_path = pair.dir.path().join("fix.login_sub.public.ledger.sql");
+    let ledger_fix = std::fs::read_to_string(&ledger_path).unwrap();
     assert!(
         ledger_fix.contains(r#"insert into "public"."ledger" ("id", "note") values ('3'"#),
         "{ledger_fix}"
+    );
+    // The rows are the table's data: for this user only.
+    assert_eq!(
+        std::fs::metadata(&ledger_path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // In --dir; a symbolic link planted at the fix file's name is not followed.
+    let fixes = pair.dir.path().join("fixes");
+    std::fs::create_dir(&fixes).unwrap();
+    let victim = pair.dir.write("victim", "precious\n");
+    std::os::unix::fs::symlink(&victim, fixes.join("fix.login_sub.public.ledger.sql")).unwrap();
+    let fixes_arg = fixes.display().to_string();
+    let out = run(&pair, &["repair", "--dir", &fixes_arg, "ledger"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "creating {}/fix.login_sub.public.ledger.sql: a symbolic link is in its place",
+            fixes.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    std::fs::remove_file(fixes.join("fix.login_sub.public.ledger.sql")).unwrap();
+    let out = run(&pair, &["repair", "--dir", &fixes_arg, "ledger"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(fixes.join("fix.login_sub.public.ledger.sql")).unwrap(),
+        ledger_fix
     );
     // The file is what a user would run with psql; here it is the tables that prove it.
     let out = run(&pair, &["repair", "--apply"]);

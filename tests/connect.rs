@@ -353,3 +353,25 @@ fn require_fails_against_a_server_without_tls() {
     assert_eq!(code, 1);
     one_error_line(&err);
 }
+
+#[test]
+fn channel_binding_require_works_with_scram_over_tls() {
+    let certs = make_certs();
+    let cluster = Cluster::builder()
+        .ssl(&certs.server_pem, &certs.server_key_pem)
+        .password_auth()
+        .start();
+    cluster.execute("create role app login password 'pw'");
+    let dir = TempDir::new("binding");
+    let base = format!(
+        "host=127.0.0.1 port={} dbname=postgres user=app password=pw channel_binding=require",
+        cluster.port()
+    );
+    let (code, out, err) = check(&config(&dir, &format!("{base} sslmode=require")), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim_end().ends_with("tls on"), "{out}");
+    // Without TLS there is nothing to bind to.
+    let (code, _, err) = check(&config(&dir, &format!("{base} sslmode=disable")), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(one_error_line(&err).contains("channel binding"), "{err}");
+}

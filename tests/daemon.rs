@@ -138,6 +138,114 @@ maint_period = 60
 }
 
 #[test]
+fn a_second_daemon_of_the_job_is_refused_whatever_its_pidfile() {
+    let (pair, pidfile, logfile) = service();
+    let out = run(&["-d"], &pair.conf, &["replay"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = pid_in(&pidfile);
+    let _reaper = Reaper(pid);
+    pair.provider
+        .execute("insert into ledger values (1, 'first')");
+    pair.wait_equal(&[("ledger", "id")]);
+
+    // The same job with a pidfile and a log of its own, as a copy of the config would have.
+    let other_pidfile = pair.dir.path().join("other.pid");
+    let other = pair.dir.write(
+        "other.ini",
+        &read(&pair.conf)
+            .replace(
+                &pidfile.display().to_string(),
+                &other_pidfile.display().to_string(),
+            )
+            .replace(
+                &logfile.display().to_string(),
+                &pair.dir.path().join("other.log").display().to_string(),
+            ),
+    );
+    for options in [&["-d"][..], &[]] {
+        let out = run(options, &other, &["replay"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("skyrep: job login_sub (queue login) is replaying into host=127.0.0.1")
+                && stderr.contains("already, held by backend pid")
+                && stderr.contains("one replay per job"),
+            "{}",
+            text(&out)
+        );
+        assert!(!other_pidfile.exists(), "{}", text(&out));
+    }
+
+    // The first goes on.
+    assert!(process_alive(pid));
+    pair.provider
+        .execute("insert into ledger values (2, 'still replayed')");
+    pair.wait_equal(&[("ledger", "id")]);
+    let out = run(&["-s"], &pair.conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn only_skyrep_running_the_config_is_signalled() {
+    let (pair, pidfile, logfile) = service();
+    // A pidfile planted with the pid of another program.
+    let mut sleep = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let _sleep_reaper = Reaper(sleep.id() as i32);
+    std::fs::write(&pidfile, format!("{}\n", sleep.id())).unwrap();
+    let program = std::fs::read_link(format!("/proc/{}/exe", sleep.id())).unwrap();
+    for option in ["-s", "-k", "-r"] {
+        let out = run(&[option], &pair.conf, &[]);
+        assert_eq!(out.status.code(), Some(1), "{option}: {}", text(&out));
+        let expected = format!(
+            "skyrep: pid {} from {} is {}, not skyrep running {}; not signalled",
+            sleep.id(),
+            pidfile.display(),
+            program.display(),
+            pair.conf.display()
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&expected),
+            "{option}: {}",
+            text(&out)
+        );
+        assert!(
+            sleep.try_wait().unwrap().is_none(),
+            "{option}: sleep was signalled"
+        );
+    }
+
+    // A daemon takes such a pidfile over; skyrep running another config is not signalled.
+    let out = run(&["-d"], &pair.conf, &["replay"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = pid_in(&pidfile);
+    let _reaper = Reaper(pid);
+    assert!(
+        read(&logfile).contains(&format!("which is {}", program.display())),
+        "{}",
+        read(&logfile)
+    );
+    let other = pair.dir.write("other.ini", &read(&pair.conf));
+    let out = run(&["-s"], &other, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "pid {pid} from {} is skyrep running another config",
+            pidfile.display()
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(process_alive(pid));
+    let out = run(&["-s"], &pair.conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!process_alive(pid));
+    assert!(sleep.try_wait().unwrap().is_none());
+}
+
+#[test]
 fn a_stale_pidfile_is_taken_over_and_k_stops_at_once() {
     let (pair, pidfile, logfile) = service();
     // The pid of a process that has exited.
@@ -350,13 +458,15 @@ fn a_daemon_that_fails_after_starting_says_why_in_its_log() {
     let dir = crate::util::TempDir::new("daemon");
     let pidfile = dir.path().join("gone.pid");
     let logfile = dir.path().join("gone.log");
-    // Nothing listens on port 1.
+    // The subscriber is there (the daemon takes the job's lock in it before it reports a
+    // start); nothing listens on port 1.
+    let subscriber = crate::cluster::Cluster::start();
     let conf = dir.write(
         "gone.ini",
         &format!(
             "[skyrep]\nprovider_db = host=127.0.0.1 port=1 dbname=x user=x\n\
-             subscriber_db = host=127.0.0.1 port=1 dbname=x user=x\npgq_queue_name = q\n\
-             pidfile = {}\nlogfile = {}\n",
+             subscriber_db = {}\npgq_queue_name = q\npidfile = {}\nlogfile = {}\n",
+            subscriber.connstr("postgres"),
             pidfile.display(),
             logfile.display()
         ),
@@ -367,4 +477,18 @@ fn a_daemon_that_fails_after_starting_says_why_in_its_log() {
         read(&logfile).contains("ERROR cannot connect to provider_db")
     });
     wait_until(WAIT, "its pidfile is gone", || !pidfile.exists());
+
+    // Where the subscriber cannot be reached, the start fails on the terminal.
+    let conf = dir.write(
+        "gone.ini",
+        &read(&conf).replace(&subscriber.connstr("postgres"), "host=127.0.0.1 port=1"),
+    );
+    let out = run(&["-d"], &conf, &["replay"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("skyrep: cannot connect to subscriber_db"),
+        "{}",
+        text(&out)
+    );
+    assert!(!pidfile.exists());
 }

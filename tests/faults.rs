@@ -181,3 +181,69 @@ fn a_statement_that_fails_on_the_subscriber_holds_replay_until_cleared() {
     wait_until(WAIT, "the error is cleared", || !status().contains("ERR: "));
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn replay_rides_out_an_outside_caller_of_its_batches_and_odd_answers() {
+    let pair = Pair::new(SCHEMA);
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger"]);
+    let mut replay = pair.start_replay();
+    pair.provider
+        .execute("insert into ledger values (1, 'before')");
+    pair.wait_equal(&[("ledger", "id")]);
+
+    // Another client holds next_batch on replay's consumer while a tick is pending: replay
+    // waits for it, then goes on.
+    let mut outsider = pair.provider.connect("postgres");
+    let mut tx = outsider.transaction().unwrap();
+    let next = "select batch_id, cur_tick_id from pgq.next_batch_info('login', 'login_sub')";
+    tx.query(next, &[]).unwrap();
+    pair.provider
+        .execute("insert into ledger values (2, 'raced for')");
+    wait_until(WAIT, "replay waits for the outside caller", || {
+        pair.provider
+            .value(
+                "postgres",
+                "select count(*) from pg_stat_activity \
+                 where application_name = 'skyrep/login_sub' and wait_event_type = 'Lock'",
+            )
+            .as_deref()
+            != Some("0")
+    });
+    wait_until(WAIT, "the outside caller took the batch", || {
+        let row = tx.query_one(next, &[]).unwrap();
+        row.get::<_, Option<i64>>(0).is_some() && row.get::<_, Option<i64>>(1).is_some()
+    });
+    tx.commit().unwrap();
+    pair.wait_equal(&[("ledger", "id")]);
+
+    // A queue that answers with NULLs is an error that replay retries.
+    pair.provider.execute(
+        "alter function pgq.next_batch_info(text, text) rename to next_batch_info_saved; \
+         create function pgq.next_batch_info(text, text, out batch_id int8, \
+             out cur_tick_id int8, out prev_tick_id int8, out cur_tick_time timestamptz, \
+             out prev_tick_time timestamptz, out cur_tick_event_seq int8, \
+             out prev_tick_event_seq int8) \
+         language sql as $$ select 1::int8, null::int8, null::int8, null::timestamptz, \
+             null::timestamptz, null::int8, null::int8 $$",
+    );
+    wait_until(WAIT, "replay reported the answer", || {
+        pair.replay_log().contains(
+            "ERROR replay: queue login answered the next batch of login_sub with a NULL \
+             or bad value: batch 1: ",
+        )
+    });
+    pair.provider.execute(
+        "drop function pgq.next_batch_info(text, text); \
+         alter function pgq.next_batch_info_saved(text, text) rename to next_batch_info",
+    );
+    pair.provider
+        .execute("insert into ledger values (3, 'after')");
+    pair.wait_equal(&[("ledger", "id")]);
+    assert!(
+        !pair.replay_log().contains("panicked"),
+        "{}",
+        pair.replay_log()
+    );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}

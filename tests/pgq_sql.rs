@@ -1575,3 +1575,53 @@ fn maint_operations_list() {
     install(c);
     assert_eq!(ops(c), expected);
 }
+
+/// The batch `next_batch_info` hands out: (batch_id, prev_tick_id, cur_tick_id).
+fn batch_info(
+    client: &mut impl GenericClient,
+    queue: &str,
+    consumer: &str,
+) -> (Option<i64>, Option<i64>, Option<i64>) {
+    let row = client
+        .query_one(
+            "select batch_id, prev_tick_id, cur_tick_id from pgq.next_batch_info($1, $2)",
+            &[&queue, &consumer],
+        )
+        .unwrap_or_else(|e| panic!("next_batch_info failed: {}", error_chain(&e)));
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[test]
+fn callers_racing_for_one_consumers_batch_get_the_same_batch() {
+    let (cluster, mut client) = start();
+    create_eager_queue(&mut client, "q");
+    register(&mut client, "q", "c");
+    insert(&mut client, "q", "e", "one");
+    tick(&mut client, "q").unwrap();
+    // The first caller takes the batch and holds the subscription row.
+    let mut first = cluster.connect("postgres");
+    let mut tx = first.transaction().unwrap();
+    let taken = batch_info(&mut tx, "q", "c");
+    assert!(taken.0.is_some() && taken.2.is_some(), "{taken:?}");
+    // The second waits for it, and gets the same batch once the first commits.
+    let second = thread::spawn({
+        let mut client = cluster.connect("postgres");
+        move || batch_info(&mut client, "q", "c")
+    });
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let waiting: bool = one(
+            &mut client,
+            "select exists (select 1 from pg_stat_activity \
+             where wait_event_type = 'Lock' and query like '%next_batch_info%')",
+            &[],
+        );
+        if waiting {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second caller never waited");
+        thread::sleep(Duration::from_millis(20));
+    }
+    tx.commit().unwrap();
+    assert_eq!(second.join().unwrap(), taken);
+}

@@ -1004,7 +1004,8 @@ fn copy_condition_filters_the_copy_the_stream_and_compare() {
         Some(1),
         "the row deleted here is missing"
     );
-    let fix = std::fs::read_to_string(pair.dir.path().join("fix.public.part.sql")).unwrap();
+    let fix =
+        std::fs::read_to_string(pair.dir.path().join("fix.login_sub.public.part.sql")).unwrap();
     assert!(fix.contains("102") && !fix.contains("101"), "{fix}");
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
@@ -1100,5 +1101,74 @@ fn four_big_tables_copy_side_by_side_under_load_with_indexes_and_a_foreign_key()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
+#[test]
+fn a_subscriber_role_that_does_not_own_the_tables_copies_with_their_indexes_in_place() {
+    let pair = Pair::new(
+        "create table acct (id int primary key, v text); create index acct_v on acct (v); \
+         create table audit (n int); \
+         create function audit_row() returns trigger language plpgsql as \
+             $$ begin insert into audit values (new.id); return new; end $$; \
+         create trigger acct_audit after insert on acct for each row \
+             execute function audit_row(); \
+         create table parent (id int primary key); \
+         create table child (id int primary key, p int references parent); \
+         insert into acct select g, 'v' || g from generate_series(1, 100) g;",
+    );
+    pair.ok(&["provider", "add", "acct", "parent", "child"]);
+    // The subscriber's role has DML, TRUNCATE and TRIGGER on the tables, owned by another,
+    // and its own londiste schema.
+    pair.subscriber.execute(
+        "truncate audit; drop schema londiste cascade; create role app login; \
+         grant create on database postgres to app; \
+         grant select, insert, update, delete, truncate, trigger \
+             on all tables in schema public to app",
+    );
+    let conf = std::fs::read_to_string(&pair.conf).unwrap().replace(
+        &format!("subscriber_db = {}", pair.subscriber.connstr("postgres")),
+        &format!(
+            "subscriber_db = {}",
+            pair.subscriber
+                .connstr("postgres")
+                .replace("user=postgres", "user=app")
+        ),
+    );
+    std::fs::write(&pair.conf, conf).unwrap();
+    pair.ok(&["subscriber", "install"]);
+
+    // A foreign key it could not set aside is refused up front, naming what is missing.
+    let (code, err) = pair.fails(&["subscriber", "add", "child"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(
+            "role app does not own \"public\".\"child\", so it cannot set aside its foreign \
+             key \"child_p_fkey\" (from or to public.child)"
+        ),
+        "{err}"
+    );
+    assert!(pair.states().is_empty(), "{:?}", pair.states());
+
+    // A table without one copies with its index and trigger in place.
+    pair.ok(&["subscriber", "add", "acct"]);
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("acct", "id")]);
+    pair.provider
+        .execute("insert into acct values (101, 'later')");
+    pair.wait_equal(&[("acct", "id")]);
+    assert_eq!(
+        pair.subscriber
+            .value(
+                "postgres",
+                "select count(*) from pg_indexes where indexname = 'acct_v'"
+            )
+            .as_deref(),
+        Some("1")
+    );
+    assert!(
+        pair.replay_log()
+            .contains("indexes and triggers stay in place")
+    );
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }

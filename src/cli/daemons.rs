@@ -7,6 +7,7 @@ use super::args::{check_flags, no_args};
 use crate::config::Config;
 use crate::queue::{install, ticker};
 use crate::replay::job::Job;
+use crate::replay::lock::ReplayLock;
 use crate::replay::worker;
 use crate::service::signals;
 
@@ -34,15 +35,31 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
 }
 
 impl Command {
-    /// Runs the command with `config`; the daemons until a signal stops them.
-    pub(super) fn run(self, config: &Config) -> Result<()> {
+    /// What the command holds while it runs, taken before `-d` reports a start: for
+    /// `replay`, the job's lock in the subscriber, so that a second daemon of the job stops
+    /// with an error on the terminal.
+    pub(super) fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
+        match self {
+            Command::Replay => ReplayLock::take(&Job::from_config(config)?).map(Some),
+            Command::Install | Command::Ticker => Ok(None),
+        }
+    }
+
+    /// Runs the command with `config` (and the lock [`Command::lock`] took); the daemons
+    /// until a signal stops them.
+    pub(super) fn run(self, config: &Config, lock: Option<ReplayLock>) -> Result<()> {
         match self {
             Command::Install => install::run(config),
             Command::Ticker => ticker::run(config, signals::stop_on_signal(config.path(), &[])?),
             Command::Replay => {
                 let job = Job::from_config(config)?;
+                let lock = match lock {
+                    Some(lock) => lock,
+                    None => ReplayLock::take(&job)?,
+                };
                 let live = job.live_settings();
-                worker::run(&job, config, signals::stop_on_signal(config.path(), &live)?)
+                let stop = signals::stop_on_signal(config.path(), &live)?;
+                worker::run(&job, config, stop, lock)
             }
         }
     }

@@ -85,9 +85,10 @@ Commands:
   compare [TABLE...]
                     wait until replay has caught up (provider locked at most
                     lock_timeout), then count and checksum both sides; exit 1 if any differ
-  repair [TABLE...] [--apply]
+  repair [TABLE...] [--apply] [--dir DIR]
                     the same wait, then a row-by-row diff written as SQL to
-                    fix.SCHEMA.TABLE.sql (--apply: also run it on the subscriber)
+                    DIR/fix.JOB.SCHEMA.TABLE.sql, mode 0600 (DIR: default the
+                    current directory; --apply: also run it on the subscriber)
   status [--json]   the queue, the ticker and every consumer with its lag, this
                     subscriber's tables ok/copying/other and last errors
 

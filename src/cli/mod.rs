@@ -14,6 +14,7 @@ use lexopt::prelude::*;
 
 use crate::base::error::usage;
 use crate::config::Config;
+use crate::replay::lock::ReplayLock;
 use crate::service::daemon::Control;
 
 mod args;
@@ -86,10 +87,19 @@ impl Command {
         )
     }
 
-    /// Runs the command with `config`.
-    pub fn run(self, config: &Config) -> Result<()> {
+    /// What the command holds while it runs, taken before `-d` reports a start (`replay`:
+    /// the job's lock in the subscriber, see [`ReplayLock`]).
+    pub fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
         match self {
-            Command::Daemon(command) => command.run(config),
+            Command::Daemon(command) => command.lock(config),
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs the command with `config` and what [`Command::lock`] took.
+    pub fn run(self, config: &Config, lock: Option<ReplayLock>) -> Result<()> {
+        match self {
+            Command::Daemon(command) => command.run(config, lock),
             Command::Provider(command) => command.run(config),
             Command::Subscriber(command) => command.run(config),
             Command::Verify(command) => command.run(config),
@@ -122,6 +132,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     let mut daemon = false;
     let mut dest_table: Option<String> = None;
     let mut copy_condition: Option<String> = None;
+    let mut dir: Option<PathBuf> = None;
     let mut control: Option<Control> = None;
     let mut early: Option<Action> = None;
     let mut words: Vec<String> = Vec::new();
@@ -143,6 +154,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             Long("copy-condition") if words.len() >= 2 => {
                 copy_condition = Some(text_value(&mut parser, "copy-condition")?);
             }
+            Long("dir") if words.len() >= 2 => dir = Some(PathBuf::from(parser.value()?)),
             Long(name) if words.len() >= 2 && FLAGS.contains(&name) => {
                 let flag = FLAGS.iter().find(|f| **f == name).expect("just checked");
                 flags.push(flag);
@@ -222,10 +234,18 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             "`{name}` takes neither --dest-table nor --copy-condition"
         )));
     }
+    if dir.is_some() && name != "repair" {
+        return Err(usage(format!("`{name}` does not take --dir")));
+    }
     let mut command = build(&name, rest, &flags)?;
     if let Command::Subscriber(subscriber::Command::Add { options, .. }) = &mut command {
         options.dest_table = dest_table;
         options.copy_condition = copy_condition;
+    }
+    if let (Command::Verify(verify::Command::Repair { dir: to, .. }), Some(dir)) =
+        (&mut command, dir)
+    {
+        *to = dir;
     }
     if daemon && !command.is_daemon() {
         return Err(usage(format!(
@@ -511,8 +531,21 @@ mod tests {
             run(&["a.ini", "repair", "t", "--apply"]),
             Command::Verify(verify::Command::Repair {
                 tables: vec!["t".into()],
-                apply: true
+                apply: true,
+                dir: PathBuf::from(".")
             })
+        );
+        assert_eq!(
+            run(&["a.ini", "repair", "--dir", "/var/fixes", "t"]),
+            Command::Verify(verify::Command::Repair {
+                tables: vec!["t".into()],
+                apply: false,
+                dir: PathBuf::from("/var/fixes")
+            })
+        );
+        assert_eq!(
+            fails(&["a.ini", "compare", "--dir", "x"]),
+            "`compare` does not take --dir"
         );
         assert_eq!(
             fails(&["a.ini", "compare", "--apply"]),

@@ -1,5 +1,7 @@
 //! `check`, `compare`, `repair` and `status`: the commands that look at a job from outside.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 
 use super::args::{check_flags, no_args};
@@ -22,6 +24,8 @@ pub enum Command {
         tables: Vec<String>,
         /// Run the fix on the subscriber too.
         apply: bool,
+        /// `--dir`: where the fix files go (default: the current directory).
+        dir: PathBuf,
     },
     /// The queue, its consumers, this subscriber's tables and last errors.
     Status {
@@ -44,6 +48,7 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
         "repair" => Command::Repair {
             tables: args,
             apply: flags.contains(&"apply"),
+            dir: PathBuf::from("."),
         },
         "status" => no_args(
             name,
@@ -62,7 +67,7 @@ impl Command {
         match self {
             Command::Check => check::run(config),
             Command::Compare { tables } => compare::compare(config, &tables),
-            Command::Repair { tables, apply } => repair::repair(config, &tables, apply),
+            Command::Repair { tables, apply, dir } => repair::repair(config, &tables, apply, &dir),
             Command::Status { json } => status::run(config, json),
         }
     }

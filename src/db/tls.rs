@@ -10,15 +10,24 @@
 //! | `require` | yes | only when a root certificate is available | no |
 //! | `verify-ca` | yes | yes | no |
 //! | `verify-full` | yes | yes | yes |
+//!
+//! Over TLS the stream gives the driver the channel binding data of SCRAM-SHA-256-PLUS
+//! (`tls-server-end-point`, RFC 5929: the hash of the server certificate, with the hash of
+//! its signature algorithm, SHA-256 for MD5 and SHA-1), so `channel_binding=require` works.
 
 use std::fmt;
+use std::future::Future;
+use std::io;
 use std::path::Path;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use anyhow::{Context, Result, bail};
 use postgres::Socket;
-use postgres::tls::MakeTlsConnect;
+use postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
+use ring::digest;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -27,7 +36,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres_rustls::MakeRustlsConnect;
+use x509_cert::Certificate;
+use x509_cert::der::Decode;
 
 /// libpq's `sslmode` values that skyrep supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,8 +109,8 @@ pub struct Connector {
 }
 
 impl MakeTlsConnect<Socket> for Connector {
-    type Stream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
-    type TlsConnect = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
+    type Stream = Stream;
+    type TlsConnect = Connect;
     type Error = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Error;
 
     fn make_tls_connect(&mut self, hostname: &str) -> Result<Self::TlsConnect, Self::Error> {
@@ -107,8 +119,104 @@ impl MakeTlsConnect<Socket> for Connector {
         } else {
             hostname
         };
-        MakeTlsConnect::<Socket>::make_tls_connect(&mut self.rustls, name)
+        MakeTlsConnect::<Socket>::make_tls_connect(&mut self.rustls, name).map(Connect)
     }
+}
+
+/// The rustls stream of tokio-postgres-rustls.
+type RustlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
+/// The handshake of tokio-postgres-rustls.
+type RustlsConnect = <MakeRustlsConnect as MakeTlsConnect<Socket>>::TlsConnect;
+
+/// The TLS handshake for one connection; the stream it gives knows its channel binding.
+pub struct Connect(RustlsConnect);
+
+impl TlsConnect<Socket> for Connect {
+    type Stream = Stream;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Stream>> + Send>>;
+
+    fn connect(self, socket: Socket) -> Self::Future {
+        let handshake = self.0.connect(socket);
+        Box::pin(async move {
+            let mut inner = handshake.await?;
+            let certificate = Pin::into_inner(Pin::new(&mut inner).project_stream())
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first());
+            let end_point = certificate.and_then(|cert| server_end_point(cert.as_ref()));
+            Ok(Stream { inner, end_point })
+        })
+    }
+}
+
+/// A TLS connection to the server, with its `tls-server-end-point` channel binding data.
+pub struct Stream {
+    inner: RustlsStream,
+    /// The hash of the server certificate, where its signature algorithm names one.
+    end_point: Option<Vec<u8>>,
+}
+
+impl TlsStream for Stream {
+    fn channel_binding(&self) -> ChannelBinding {
+        match &self.end_point {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash.clone()),
+            None => ChannelBinding::none(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// RFC 5929's `tls-server-end-point` of the DER certificate `der`: its hash with the hash
+/// function of its signature algorithm, SHA-256 where that is MD5 or SHA-1 (PostgreSQL's
+/// rule too). `None` for an algorithm without one such hash (Ed25519, RSA-PSS, SHA-224).
+fn server_end_point(der: &[u8]) -> Option<Vec<u8>> {
+    let cert = Certificate::from_der(der).ok()?;
+    let algorithm = match cert.signature_algorithm.oid.to_string().as_str() {
+        // md5WithRSA, sha1WithRSA, sha256WithRSA; ecdsa-with-SHA1, -SHA256; dsa-with-sha1,
+        // -sha256.
+        "1.2.840.113549.1.1.4"
+        | "1.2.840.113549.1.1.5"
+        | "1.2.840.113549.1.1.11"
+        | "1.2.840.10045.4.1"
+        | "1.2.840.10045.4.3.2"
+        | "1.2.840.10040.4.3"
+        | "2.16.840.1.101.3.4.3.2" => &digest::SHA256,
+        // sha384WithRSA, ecdsa-with-SHA384.
+        "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => &digest::SHA384,
+        // sha512WithRSA, ecdsa-with-SHA512.
+        "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => &digest::SHA512,
+        _ => return None,
+    };
+    Some(digest::digest(algorithm, der).as_ref().to_vec())
 }
 
 /// The TLS connector for `mode`, trusting the PEM certificates in `rootcert` where the mode
@@ -262,6 +370,32 @@ mod tests {
         }
         assert_eq!("allow".parse::<SslMode>().unwrap(), SslMode::Prefer);
         assert!("on".parse::<SslMode>().is_err());
+    }
+
+    #[test]
+    fn server_end_point_hashes_with_the_signature_hash() {
+        for (alg, hash) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, &digest::SHA256),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, &digest::SHA384),
+        ] {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let der = cert.der().as_ref();
+            assert_eq!(
+                server_end_point(der).unwrap(),
+                digest::digest(hash, der).as_ref()
+            );
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        assert_eq!(server_end_point(cert.der().as_ref()), None);
+        assert_eq!(server_end_point(b"not a certificate"), None);
     }
 
     #[test]

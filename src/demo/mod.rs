@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::db;
 use crate::db::connstr::ConnStr;
 use crate::queue::install;
+use crate::replay::lock::ReplayLock;
 use crate::replay::state::{MergeState, load_tables};
 use crate::replay::subscriber::{AddOptions, Subscriber};
 use crate::replay::{job, worker};
@@ -295,6 +296,7 @@ fn tour_servers(
     tour.step("Starting the replay daemon: ticker, replay and copy threads in one process")?;
     tour.command("replay")?;
     let job = job::Job::from_config(&config)?;
+    let lock = ReplayLock::take(&job)?;
     thread::scope(|scope| {
         // Dropped on every way out of this closure, which stops replay and the writes.
         let (stop, stopped) = bounded::<()>(0);
@@ -302,7 +304,7 @@ fn tour_servers(
             .name("replay".into())
             .spawn_scoped(scope, {
                 let (job, config, stopped) = (&job, &config, stopped.clone());
-                move || worker::run(job, config, stopped)
+                move || worker::run(job, config, stopped, lock)
             })
             .context("starting the replay daemon")?;
         let result =

@@ -158,8 +158,10 @@ impl Consumer {
                 "select pgq.register_consumer($1, $2)",
                 &[&self.queue, &self.name],
             )
-            .with_context(|| format!("registering consumer {} on queue {}", self.name, self.queue))?
-            .get(0);
+            .and_then(|row| row.try_get(0))
+            .with_context(|| {
+                format!("registering consumer {} on queue {}", self.name, self.queue)
+            })?;
         Ok(n == 1)
     }
 
@@ -170,13 +172,13 @@ impl Consumer {
                 "select pgq.unregister_consumer($1, $2)",
                 &[&self.queue, &self.name],
             )
+            .and_then(|row| row.try_get(0))
             .with_context(|| {
                 format!(
                     "unregistering consumer {} from queue {}",
                     self.name, self.queue
                 )
-            })?
-            .get(0);
+            })?;
         Ok(n > 0)
     }
 
@@ -197,15 +199,28 @@ impl Consumer {
                     self.queue, self.name
                 )
             })?;
-        let Some(id) = row.get::<_, Option<i64>>(0) else {
+        // Every column is checked: a NULL here (say, from a pgq of another make, or a
+        // session taking this consumer's batches at the same time) is an error to retry.
+        let unexpected = || {
+            format!(
+                "queue {} answered the next batch of {} with a NULL or bad value",
+                self.queue, self.name
+            )
+        };
+        let Some(id) = row.try_get::<_, Option<i64>>(0).with_context(unexpected)? else {
             return Ok(None);
         };
-        Ok(Some(Batch {
-            id,
-            prev_tick_id: row.get(1),
-            tick_id: row.get(2),
-            tick_time: row.get(3),
-        }))
+        let batch = (|| -> Result<Batch> {
+            Ok(Batch {
+                id,
+                prev_tick_id: row.try_get(1)?,
+                tick_id: row.try_get(2)?,
+                tick_time: row.try_get(3)?,
+            })
+        })()
+        .with_context(|| format!("batch {id}"))
+        .with_context(unexpected)?;
+        Ok(Some(batch))
     }
 
     /// Streams the batch's events, in event id order, to `each`, `fetch` rows at a time,
@@ -270,8 +285,8 @@ impl Consumer {
     pub fn finish_batch(&self, client: &mut impl GenericClient, batch: &Batch) -> Result<()> {
         let n: i32 = client
             .query_typed_one("select pgq.finish_batch($1)", &[(&batch.id, Type::INT8)])
-            .with_context(|| format!("finishing batch {} of queue {}", batch.id, self.queue))?
-            .get(0);
+            .and_then(|row| row.try_get(0))
+            .with_context(|| format!("finishing batch {} of queue {}", batch.id, self.queue))?;
         anyhow::ensure!(
             n == 1,
             "batch {} of queue {} was not open",

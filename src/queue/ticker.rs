@@ -147,9 +147,9 @@ fn session(
     let mut next_maint = start;
     loop {
         let ticked: i64 = client
-            .query_one("select pgq.ticker()::bigint", &[])
-            .with_context(|| format!("{name}: ticking"))?
-            .get(0);
+            .query_one("select coalesce(pgq.ticker(), 0)::bigint", &[])
+            .and_then(|row| row.try_get(0))
+            .with_context(|| format!("{name}: ticking"))?;
         stats.ticks += ticked;
         if ticked > 0
             && let Some(wake) = wake
@@ -247,8 +247,8 @@ fn move_retry_events(client: &mut Client) -> Result<i64> {
     let mut moved = 0;
     loop {
         let n: i64 = client
-            .query_one("select pgq.maint_retry_events()::bigint", &[])?
-            .get(0);
+            .query_one("select coalesce(pgq.maint_retry_events(), 0)::bigint", &[])?
+            .try_get(0)?;
         if n <= 0 {
             return Ok(moved);
         }
@@ -265,10 +265,12 @@ fn run_maintenance(name: &str, client: &mut Client) -> Result<i64> {
             "select func_name, func_arg from pgq.maint_operations()",
             &[],
         )
-        .with_context(|| format!("{name}: listing maintenance operations"))?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+        .and_then(|rows| {
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect()
+        })
+        .with_context(|| format!("{name}: listing maintenance operations"))?;
     let mut done = 0;
     for (func, arg) in ops {
         match run_maintenance_op(client, &func, arg.as_deref()) {

@@ -8,8 +8,15 @@
 //! built again after the COPY in the same transaction; foreign keys and triggers come back
 //! once the tables they join are in sync ([`restore_ready`]). Saving and dropping happen in one
 //! transaction, so a crash never loses a definition.
+//!
+//! Only a table's owner may drop its indexes and triggers: where the subscriber's role has
+//! only privileges on the table (DML, TRIGGER), they stay in place for the copy (it is
+//! slower, and the triggers fire for the copied rows). A foreign key that stays would stop
+//! the copy (TRUNCATE of a referenced table, rows whose parent is not copied yet), so
+//! `subscriber add` refuses such a table up front ([`check_privileges`]), naming what is
+//! missing.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use postgres::GenericClient;
 
 use crate::base::names::{TableName, quote_ident};
@@ -36,8 +43,77 @@ pub struct SetAside {
     pub triggers: usize,
 }
 
+/// Whether the session's role owns `table` (or is a member of its owner): it may drop its
+/// indexes, triggers and constraints.
+fn owns(tx: &mut impl GenericClient, table: &TableName) -> Result<bool> {
+    tx.query_one(
+        "select pg_catalog.pg_has_role(c.relowner, 'USAGE') from pg_catalog.pg_class c \
+         where c.oid = $1::text::regclass",
+        &[&table.quoted()],
+    )
+    .and_then(|row| row.try_get(0))
+    .with_context(|| format!("reading the owner of {table}"))
+}
+
+/// Fails, naming the privilege, unless the session's role may copy `dest`: empty it
+/// (TRUNCATE, unless `skip_truncate`) and set aside the foreign keys from and to it (own
+/// the table each is on).
+pub fn check_privileges(
+    tx: &mut impl GenericClient,
+    dest: &TableName,
+    skip_truncate: bool,
+) -> Result<()> {
+    let row = tx
+        .query_one(
+            "select current_user::text, \
+                    pg_catalog.has_table_privilege($1::text::regclass, 'TRUNCATE')",
+            &[&dest.quoted()],
+        )
+        .with_context(|| format!("reading the privileges on {dest}"))?;
+    let (role, truncate): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
+    if !skip_truncate && !truncate {
+        bail!(
+            "role {role} may not TRUNCATE {dest}, which its copy empties first: GRANT \
+             TRUNCATE ON {} TO {}, or add it with --skip-truncate",
+            dest.quoted(),
+            quote_ident(&role)
+        );
+    }
+    let kept: Vec<(String, String)> = tx
+        .query(
+            &format!(
+                "select co.conname::text, {} from pg_catalog.pg_constraint co \
+                 join pg_catalog.pg_class c on c.oid = co.conrelid \
+                 join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+                 where co.contype = 'f' and ($1::text::regclass in (co.conrelid, co.confrelid)) \
+                   and not pg_catalog.pg_has_role(c.relowner, 'USAGE') \
+                 order by 2, 1",
+                quoted("n", "c")
+            ),
+            &[&dest.quoted()],
+        )
+        .and_then(|rows| {
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect()
+        })
+        .with_context(|| format!("reading the foreign keys of {dest}"))?;
+    if let Some((name, owner)) = kept.first() {
+        bail!(
+            "role {role} does not own {owner}, so it cannot set aside its foreign key {} \
+             (from or to {dest}) while {dest} is copied: make {role} a member of the owner \
+             of {owner} (GRANT <owner> TO {}), drop the foreign key, or add {dest} with \
+             --expect-sync",
+            quote_ident(name),
+            quote_ident(&role)
+        );
+    }
+    Ok(())
+}
+
 /// Saves and drops `dest`'s secondary indexes, the foreign keys from and to it and its user
-/// triggers, inside the caller's transaction.
+/// triggers, inside the caller's transaction. Where the role does not own `dest`, its
+/// indexes and triggers stay (see the module docs); a foreign key it cannot drop is an error.
 pub fn set_aside(
     tx: &mut impl GenericClient,
     queue: &str,
@@ -55,6 +131,14 @@ pub fn set_aside(
         &[&queue],
     )
     .with_context(context)?;
+    check_privileges(tx, dest, true)?;
+    let owner = owns(tx, dest)?;
+    if !owner {
+        log::info!(
+            "{dest}: not owned by this role, so its indexes and triggers stay in place for \
+             the copy"
+        );
+    }
     // Foreign keys first: one may need an index that goes next.
     let fkeys = tx
         .query(
@@ -96,8 +180,8 @@ pub fn set_aside(
         ))
         .with_context(context)?;
     }
-    let triggers = tx
-        .query(
+    let triggers = if owner {
+        tx.query(
             "select t.tgname::text, pg_catalog.pg_get_triggerdef(t.oid) \
                     || case t.tgenabled \
                            when 'A' then '; alter table ' || $1 || ' enable always trigger ' \
@@ -110,7 +194,10 @@ pub fn set_aside(
              order by 1",
             &[&quoted_dest, &DENY_TRIGGER],
         )
-        .with_context(context)?;
+        .with_context(context)?
+    } else {
+        Vec::new()
+    };
     for row in &triggers {
         let (name, definition): (String, String) = (row.get(0), row.get(1));
         save(
@@ -129,8 +216,8 @@ pub fn set_aside(
         ))
         .with_context(context)?;
     }
-    let indexes = tx
-        .query(
+    let indexes = if owner {
+        tx.query(
             &format!(
                 "select {}, pg_catalog.pg_get_indexdef(i.indexrelid) \
              from pg_catalog.pg_index i \
@@ -144,7 +231,10 @@ pub fn set_aside(
             ),
             &[&quoted_dest],
         )
-        .with_context(context)?;
+        .with_context(context)?
+    } else {
+        Vec::new()
+    };
     for row in &indexes {
         let (name, definition): (String, String) = (row.get(0), row.get(1));
         save(

@@ -100,10 +100,10 @@ fn claim(subscriber: &mut Client, queue: &str, table: &TableName, take: bool) ->
         "select pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('skyrep copy'), \
                 pg_catalog.hashtext($1 || ' ' || $2))"
     };
-    let row = subscriber
+    subscriber
         .query_one(sql, &[&queue, &table.qualified()])
-        .with_context(|| format!("claiming {table} for a copy thread"))?;
-    Ok(row.get(0))
+        .and_then(|row| row.try_get(0))
+        .with_context(|| format!("claiming {table} for a copy thread"))
 }
 
 /// Runs `work`; if `stop` disconnects meanwhile, cancels the statement running in the
@@ -148,8 +148,8 @@ fn tick_snapshot(provider: &mut Client, queue: &str, tick: i64) -> Result<Snapsh
              where q.queue_name = $1 and t.tick_id = $2",
             &[&queue, &tick],
         )
-        .with_context(|| format!("reading tick {tick} of queue {queue}"))?
-        .get(0);
+        .and_then(|row| row.try_get(0))
+        .with_context(|| format!("reading tick {tick} of queue {queue}"))?;
     Snapshot::parse(&text)
 }
 
@@ -289,7 +289,8 @@ fn position(provider: &mut Client, consumer: &Consumer) -> Result<i64> {
             &[&consumer.queue(), &consumer.name()],
         )?
         .with_context(|| format!("copy consumer {} is not registered", consumer.name()))?;
-    Ok(row.get(0))
+    row.try_get(0)
+        .with_context(|| format!("reading the position of copy consumer {}", consumer.name()))
 }
 
 /// `in-copy` → `catching-up`: copies the table in one subscriber transaction.
@@ -343,7 +344,11 @@ fn copy_table(
         "select pg_catalog.txid_current_snapshot()::text, (select last_tick_id from pgq.get_queue_info($1))",
         &[&job.queue],
     )?;
-    let (snapshot, tick): (String, i64) = (row.get(0), row.get(1));
+    let (snapshot, tick): (String, Option<i64>) = (
+        row.try_get(0).context("reading the copy's snapshot")?,
+        row.try_get(1).context("reading the queue's last tick")?,
+    );
+    let tick = tick.with_context(|| format!("queue {} has no tick", job.queue))?;
     let mut stx = subscriber.transaction()?;
     stx.batch_execute("set local skyrep.replay = on")?;
     forget_tick(&mut stx, &job.queue, consumer.name())?;

@@ -1,7 +1,8 @@
 //! The subscriber side: the replication daemon and everything it changes.
 //!
 //! - [`worker`]: `replay`, the process's threads (ticker, replay, copy pool) and the replay
-//!   thread's loop, which hands new tables to the copy threads;
+//!   thread's loop, which hands new tables to the copy threads; [`lock`]: one replay per
+//!   job, a lock held in the subscriber;
 //! - [`batch`]: one batch applied exactly once; [`apply`]: decoding row events and applying
 //!   them in grouped statements; [`control`]: the events that are not row changes
 //!   (`execute` scripts, table removals);
@@ -22,6 +23,7 @@ pub mod batch;
 pub mod control;
 pub mod copy;
 pub mod job;
+pub mod lock;
 pub mod protect;
 pub mod seqs;
 pub mod session;

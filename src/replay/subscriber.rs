@@ -193,6 +193,9 @@ impl Subscriber {
                 );
             }
             check_table(&mut tx, dest).map_err(|e| anyhow::anyhow!("on the subscriber: {e:#}"))?;
+            if !expect_sync {
+                crate::replay::aside::check_privileges(&mut tx, dest, skip_truncate)?;
+            }
             let ours = columns(&mut tx, dest)?;
             let differences = compare_columns(&theirs, &ours);
             if !differences.is_empty() {

@@ -8,7 +8,8 @@
 //! hand them back. They share no memory: the
 //! merge states in the subscriber database are the truth, channels only carry wake-ups.
 //! Each batch is applied exactly once ([`crate::replay::batch`]); an error ends a thread's session
-//! and is recorded for `status` ([`crate::replay::session`]).
+//! and is recorded for `status` ([`crate::replay::session`]). The replay thread works only
+//! while it holds the job's lock in the subscriber ([`crate::replay::lock`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,6 +27,7 @@ use crate::queue::ticker;
 use crate::replay::batch::{Route, apply_batch};
 use crate::replay::copy::{self, copy_consumer_name, copy_consumer_prefix};
 use crate::replay::job::{Connections, Job};
+use crate::replay::lock::ReplayLock;
 use crate::replay::seqs::Follower;
 use crate::replay::session::{LastError, Thread, sessions, stopped_within};
 use crate::replay::state::{MergeState, SubscriberTable, applied_tick, load_tables, set_state};
@@ -34,8 +36,8 @@ use crate::replay::state::{MergeState, SubscriberTable, applied_tick, load_table
 /// value at the start, if that is higher).
 const MAX_COPY_THREADS: u32 = 16;
 
-/// Runs the daemon until `stop` disconnects.
-pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
+/// Runs the daemon, holding the job's `lock`, until `stop` disconnects.
+pub fn run(job: &Job, config: &Config, stop: Receiver<()>, mut lock: ReplayLock) -> Result<()> {
     let ticker_settings = ticker::Settings::from_config(config)?;
     let run_ticker = config.flag("ticker")?;
     let (wake, woken) = bounded::<()>(1);
@@ -76,7 +78,7 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>) -> Result<()> {
                 .spawn_scoped(scope, move || copy::run(job, n, stop, pool))
                 .context("starting a copy thread")?;
         }
-        replay_loop(job, &stop, &woken, &copy_wake);
+        replay_loop(job, &stop, &woken, &copy_wake, &mut lock);
         Ok(())
     })
 }
@@ -95,9 +97,15 @@ fn register(job: &Job) -> Result<()> {
 }
 
 /// The replay thread: sessions until asked to stop.
-fn replay_loop(job: &Job, stop: &Receiver<()>, woken: &Receiver<()>, copy_wake: &Sender<()>) {
+fn replay_loop(
+    job: &Job,
+    stop: &Receiver<()>,
+    woken: &Receiver<()>,
+    copy_wake: &Sender<()>,
+    lock: &mut ReplayLock,
+) {
     sessions(job, Thread::Replay, stop, |last_error| {
-        replay_session(job, stop, woken, copy_wake, last_error)
+        replay_session(job, stop, woken, copy_wake, lock, last_error)
     });
 }
 
@@ -115,8 +123,10 @@ fn replay_session(
     stop: &Receiver<()>,
     woken: &Receiver<()>,
     copy_wake: &Sender<()>,
+    lock: &mut ReplayLock,
     last_error: &mut LastError,
 ) -> Result<()> {
+    lock.keep(job)?;
     let mut conns = Connections::open(job)?;
     let consumer = Consumer::new(&job.queue, &job.consumer);
     let mut seqs = Follower::new(&job.queue);
@@ -125,6 +135,7 @@ fn replay_session(
         if stopped_within(stop, Duration::ZERO) {
             return Ok(());
         }
+        lock.keep(job)?;
         let (provider, subscriber, applier) = conns.next_round(job)?;
         let tables = load_tables(subscriber, &job.queue)?;
         if Instant::now() >= next_cleanup {
@@ -224,7 +235,7 @@ fn drop_stale_copy_consumers(
         )
         .context("listing copy consumers")?;
     for row in rows {
-        let name: String = row.get(0);
+        let name: String = row.try_get(0).context("listing copy consumers")?;
         let copying = tables.iter().any(|t| {
             !matches!(t.state, MergeState::New | MergeState::Ok)
                 && copy_consumer_name(&job.consumer, &t.table) == name

@@ -8,18 +8,26 @@
 //!
 //! The pidfile is written whole or not at all (a temporary file hard-linked into place) and
 //! names one live process: a second daemon of the same config is refused while the first
-//! lives, and a pidfile left by a dead process is taken over.
+//! lives, and a pidfile left by a dead process, or naming a process that is not skyrep
+//! running that config, is taken over.
+//!
+//! `-s`, `-k` and `-r` signal only skyrep running the same config file: the pid a pidfile
+//! names is checked in `/proc` first (its program, and an argument that is the same file as
+//! the config), so a pidfile planted or left over with the pid of another process never gets
+//! that process signalled.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::base::error::usage;
+use crate::base::error::{one_line, usage};
 use crate::base::output;
 use crate::config::Config;
 
@@ -149,13 +157,14 @@ impl PidFile {
     /// holds it, takes it over from a dead one.
     pub fn take(config: &Config) -> Result<Option<PidFile>> {
         match config.path_value("pidfile")? {
-            Some(path) => PidFile::create(&path).map(Some),
+            Some(path) => PidFile::create(&path, config.path()).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Writes this process's pid to `path` (see [`PidFile::take`]).
-    pub fn create(path: &Path) -> Result<PidFile> {
+    /// Writes this process's pid to `path` for a daemon of the config file `config` (see
+    /// [`PidFile::take`]).
+    pub fn create(path: &Path, config: &Path) -> Result<PidFile> {
         let own = std::process::id();
         let file_name = path
             .file_name()
@@ -176,22 +185,20 @@ impl PidFile {
                             .with_context(|| format!("creating pidfile {}", path.display()));
                     }
                 }
-                match read_pid(path)? {
-                    Some(pid) if alive(pid) => bail!(
-                        "already running as pid {pid} (pidfile {}); stop it with -s",
-                        path.display()
-                    ),
-                    stale => {
-                        log::warn!(
-                            "taking over pidfile {} of {}",
-                            path.display(),
-                            stale.map_or("no process".to_string(), |pid| format!(
-                                "pid {pid}, which is gone"
-                            ))
-                        );
-                        remove_if_there(path)?;
-                    }
-                }
+                let stale = match read_pid(path)? {
+                    None => "no process".to_string(),
+                    Some(pid) if !alive(pid) => format!("pid {pid}, which is gone"),
+                    // Where it cannot be told, the process may be the daemon: refused.
+                    Some(pid) => match daemon_of(pid, config) {
+                        Ok(Some(other)) => format!("pid {pid}, which is {other}"),
+                        _ => bail!(
+                            "already running as pid {pid} (pidfile {}); stop it with -s",
+                            path.display()
+                        ),
+                    },
+                };
+                log::warn!("taking over pidfile {} of {stale}", path.display());
+                remove_if_there(path)?;
             }
             bail!("pidfile {} keeps coming back", path.display())
         })();
@@ -249,8 +256,49 @@ fn alive(pid: i32) -> bool {
     found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// `-s`, `-k`, `-r`: signals the daemon named by the config's pidfile. After `-s` and `-k`
-/// waits until it has exited.
+/// Whether process `pid` is skyrep running the config file `config`: `None` if it is, else
+/// what it is instead. It is when its program has the name of this one (the same file, or
+/// one put in its place by an upgrade) and one of its arguments, read from its own working
+/// directory, is the same file as `config`. Fails where `/proc` does not tell (another
+/// user's process).
+fn daemon_of(pid: i32, config: &Path) -> Result<Option<String>> {
+    let process = PathBuf::from(format!("/proc/{pid}"));
+    let cannot_tell = || format!("cannot tell whether pid {pid} is skyrep");
+    let exe = fs::read_link(process.join("exe")).with_context(cannot_tell)?;
+    let own = std::env::current_exe().context("finding this program")?;
+    // A program replaced or removed while it runs is `/path/name (deleted)`.
+    let name = |path: &Path| {
+        path.file_name().map(|name| {
+            name.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_string()
+        })
+    };
+    if name(&exe) != name(&own) {
+        return Ok(Some(exe.display().to_string()));
+    }
+    let wanted = fs::metadata(config)
+        .with_context(|| format!("reading config file {}", config.display()))?;
+    let cmdline = fs::read(process.join("cmdline")).with_context(cannot_tell)?;
+    let runs_config = cmdline
+        .split(|&byte| byte == 0)
+        .skip(1)
+        .filter(|arg| !arg.is_empty() && !arg.starts_with(b"-"))
+        .any(|arg| {
+            // Relative to the process's working directory, through its link in /proc.
+            let arg = Path::new(OsStr::from_bytes(arg));
+            let path = process.join("cwd").join(arg);
+            fs::metadata(path).is_ok_and(|m| m.dev() == wanted.dev() && m.ino() == wanted.ino())
+        });
+    if runs_config {
+        Ok(None)
+    } else {
+        Ok(Some("skyrep running another config".to_string()))
+    }
+}
+
+/// `-s`, `-k`, `-r`: signals the daemon named by the config's pidfile, once it is sure the
+/// pid is skyrep running this config. After `-s` and `-k` waits until it has exited.
 pub fn signal(config: &Config, control: Control) -> Result<()> {
     let path = config.path_value("pidfile")?.ok_or_else(|| {
         usage(format!(
@@ -266,6 +314,18 @@ pub fn signal(config: &Config, control: Control) -> Result<()> {
         ),
         None => bail!("no daemon running: no pid in {}", path.display()),
     };
+    let what = match daemon_of(pid, config.path()) {
+        Ok(None) => None,
+        Ok(Some(other)) => Some(format!("is {other}")),
+        Err(e) => Some(format!("may not be skyrep: {}", one_line(&e))),
+    };
+    if let Some(what) = what {
+        bail!(
+            "pid {pid} from {} {what}, not skyrep running {}; not signalled",
+            path.display(),
+            config.path().display()
+        );
+    }
     let (signal, name) = match control {
         Control::Stop => (libc::SIGINT, "SIGINT"),
         Control::Kill => (libc::SIGTERM, "SIGTERM"),
@@ -312,7 +372,7 @@ mod tests {
         )
         .unwrap();
         symlink(&victim, &path).unwrap();
-        let pidfile = PidFile::create(&path).unwrap();
+        let pidfile = PidFile::create(&path, &dir.join("job.ini")).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
         let meta = fs::symlink_metadata(&path).unwrap();
         assert!(meta.file_type().is_file());

@@ -1,14 +1,21 @@
 //! `repair`: a row-by-row diff of each table at one point of the stream, written as the SQL
-//! that makes the subscriber equal (`fix.SCHEMA.TABLE.sql`), and run with `--apply`.
+//! that makes the subscriber equal (`fix.JOB.SCHEMA.TABLE.sql` in `--dir`), and run with
+//! `--apply`.
+//!
+//! A fix file is created new (`O_EXCL`), never through a symbolic link (`O_NOFOLLOW`), with
+//! mode 0600: the rows in it are the table's data. A regular file of this user left at that
+//! name by an earlier run is replaced; anything else there (a link, another user's file) is
+//! an error and left alone.
 //!
 //! Both sides stream their rows sorted by the primary key's text in byte order (`COLLATE
 //! "C"`, the same on every server), and the two streams are merged: memory stays flat
 //! whatever the table size. The fix is one statement per line.
 
 use std::cmp::Ordering;
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use postgres::Client;
@@ -20,9 +27,10 @@ use crate::replay::state::SubscriberTable;
 use crate::replay::subscriber::columns;
 use crate::verify::sync::Syncer;
 
-/// `repair [TABLE...] [--apply]`: see the module doc. Fails when any table differed (also
-/// after applying the fix).
-pub fn repair(config: &Config, names: &[String], apply: bool) -> Result<()> {
+/// `repair [TABLE...] [--apply] [--dir DIR]`: see the module doc. Fails when any table
+/// differed (also after applying the fix).
+pub fn repair(config: &Config, names: &[String], apply: bool, dir: &Path) -> Result<()> {
+    let job = config.job_name()?;
     let mut syncer = Syncer::connect(config)?;
     let tables = syncer.tables(names)?;
     let mut differ = Vec::new();
@@ -30,7 +38,13 @@ pub fn repair(config: &Config, names: &[String], apply: bool) -> Result<()> {
         let shape = Shape::of(&mut syncer.provider, &table.table)?;
         syncer.sync(table, apply)?;
         log::info!("Comparing {}", table.table);
-        let result = diff_table(&mut syncer, table, &shape, apply);
+        let file = dir.join(format!(
+            "fix.{}.{}.{}.sql",
+            file_safe(&job),
+            file_safe(&table.dest.schema),
+            file_safe(&table.dest.name)
+        ));
+        let result = diff_table(&mut syncer, table, &shape, apply, file);
         match result {
             Ok(diff) => {
                 syncer
@@ -302,13 +316,9 @@ fn diff_table(
     table: &SubscriberTable,
     shape: &Shape,
     apply: bool,
+    file: PathBuf,
 ) -> Result<Diff> {
-    let file = PathBuf::from(format!(
-        "fix.{}.{}.sql",
-        file_safe(&table.dest.schema),
-        file_safe(&table.dest.name)
-    ));
-    let out = File::create(&file).with_context(|| format!("creating {}", file.display()))?;
+    let out = create_fix_file(&file).with_context(|| format!("creating {}", file.display()))?;
     let mut writer = FixWriter {
         out: BufWriter::new(out),
         dest: table.dest.quoted(),
@@ -384,6 +394,28 @@ fn diff_table(
         run_fix(&mut syncer.subscriber, &diff.file)?;
     }
     Ok(diff)
+}
+
+/// Creates the fix file at `path` (see the module doc).
+fn create_fix_file(path: &Path) -> Result<File> {
+    match fs::symlink_metadata(path) {
+        // SAFETY: geteuid has no preconditions.
+        Ok(meta) if meta.file_type().is_file() && meta.uid() == unsafe { libc::geteuid() } => {
+            fs::remove_file(path).context("removing the fix file of an earlier run")?;
+        }
+        Ok(meta) if meta.file_type().is_symlink() => {
+            bail!("a symbolic link is in its place; remove it or choose another --dir")
+        }
+        Ok(_) => bail!("something else is in its place; remove it or choose another --dir"),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?)
 }
 
 /// Runs the statements of a fix file inside the open transaction of `client`, a few hundred

@@ -1057,6 +1057,16 @@ declare
     v_tick_time timestamptz;
     v_tick_seq int8;
 begin
+    -- The subscription row is locked first and read after, in a statement of its own: a
+    -- caller that waited for the lock then sees what the one before it committed (its batch,
+    -- or its finished position) with the matching ticks, never the row's new version joined
+    -- to the ticks of the old one.
+    perform 1
+       from pgq.queue q
+       join pgq.subscription sub on sub.sub_queue = q.queue_id
+       join pgq.consumer c on c.co_id = sub.sub_consumer
+      where q.queue_name = i_queue_name and c.co_name = i_consumer_name
+        for update of sub;
     select sub.sub_queue, sub.sub_consumer, sub.sub_last_tick, sub.sub_batch,
            t1.tick_id as last_id, t1.tick_time as last_time, t1.tick_event_seq as last_seq,
            t2.tick_id as next_id, t2.tick_time as next_time, t2.tick_event_seq as next_seq
@@ -1066,8 +1076,7 @@ begin
       join pgq.consumer c on c.co_id = sub.sub_consumer
       left join pgq.tick t1 on t1.tick_queue = sub.sub_queue and t1.tick_id = sub.sub_last_tick
       left join pgq.tick t2 on t2.tick_queue = sub.sub_queue and t2.tick_id = sub.sub_next_tick
-     where q.queue_name = i_queue_name and c.co_name = i_consumer_name
-       for update of sub;
+     where q.queue_name = i_queue_name and c.co_name = i_consumer_name;
     if not found then
         raise exception 'Not subscriber to queue: %/%',
             coalesce(i_queue_name, 'NULL'), coalesce(i_consumer_name, 'NULL');
