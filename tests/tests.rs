@@ -18,6 +18,7 @@ mod exact;
 mod exact_capture;
 mod exact_scripts;
 mod faults;
+mod forged;
 mod fuzz;
 mod harness;
 mod inherit;

@@ -151,6 +151,15 @@ impl Provider {
                 &[&self.queue, &REMOVE_TABLE_EVENT, &table.qualified()],
             )
             .with_context(|| format!("queueing the removal of {table}"))?;
+            // The record that vouches for the event on the subscribers.
+            tx.execute(
+                "insert into londiste.removed_tables (queue_name, table_name, ev_txid) \
+                 values ($1, $2, pg_catalog.txid_current())",
+                &[&self.queue, &table.qualified()],
+            )
+            .with_context(|| {
+                format!("recording the removal of {table} (run `provider install` to upgrade)")
+            })?;
             log::info!("{}: removed {table}", self.dbname);
         }
         tx.commit().context("committing provider remove")

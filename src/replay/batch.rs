@@ -57,7 +57,9 @@ pub struct BatchStats {
 
 /// Applies the events of `batch` that `route` sends somewhere, exactly once, in one
 /// subscriber transaction that also records the tick (and runs `before_commit`), then
-/// finishes the batch on the provider.
+/// finishes the batch on the provider. A control event (a script, a table removal) is acted
+/// on only if `vouch` accepts it ([`control::vouch`]).
+#[allow(clippy::too_many_arguments)]
 pub fn apply_batch(
     provider: &mut Client,
     subscriber: &mut Client,
@@ -65,6 +67,7 @@ pub fn apply_batch(
     batch: &Batch,
     applier: &mut Applier,
     route: &dyn Fn(&Event) -> Route,
+    vouch: &mut dyn FnMut(&Event) -> Result<()>,
     before_commit: &mut dyn FnMut(&mut Transaction<'_>) -> Result<()>,
 ) -> Result<BatchStats> {
     let start = Instant::now();
@@ -129,7 +132,7 @@ pub fn apply_batch(
                         Route::Apply(dest) => dest,
                         Route::Execute(dests) => {
                             applier.flush(&mut stx)?;
-                            control::run_script(&mut stx, queue, &ev, &dests)?;
+                            control::run_script(&mut stx, queue, &ev, &dests, vouch)?;
                             // The script may have changed any table's columns, and it reset
                             // the session's settings.
                             applier.reset();
@@ -139,7 +142,7 @@ pub fn apply_batch(
                         }
                         Route::RemoveTable => {
                             applier.flush(&mut stx)?;
-                            if control::remove_table(&mut stx, queue, &ev)? {
+                            if control::remove_table(&mut stx, queue, &ev, vouch)? {
                                 stats.removed += 1;
                             }
                             stats.applied += 1;

@@ -2,13 +2,19 @@
 //! `provider execute` (`EXECUTE`) and table removals (`londiste.remove-table`). Both run in
 //! the batch's subscriber transaction, at their place among the row changes, so they happen
 //! exactly once with the batch.
+//!
+//! Nothing in the queue is trusted: whoever may insert events could queue either. Each is
+//! acted on only when the provider's registries vouch for it ([`vouch`]): a script only if
+//! the provider's record of executed scripts holds it with the same text, a removal only
+//! if the provider recorded it or no longer has the table.
 
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use postgres::Transaction;
+use postgres::{Client, Transaction};
 
 use crate::base::names::TableName;
+use crate::capture::provider::{EXECUTE_EVENT, REMOVE_TABLE_EVENT};
 use crate::capture::script::{Script, script_record};
 use crate::db;
 use crate::queue::consumer::Event;
@@ -19,12 +25,14 @@ use crate::replay::subscriber;
 /// provider's `schema.table`) mapped to their local names, and records it in
 /// `londiste.executed_scripts`. Tables being copied are sent back to be copied again from
 /// the start ([`restart_copies`]). A script marked by `subscriber skip-execute`, or run here
-/// before, is passed over. A failing script fails the batch: replay stops there.
+/// before, is passed over; any other runs only once `vouch` (see [`vouch`]) accepts it. A
+/// failing script fails the batch: replay stops there.
 pub fn run_script(
     tx: &mut Transaction<'_>,
     queue: &str,
     event: &Event,
     dests: &HashMap<String, TableName>,
+    vouch: &mut dyn FnMut(&Event) -> Result<()>,
 ) -> Result<()> {
     let name = event.extra1.as_deref().unwrap_or("(unnamed script)");
     let text = event.data.as_deref().unwrap_or("");
@@ -48,6 +56,7 @@ pub fn run_script(
         }
         _ => {}
     }
+    vouch(event)?;
     let skip_hint =
         || format!("fix the subscriber, or pass over it with `subscriber skip-execute {name}`");
     let script = Script::parse(text)
@@ -82,17 +91,89 @@ pub fn run_script(
     Ok(())
 }
 
-/// Unregisters the table a `londiste.remove-table` event names, if it is registered here;
-/// returns whether it was.
-pub fn remove_table(tx: &mut Transaction<'_>, queue: &str, event: &Event) -> Result<bool> {
+/// Unregisters the table a `londiste.remove-table` event names, if it is registered here and
+/// `vouch` accepts the event; returns whether it was.
+pub fn remove_table(
+    tx: &mut Transaction<'_>,
+    queue: &str,
+    event: &Event,
+    vouch: &mut dyn FnMut(&Event) -> Result<()>,
+) -> Result<bool> {
     let Some(name) = event.data.as_deref() else {
         bail!("event {}: a table removal without a table name", event.id);
     };
     let table = TableName::from_qualified(name)
         .with_context(|| format!("event {}: table removal", event.id))?;
+    vouch(event)?;
     let removed = subscriber::unregister_table(tx, queue, &table)?.is_some();
     if removed {
         log::info!("{table}: removed on the provider; no longer replicated here (its rows stay)");
     }
     Ok(removed)
+}
+
+/// Fails unless the provider's registries vouch for the control event `event` of `queue`
+/// (`provider` is a connection of its own, outside the batch's transaction): an `EXECUTE`
+/// must be in the provider's record of executed scripts with the same text; a
+/// `londiste.remove-table` must be recorded by `provider remove` in the transaction that
+/// queued it, or name a table the provider no longer has. The error names the event and
+/// what did not match.
+pub fn vouch(provider: &mut Client, queue: &str, event: &Event) -> Result<()> {
+    let id = event.id;
+    match event.ev_type.as_deref() {
+        Some(EXECUTE_EVENT) => {
+            let name = event.extra1.as_deref().unwrap_or("");
+            let text = event.data.as_deref().unwrap_or("");
+            let same: Option<bool> = provider
+                .query_opt(
+                    "select sql_md5 = md5($3) from londiste.executed_scripts \
+                     where queue_name = $1 and file_name = $2 and status = 'done'",
+                    &[&queue, &name, &text],
+                )
+                .context("reading the provider's record of executed scripts")?
+                .map(|r| r.get(0));
+            match same {
+                Some(true) => Ok(()),
+                found => bail!(
+                    "event {id}: script {name} was not run by `provider execute` ({}): not run \
+                     here. Whoever may insert events into queue {queue} queued it; pass over it \
+                     with `subscriber skip-execute {name}`",
+                    if found.is_some() {
+                        "the provider ran a different text under that name"
+                    } else {
+                        "the provider's record of executed scripts does not hold it"
+                    }
+                ),
+            }
+        }
+        Some(REMOVE_TABLE_EVENT) => {
+            let table = event.data.as_deref().unwrap_or("");
+            let vouched: bool = provider
+                .query_one(
+                    "select not exists (select 1 from londiste.provider_tables \
+                                        where queue_name = $1 and table_name = $2) \
+                            or exists (select 1 from londiste.removed_tables \
+                                       where queue_name = $1 and table_name = $2 \
+                                         and ev_txid = $3)",
+                    &[&queue, &table, &event.txid],
+                )
+                .context(
+                    "reading the provider's registry of tables (run `provider install` there to \
+                     upgrade)",
+                )?
+                .get(0);
+            if !vouched {
+                bail!(
+                    "event {id}: a removal of {table}, which the provider still replicates and \
+                     did not remove in that transaction: not applied. Whoever may insert events \
+                     into queue {queue} queued it"
+                );
+            }
+            Ok(())
+        }
+        other => bail!(
+            "event {id}: {} is not a control event skyrep queues",
+            other.unwrap_or("(no type)")
+        ),
+    }
 }

@@ -583,6 +583,8 @@ fn catch_up(
             &batch,
             applier,
             &route,
+            // The route sends no control event here: replay acts on those.
+            &mut |ev| bail!("event {}: a control event in a copy's catch-up", ev.id),
             &mut |tx| {
                 // Replay sends the table back to be copied again if a script runs meanwhile:
                 // this batch must not be committed then.

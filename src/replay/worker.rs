@@ -25,6 +25,7 @@ use crate::db;
 use crate::queue::consumer::{Consumer, Event};
 use crate::queue::ticker;
 use crate::replay::batch::{Route, apply_batch};
+use crate::replay::control;
 use crate::replay::copy::{self, copy_consumer_name, copy_consumer_prefix};
 use crate::replay::job::{Connections, Job};
 use crate::replay::lock::ReplayLock;
@@ -130,6 +131,8 @@ fn replay_session(
     let mut conns = Connections::open(job)?;
     let consumer = Consumer::new(&job.queue, &job.consumer);
     let mut seqs = Follower::new(&job.queue);
+    // A provider connection of its own for vouching for control events, opened at the first.
+    let mut checker: Option<Client> = None;
     let mut next_cleanup = Instant::now();
     loop {
         if stopped_within(stop, Duration::ZERO) {
@@ -195,6 +198,13 @@ fn replay_session(
             &batch,
             applier,
             &route,
+            &mut |ev| {
+                let checker = match &mut checker {
+                    Some(client) => client,
+                    None => checker.insert(db::connect("provider_db", &job.provider)?),
+                };
+                control::vouch(checker, &job.queue, ev)
+            },
             &mut |tx| seq_targets.apply(tx),
         )?;
         last_error.succeeded(subscriber)?;

@@ -82,6 +82,18 @@ create table if not exists londiste.executed_scripts (
     primary key (queue_name, file_name)
 );
 
+-- Provider: each `provider remove`, with the transaction that queued its
+-- londiste.remove-table event. Replay applies such an event only if this record (or the
+-- table no longer being registered) vouches for it: anyone who may insert events could
+-- queue one.
+create table if not exists londiste.removed_tables (
+    queue_name text not null,
+    table_name text not null,
+    ev_txid    bigint not null,
+    removed_at timestamptz not null default now(),
+    primary key (queue_name, table_name, ev_txid)
+);
+
 create or replace function londiste.skyrep_schema_version() returns integer
 language sql immutable as $$ select 1 $$;
 
