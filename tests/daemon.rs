@@ -454,41 +454,70 @@ fn a_stop_cancels_a_running_copy_and_the_next_start_copies_again() {
 }
 
 #[test]
-fn a_daemon_that_fails_after_starting_says_why_in_its_log() {
+fn a_daemon_that_cannot_work_fails_its_start_saying_why() {
     let dir = crate::util::TempDir::new("daemon");
     let pidfile = dir.path().join("gone.pid");
     let logfile = dir.path().join("gone.log");
-    // The subscriber is there (the daemon takes the job's lock in it before it reports a
-    // start); nothing listens on port 1.
+    let provider = crate::cluster::Cluster::start();
     let subscriber = crate::cluster::Cluster::start();
-    let conf = dir.write(
-        "gone.ini",
-        &format!(
-            "[skyrep]\nprovider_db = host=127.0.0.1 port=1 dbname=x user=x\n\
-             subscriber_db = {}\npgq_queue_name = q\npidfile = {}\nlogfile = {}\n",
-            subscriber.connstr("postgres"),
-            pidfile.display(),
-            logfile.display()
-        ),
+    let write = |provider_db: &str, subscriber_db: &str| {
+        dir.write(
+            "gone.ini",
+            &format!(
+                "[skyrep]\njob_name = gone\nprovider_db = {provider_db}\n\
+                 subscriber_db = {subscriber_db}\npgq_queue_name = q\npidfile = {}\n\
+                 logfile = {}\n",
+                pidfile.display(),
+                logfile.display()
+            ),
+        )
+    };
+    let (p, s) = (provider.connstr("postgres"), subscriber.connstr("postgres"));
+    let consumers = || {
+        provider.value(
+            "postgres",
+            "select count(*) from pgq.consumer where co_name = 'gone'",
+        )
+    };
+    let conf = write(&p, &s);
+    let ok = |args: &[&str]| {
+        let out = run(&[], &conf, args);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    let refused = |conf: &Path, expected: &str| {
+        let out = run(&["-d"], conf, &["replay"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(expected), "{}", text(&out));
+        assert!(!text(&out).contains("started"), "{}", text(&out));
+        assert!(!pidfile.exists());
+    };
+    // Nothing listens on port 1.
+    refused(
+        &write(&p, "host=127.0.0.1 port=1"),
+        "skyrep: cannot connect to subscriber_db",
     );
+    // Reachable, but not set up.
+    refused(
+        &write(&p, &s),
+        "skyrep: the subscriber database is not set up: run `subscriber install` first",
+    );
+    ok(&["subscriber", "install"]);
+    refused(
+        &write("host=127.0.0.1 port=1 dbname=x user=x", &s),
+        "skyrep: cannot connect to provider_db",
+    );
+    // The subscriber set up but not the provider: no consumer is registered anywhere.
+    refused(
+        &write(&p, &s),
+        "skyrep: the provider database has no pgq: run `provider install` first",
+    );
+    ok(&["provider", "install"]);
+    assert_eq!(consumers().as_deref(), Some("0"));
+    // Set up, it starts, and registers its consumer.
     let out = run(&["-d"], &conf, &["replay"]);
     assert!(out.status.success(), "{}", text(&out));
-    wait_until(WAIT, "the daemon gave up", || {
-        read(&logfile).contains("ERROR cannot connect to provider_db")
-    });
-    wait_until(WAIT, "its pidfile is gone", || !pidfile.exists());
-
-    // Where the subscriber cannot be reached, the start fails on the terminal.
-    let conf = dir.write(
-        "gone.ini",
-        &read(&conf).replace(&subscriber.connstr("postgres"), "host=127.0.0.1 port=1"),
-    );
-    let out = run(&["-d"], &conf, &["replay"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains("skyrep: cannot connect to subscriber_db"),
-        "{}",
-        text(&out)
-    );
-    assert!(!pidfile.exists());
+    assert_eq!(consumers().as_deref(), Some("1"));
+    let out = run(&["-s"], &conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until(WAIT, "the daemon stopped", || !pidfile.exists());
 }

@@ -37,10 +37,16 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
 impl Command {
     /// What the command holds while it runs, taken before `-d` reports a start: for
     /// `replay`, the job's lock in the subscriber, so that a second daemon of the job stops
-    /// with an error on the terminal.
+    /// with an error on the terminal; and then its start-up checks ([`worker::prepare`]),
+    /// so that one that cannot work says why there too.
     pub(super) fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
         match self {
-            Command::Replay => ReplayLock::take(&Job::from_config(config)?).map(Some),
+            Command::Replay => {
+                let job = Job::from_config(config)?;
+                let lock = ReplayLock::take(&job)?;
+                worker::prepare(&job)?;
+                Ok(Some(lock))
+            }
             Command::Install | Command::Ticker => Ok(None),
         }
     }
@@ -55,7 +61,11 @@ impl Command {
                 let job = Job::from_config(config)?;
                 let lock = match lock {
                     Some(lock) => lock,
-                    None => ReplayLock::take(&job)?,
+                    None => {
+                        let lock = ReplayLock::take(&job)?;
+                        worker::prepare(&job)?;
+                        lock
+                    }
                 };
                 let live = job.live_settings();
                 let stop = signals::stop_on_signal(config.path(), &live)?;

@@ -297,6 +297,7 @@ fn tour_servers(
     tour.command("replay")?;
     let job = job::Job::from_config(&config)?;
     let lock = ReplayLock::take(&job)?;
+    worker::prepare(&job)?;
     thread::scope(|scope| {
         // Dropped on every way out of this closure, which stops replay and the writes.
         let (stop, stopped) = bounded::<()>(0);

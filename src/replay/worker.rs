@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use postgres::Client;
 
@@ -32,6 +32,7 @@ use crate::replay::lock::ReplayLock;
 use crate::replay::seqs::Follower;
 use crate::replay::session::{LastError, Thread, sessions, stopped_within};
 use crate::replay::state::{MergeState, SubscriberTable, applied_tick, load_tables, set_state};
+use crate::replay::subscriber::check_installed;
 
 /// Copy threads started, so that a reload can raise `parallel_copies` up to this (or to its
 /// value at the start, if that is higher).
@@ -54,8 +55,6 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>, mut lock: ReplayLock)
         job.subscriber.describe(),
         job.consumer
     );
-    // Register before the ticker thread starts, so that no tick passes events by unseen.
-    register(job)?;
     std::thread::scope(|scope| -> Result<()> {
         if run_ticker {
             let (stop, wake) = (&stop, &wake);
@@ -84,9 +83,43 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>, mut lock: ReplayLock)
     })
 }
 
-/// Registers the job's consumer on the queue unless it is registered.
+/// What `replay` checks before it counts as started (before `-d` reports a start, and
+/// before [`run`]): the subscriber is set up, and then the job's consumer is registered on the
+/// provider's queue (before the ticker thread starts, so that no tick passes events by
+/// unseen). A consumer is only registered once the subscriber is known to be usable: one
+/// that nothing reads would keep every event in the queue.
+pub fn prepare(job: &Job) -> Result<()> {
+    let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
+    check_installed(&mut subscriber)?;
+    drop(subscriber);
+    register(job)
+}
+
+/// Registers the job's consumer on the queue unless it is registered; fails saying what to
+/// run if the provider has no pgq or no such queue.
 fn register(job: &Job) -> Result<()> {
     let mut provider = db::connect("provider_db", &job.provider)?;
+    let queue: Option<bool> = provider
+        .query_one(
+            "select case when pg_catalog.to_regclass('pgq.queue') is not null then \
+                    pg_catalog.to_regprocedure('pgq.get_queue_info(text)') is not null end",
+            &[],
+        )
+        .context("looking for pgq on the provider")?
+        .get(0);
+    if queue.is_none() {
+        bail!("the provider database has no pgq: run `provider install` first");
+    }
+    let exists = provider
+        .query_opt("select 1 from pgq.get_queue_info($1)", &[&job.queue])
+        .context("looking for the queue on the provider")?
+        .is_some();
+    if !exists {
+        bail!(
+            "queue {} does not exist on the provider: run `provider install` first",
+            job.queue
+        );
+    }
     if Consumer::new(&job.queue, &job.consumer).register(&mut provider)? {
         log::info!(
             "consumer {} registered on queue {}",
