@@ -38,7 +38,10 @@ impl Roles {
     /// The role names a config asks for (PgQ's names unless set).
     pub fn from_config(config: &Config) -> Result<Roles> {
         let name = |key: &str, default: String| -> Result<String> {
-            Ok(config.text(key)?.filter(|v| !v.is_empty()).unwrap_or(default))
+            Ok(config
+                .text(key)?
+                .filter(|v| !v.is_empty())
+                .unwrap_or(default))
         };
         let d = Roles::default();
         Ok(Roles {
@@ -141,7 +144,10 @@ mod tests {
             ),
             "{advice}"
         );
-        assert!(advice.starts_with("roles pgq_reader, pgq_admin are missing"), "{advice}");
+        assert!(
+            advice.starts_with("roles pgq_reader, pgq_admin are missing"),
+            "{advice}"
+        );
         assert!(advice.contains("pgq_reader_role, pgq_writer_role and pgq_admin_role"));
     }
 }

@@ -1824,7 +1824,8 @@ begin
 end
 $$;
 
--- Tables to VACUUM regularly when autovacuum is off (none when it is on).
+-- Tables to VACUUM regularly when autovacuum is off (none when it is on). Looked up in the
+-- catalog, so that a ticker role without USAGE on the other schemas can call it.
 create or replace function pgq.maint_tables_to_vacuum() returns setof text
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -1841,7 +1842,9 @@ begin
                                   'pgq_ext.partial_batch', 'pgq_node.local_state',
                                   'londiste.seq_info', 'txid.epoch', 'londiste.completed']
     loop
-        if to_regclass(v_name) is not null then
+        if exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                    where n.nspname = split_part(v_name, '.', 1)
+                      and c.relname = split_part(v_name, '.', 2)) then
             return next v_name;
         end if;
     end loop;
@@ -1898,7 +1901,9 @@ begin
         return next;
     end loop;
 
-    if to_regprocedure('londiste.periodic_maintenance()') is not null then
+    if exists (select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                where n.nspname = 'londiste' and p.proname = 'periodic_maintenance'
+                  and p.pronargs = 0) then
         func_name := 'londiste.periodic_maintenance';
         func_arg := null;
         return next;
