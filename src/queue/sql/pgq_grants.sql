@@ -85,7 +85,12 @@ begin
     if v_may_create then
         foreach v_role in array array[v_reader, v_writer, v_admin] loop
             if not exists (select 1 from pg_catalog.pg_roles where rolname = v_role) then
-                execute pg_catalog.format('create role %I nologin', v_role);
+                begin
+                    execute pg_catalog.format('create role %I nologin', v_role);
+                exception when duplicate_object or unique_violation then
+                    -- created meanwhile by the install of another database
+                    continue;
+                end;
                 if v_role = v_admin then
                     begin
                         execute pg_catalog.format('grant %I, %I to %I', v_reader, v_writer,
