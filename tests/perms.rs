@@ -4,6 +4,9 @@
 //! old wide grants.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
@@ -507,31 +510,59 @@ fn pgq_roles_consume_produce_and_administer() {
     }
 }
 
-#[test]
-fn replay_runs_as_a_least_privileged_provider_role() {
+/// Replay with `provider_db` as a login role in `pgq_role` with the grants README's
+/// Security section lists. With `ticker = off` when `external_ticker`, and the queue ticked
+/// by the owner meanwhile.
+fn replay_as_least_privileged(pgq_role: &str, external_ticker: bool) {
     let pair = Pair::new("create table t (id int primary key, v text);");
-    pair.provider.execute(
+    pair.provider.execute(&format!(
         "insert into t select g, 'before' from generate_series(1, 50) g; \
-         create role replicator login in role pgq_admin; \
+         create role replicator login in role {pgq_role}; \
          grant select on t to replicator; \
          grant usage on schema londiste to replicator; \
-         grant select on all tables in schema londiste to replicator",
-    );
+         grant select on all tables in schema londiste to replicator"
+    ));
     pair.ok(&["provider", "add", "t"]);
     let conf = std::fs::read_to_string(&pair.conf).unwrap();
     let provider = pair.provider.connstr("postgres");
-    let least = conf.replace(
+    let mut least = conf.replace(
         &format!("provider_db = {provider}"),
         &format!("provider_db = {provider} user=replicator"),
     );
     assert_ne!(conf, least, "the provider_db line was not found");
+    if external_ticker {
+        least.push_str("ticker = off\n");
+    }
     std::fs::write(&pair.conf, least).unwrap();
+    let ticking = Arc::new(AtomicBool::new(external_ticker));
+    let ticker = std::thread::spawn({
+        let ticking = ticking.clone();
+        let mut owner = pair.provider.connect("postgres");
+        move || {
+            while ticking.load(Ordering::Relaxed) {
+                owner.batch_execute("select pgq.ticker()").unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
     pair.ok(&["subscriber", "add", "t"]);
     let mut replay = pair.start_replay();
     pair.provider
         .execute("insert into t values (51, 'during'); update t set v = 'changed' where id < 10");
     pair.wait_equal(&[("t", "id")]);
     stop(&mut replay, libc::SIGINT);
+    ticking.store(false, Ordering::Relaxed);
+    ticker.join().unwrap();
+}
+
+#[test]
+fn replay_runs_as_a_member_of_pgq_admin() {
+    replay_as_least_privileged("pgq_admin", false);
+}
+
+#[test]
+fn replay_without_its_ticker_runs_as_a_member_of_pgq_reader() {
+    replay_as_least_privileged("pgq_reader", true);
 }
 
 #[test]
