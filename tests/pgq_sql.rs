@@ -12,14 +12,19 @@ use crate::cluster::Cluster;
 use crate::util::error_chain;
 
 const PGQ_CORE: &str = include_str!("../src/queue/sql/pgq_core.sql");
+const PGQ_GRANTS: &str = include_str!("../src/queue/sql/pgq_grants.sql");
 
 /// Upper bound for every loop that waits for other threads.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Installs pgq_core.sql with its privileges (pgq_grants.sql), as `skyrep install` does.
 fn install(client: &mut impl GenericClient) {
     client
         .batch_execute(PGQ_CORE)
         .unwrap_or_else(|e| panic!("installing pgq_core.sql failed: {}", error_chain(&e)));
+    client
+        .batch_execute(PGQ_GRANTS)
+        .unwrap_or_else(|e| panic!("installing pgq_grants.sql failed: {}", error_chain(&e)));
 }
 
 /// A cluster with pgq installed by the superuser, and a connection to it.
@@ -193,7 +198,7 @@ fn install_is_idempotent_and_keeps_events() {
     admin
         .batch_execute(
             "create role pgq_owner login; grant create on database postgres to pgq_owner; \
-             create role app login",
+             create role pgq_writer; create role app login in role pgq_writer",
         )
         .unwrap();
 
@@ -219,9 +224,9 @@ fn install_is_idempotent_and_keeps_events() {
     tick(&mut owner, "q").unwrap();
     insert(&mut owner, "q", "t", "queued");
 
-    // A producer with only USAGE on the schema writes through the SECURITY DEFINER function,
-    // and may not use the administrative functions or read the event tables.
-    exec(&mut owner, "grant usage on schema pgq to app", &[]);
+    // A producer in pgq_writer (which a role without CREATEROLE cannot create, but uses when
+    // it exists) writes through the SECURITY DEFINER function, and may not use the
+    // administrative functions or read the event tables.
     let mut app = connect_as(&cluster, "app");
     assert!(error_of(&mut app, "select pgq.create_queue('x')", &[]).contains("permission denied"));
     assert!(error_of(&mut app, "select * from pgq.event_1_0", &[]).contains("permission denied"));
@@ -1558,7 +1563,6 @@ fn maint_operations_list() {
     c.batch_execute(
         "select pgq.set_queue_config('a', 'rotation_period', '1 hour'); \
          select pgq.set_queue_config('b', 'rotation_period', '1 hour'); \
-         alter table pgq.queue add column queue_extra_maint text[]; \
          update pgq.queue set queue_extra_maint = '{x.one,two}' where queue_name = 'b'; \
          create schema londiste; \
          create table londiste.completed (x int); \
@@ -1571,8 +1575,17 @@ fn maint_operations_list() {
     expected.push(op("vacuum", Some("londiste.completed")));
     expected.push(op("londiste.periodic_maintenance", None));
     assert_eq!(ops(c), expected);
-    // Installing again keeps the added column.
+    // Installing again keeps the queues' extra maintenance, and adds the column to a schema
+    // from before PgQ 3.2, which had none.
     install(c);
+    assert_eq!(ops(c), expected);
+    exec(
+        c,
+        "alter table pgq.queue drop column queue_extra_maint",
+        &[],
+    );
+    install(c);
+    expected.drain(..2);
     assert_eq!(ops(c), expected);
 }
 

@@ -25,6 +25,7 @@ mod inherit;
 mod layout;
 mod memory;
 mod odd_input;
+mod perms;
 mod pgq_sql;
 mod policy;
 mod replay;

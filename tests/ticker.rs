@@ -9,6 +9,7 @@ use crossbeam_channel::bounded;
 use skyrep::db::connstr::ConnStr;
 use skyrep::queue::consumer::Consumer;
 use skyrep::queue::install::{PgqState, install_pgq, pgq_state};
+use skyrep::queue::privileges::Roles;
 use skyrep::queue::ticker::{Settings, tick_database};
 
 use crate::cluster::Cluster;
@@ -145,7 +146,7 @@ fn install_needs_db_and_reports_an_unreachable_one() {
 fn consumer_streams_a_large_batch_in_small_fetches() {
     let cluster = Cluster::start();
     let mut client = cluster.connect("postgres");
-    install_pgq(&mut client, "postgres").unwrap();
+    install_pgq(&mut client, "postgres", &Roles::default()).unwrap();
     cluster.execute("select pgq.create_queue('q')");
     let consumer = Consumer::new("q", "reader");
     assert!(consumer.register(&mut client).unwrap());
@@ -248,7 +249,7 @@ fn ticker_command_ticks_every_database_with_pgq_including_new_ones() {
     }
     for db in ["alpha", "beta"] {
         let mut client = cluster.connect(db);
-        install_pgq(&mut client, db).unwrap();
+        install_pgq(&mut client, db, &Roles::default()).unwrap();
         client.batch_execute("select pgq.create_queue('q'); select pgq.set_queue_config('q', 'ticker_max_lag', '0')").unwrap();
     }
     let dir = TempDir::new("ticker-all");
@@ -279,7 +280,7 @@ fn ticker_command_ticks_every_database_with_pgq_including_new_ones() {
     // A database that gets pgq later is picked up.
     cluster.create_database("gamma");
     let mut gamma = cluster.connect("gamma");
-    install_pgq(&mut gamma, "gamma").unwrap();
+    install_pgq(&mut gamma, "gamma", &Roles::default()).unwrap();
     gamma
         .batch_execute(
             "select pgq.create_queue('q'); select pgq.set_queue_config('q', 'ticker_max_lag', '0')",
@@ -306,7 +307,7 @@ fn pgqd_ticks_a_skyrep_queue_that_skyrep_consumes() {
         return;
     }
     let mut client = cluster.connect("postgres");
-    install_pgq(&mut client, "postgres").unwrap();
+    install_pgq(&mut client, "postgres", &Roles::default()).unwrap();
     cluster.execute(
         "select pgq.create_queue('q'); select pgq.set_queue_config('q', 'ticker_max_lag', '0')",
     );
@@ -354,7 +355,7 @@ fn skyrep_ticks_and_consumes_real_pgq() {
         }
     ));
     // Installing keeps the extension and its C functions.
-    let state = install_pgq(&mut client, "postgres").unwrap();
+    let state = install_pgq(&mut client, "postgres", &Roles::default()).unwrap();
     assert!(
         matches!(
             state,

@@ -65,6 +65,7 @@ const TICKER: &str = "ticker";
 const COMPARE: &str = "compare and repair";
 const SERVICE: &str = "service";
 const MULTI: &str = "standalone ticker over many databases";
+const ROLES: &str = "queue privileges";
 
 /// Every key, in the order `--ini` prints them.
 pub const KEYS: &[Key] = &[
@@ -106,6 +107,27 @@ pub const KEYS: &[Key] = &[
             "queue on the provider that carries the changes",
         )
     },
+    key(
+        "pgq_reader_role",
+        Kind::Text,
+        Some("pgq_reader"),
+        ROLES,
+        "role that may consume from pgq queues; install creates it if missing and allowed to",
+    ),
+    key(
+        "pgq_writer_role",
+        Kind::Text,
+        Some("pgq_writer"),
+        ROLES,
+        "role that may insert events with pgq.insert_event; install creates it if missing and allowed to",
+    ),
+    key(
+        "pgq_admin_role",
+        Kind::Text,
+        Some("pgq_admin"),
+        ROLES,
+        "role that may tick, maintain and create queues; install creates it if missing and allowed to",
+    ),
     key(
         "logfile",
         Kind::Path,

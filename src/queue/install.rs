@@ -5,11 +5,13 @@
 //! script is idempotent and runs in one transaction, so installing again upgrades in place
 //! without losing queued events. Where real PgQ is installed already (the extension or
 //! Skytools' SQL), it is kept and used; only skyrep's fast capture-trigger generator
-//! (`sql/skyrep_capture.sql`) is added beside it.
+//! (`sql/skyrep_capture.sql`) is added beside it. Privileges follow PgQ 3's roles
+//! ([`privileges`](super::privileges)); a real PgQ keeps its own.
 
 use anyhow::{Context, Result, bail};
 use postgres::GenericClient;
 
+use super::privileges::Roles;
 use crate::base::error::usage;
 use crate::config::Config;
 use crate::db;
@@ -77,9 +79,9 @@ pub fn pgq_state(client: &mut impl GenericClient) -> Result<PgqState> {
 }
 
 /// Installs or upgrades the `pgq` schema in the database of `client`, called `name` in log
-/// lines, and returns what is there afterwards. Safe to run again at any time, also while
-/// producers, consumers and tickers are busy.
-pub fn install_pgq(client: &mut postgres::Client, name: &str) -> Result<PgqState> {
+/// lines, with PgQ 3's privileges for `roles`, and returns what is there afterwards. Safe to
+/// run again at any time, also while producers, consumers and tickers are busy.
+pub fn install_pgq(client: &mut postgres::Client, name: &str, roles: &Roles) -> Result<PgqState> {
     let mut tx = client
         .transaction()
         .context("starting the install transaction")?;
@@ -119,6 +121,14 @@ pub fn install_pgq(client: &mut postgres::Client, name: &str) -> Result<PgqState
     }
     tx.batch_execute(CAPTURE)
         .with_context(|| format!("{name}: installing skyrep's capture triggers"))?;
+    if !matches!(before, PgqState::Foreign { .. }) {
+        let missing = roles
+            .grant(&mut tx)
+            .with_context(|| format!("{name}: setting the pgq privileges"))?;
+        if !missing.is_empty() {
+            log::warn!("{name}: {}", roles.missing_advice(&missing));
+        }
+    }
     let after = pgq_state(&mut tx)?;
     tx.commit()
         .with_context(|| format!("{name}: committing the install"))?;
@@ -149,8 +159,9 @@ pub const NEW_QUEUE_MAX_LAG: &str = "0.5 seconds";
 
 /// The `install` command of a ticker config: install or upgrade pgq in `db`.
 pub fn run(config: &Config) -> Result<()> {
+    let roles = Roles::from_config(config)?;
     let (mut client, dbname) = connect_key(config, "db", "install")?;
-    report(install_pgq(&mut client, &dbname)?, &dbname)
+    report(install_pgq(&mut client, &dbname, &roles)?, &dbname)
 }
 
 /// `provider install`: install or upgrade pgq and the londiste schema in `provider_db` and
@@ -158,8 +169,9 @@ pub fn run(config: &Config) -> Result<()> {
 /// pending events).
 pub fn run_provider(config: &Config) -> Result<()> {
     let queue = config.require_text("pgq_queue_name")?;
+    let roles = Roles::from_config(config)?;
     let (mut client, dbname) = connect_key(config, "provider_db", "provider install")?;
-    report(install_pgq(&mut client, &dbname)?, &dbname)?;
+    report(install_pgq(&mut client, &dbname, &roles)?, &dbname)?;
     install_londiste(&mut client, &dbname)?;
     let mut tx = client
         .transaction()

@@ -1,10 +1,12 @@
 //! The queue: what skyrep installs in the databases ([`install`], with its SQL in `sql/`:
 //! skyrep's PgQ 3 in plain SQL, the generated capture triggers, the `londiste` registries),
 //! the PgQ consumer that takes a batch, streams its events and finishes it ([`consumer`]),
-//! and the ticker that cuts the event stream into batches ([`ticker`]).
+//! the ticker that cuts the event stream into batches ([`ticker`]), and who may use the queue:
+//! PgQ 3's roles and grants ([`privileges`]).
 //!
 //! Uses `base`, `db` and `config`.
 
 pub mod consumer;
 pub mod install;
+pub mod privileges;
 pub mod ticker;

@@ -5,7 +5,9 @@
 -- together with the public functions producers, consumers and tickers call. Names,
 -- arguments, result columns, return codes and error texts follow PgQ 3, so PgQ's own
 -- ticker (pgqd) and consumers work against it, and skyrep works against real PgQ.
--- It is written in plain SQL and PL/pgSQL only: no C extension, no superuser, no roles.
+-- It is written in plain SQL and PL/pgSQL only: no C extension, no superuser. Who may call
+-- what (PgQ 3's roles pgq_reader, pgq_writer and pgq_admin) is set by pgq_grants.sql, which
+-- the installer runs after this script.
 --
 -- How it is run: as one script (simple query protocol) inside one transaction, on
 -- PostgreSQL 12 or newer, by a user that may create schemas. Running it again upgrades in
@@ -22,8 +24,10 @@
 -- Differences from PgQ, all deliberate:
 --   * pgq.version() returns '3.5.1'; pgq.skyrep_schema_version() tells this implementation
 --     apart from real PgQ (bumped whenever this schema changes).
---   * No roles are created and pgq.grant_perms() grants only to PUBLIC or to roles that
---     exist; administrative functions are not executable by PUBLIC.
+--   * pgq.grant_perms() copies pgq.event_template's grants to the event tables (as PgQ
+--     does) and gives USAGE on the event sequence to the roles that may insert into the
+--     event tables, instead of to a role named pgq_admin; pgq.upgrade_schema() creates no
+--     roles (the installer does, see pgq_grants.sql).
 --   * pgq.insert_event() writes through pgq._insert_event_static(), one plain INSERT per
 --     event table generated from pgq.queue (rebuilt by create_queue, drop_queue and this
 --     script), so that each session plans its inserts once instead of once per event.
@@ -48,9 +52,6 @@
 set local client_min_messages = warning;
 
 create schema if not exists pgq;
--- Every role that writes to a captured table runs its capture trigger, which calls
--- pgq.insert_event (SECURITY DEFINER): reaching it needs USAGE on the schema, nothing more.
-grant usage on schema pgq to public;
 
 -- ------------------------------------------------------------------------------------------
 -- Tables
@@ -84,6 +85,7 @@ create table if not exists pgq.queue (
     queue_data_pfx              text not null,
     queue_event_seq             text not null,
     queue_tick_seq              text not null,
+    queue_extra_maint           text[],
     constraint queue_pkey primary key (queue_id),
     constraint queue_name_uq unique (queue_name)
 );
@@ -169,6 +171,12 @@ begin
                       and attname = 'queue_per_tx_limit' and not attisdropped) then
         alter table pgq.queue add column queue_per_tx_limit integer;
     end if;
+    -- Functions a ticker calls with the queue name on every maintenance run (PgQ 3.2+).
+    if not exists (select 1 from pg_catalog.pg_attribute
+                    where attrelid = 'pgq.queue'::regclass
+                      and attname = 'queue_extra_maint' and not attisdropped) then
+        alter table pgq.queue add column queue_extra_maint text[];
+    end if;
 end
 $$;
 
@@ -228,7 +236,8 @@ begin
 end
 $$;
 
--- Fixes what old PgQ schemas got wrong; creates no roles. Returns the number of changes.
+-- Fixes what old PgQ schemas got wrong or lack; creates no roles. Returns the number of
+-- changes.
 create or replace function pgq.upgrade_schema() returns int4
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -240,6 +249,12 @@ begin
                 where attrelid = 'pgq.subscription'::regclass
                   and attname = 'sub_last_tick' and attnotnull) then
         alter table pgq.subscription alter column sub_last_tick drop not null;
+        v_changes := v_changes + 1;
+    end if;
+    if not exists (select 1 from pg_attribute
+                    where attrelid = 'pgq.queue'::regclass
+                      and attname = 'queue_extra_maint' and not attisdropped) then
+        alter table pgq.queue add column queue_extra_maint text[];
         v_changes := v_changes + 1;
     end if;
     return v_changes;
@@ -274,19 +289,49 @@ begin
 end
 $$;
 
+-- Copies the table privileges granted on i_src_schema.i_src_table (to roles other than its
+-- owner) to i_dst_schema.i_dst_table, grant options included. Returns 1.
+create or replace function pgq._grant_perms_from(i_src_schema text, i_src_table text,
+                                                 i_dst_schema text, i_dst_table text)
+returns integer
+language plpgsql strict
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+    g record;
+begin
+    for g in
+        select a.privilege_type, a.is_grantable,
+               case when a.grantee = 0 then 'public'
+                    else quote_ident(pg_get_userbyid(a.grantee)) end as grantee
+          from pg_class c
+          join pg_namespace n on n.oid = c.relnamespace,
+               aclexplode(c.relacl) a
+         where n.nspname = i_src_schema and c.relname = i_src_table
+           and a.grantee <> c.relowner
+    loop
+        execute format('grant %s on table %I.%I to %s%s', g.privilege_type, i_dst_schema,
+                       i_dst_table, g.grantee,
+                       case when g.is_grantable then ' with grant option' else '' end);
+    end loop;
+    return 1;
+end
+$$;
+
 -- Privileges for a queue's sequences and event tables: the sequences are readable by
--- everyone (lag and tick queries read them), and the event tables get whatever privileges
--- pgq.event_template has, so an administrator grants once on the template. No roles are
--- assumed to exist. Returns 1.
+-- everyone (lag and tick queries read them), the roles that may insert into the event
+-- tables may also take event ids, and the event tables get whatever privileges
+-- pgq.event_template has, so that privileges are granted once, on the template (see
+-- pgq_grants.sql). Returns 1.
 create or replace function pgq.grant_perms(x_queue_name text) returns integer
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
     q record;
-    g record;
-    v_tables text[];
-    v_tbl text;
+    v_schema text;
+    v_table text;
+    v_role text;
 begin
     select queue_data_pfx, queue_ntables, queue_event_seq, queue_tick_seq into q
       from pgq.queue where queue_name = x_queue_name;
@@ -295,24 +340,27 @@ begin
     end if;
     execute format('grant select on sequence %s, %s to public',
                    pgq.quote_fqname(q.queue_tick_seq), pgq.quote_fqname(q.queue_event_seq));
-
-    v_tables := array[q.queue_data_pfx];
-    for i in 0 .. q.queue_ntables - 1 loop
-        v_tables := v_tables || (q.queue_data_pfx || '_' || i);
-    end loop;
-    for g in
-        select a.privilege_type, a.is_grantable,
-               case when a.grantee = 0 then 'public'
-                    else quote_ident(pg_get_userbyid(a.grantee)) end as grantee
+    for v_role in
+        select case when a.grantee = 0 then 'public'
+                    else quote_ident(pg_get_userbyid(a.grantee)) end
           from pg_class c, aclexplode(c.relacl) a
          where c.oid = 'pgq.event_template'::regclass
-           and a.grantee <> c.relowner
+           and a.grantee <> c.relowner and a.privilege_type = 'INSERT'
     loop
-        foreach v_tbl in array v_tables loop
-            execute format('grant %s on table %s to %s%s', g.privilege_type,
-                           pgq.quote_fqname(v_tbl), g.grantee,
-                           case when g.is_grantable then ' with grant option' else '' end);
-        end loop;
+        execute format('grant usage on sequence %s to %s',
+                       pgq.quote_fqname(q.queue_event_seq), v_role);
+    end loop;
+
+    if strpos(q.queue_data_pfx, '.') > 0 then
+        v_schema := split_part(q.queue_data_pfx, '.', 1);
+        v_table := substr(q.queue_data_pfx, strpos(q.queue_data_pfx, '.') + 1);
+    else
+        v_schema := 'public';
+        v_table := q.queue_data_pfx;
+    end if;
+    perform pgq._grant_perms_from('pgq', 'event_template', v_schema, v_table);
+    for i in 0 .. q.queue_ntables - 1 loop
+        perform pgq._grant_perms_from('pgq', 'event_template', v_schema, v_table || '_' || i);
     end loop;
     return 1;
 end
@@ -1785,7 +1833,8 @@ begin
 end
 $$;
 
--- Tables to VACUUM regularly when autovacuum is off (none when it is on).
+-- Tables to VACUUM regularly when autovacuum is off (none when it is on). Looked up in the
+-- catalog, so that a ticker role without USAGE on the other schemas can call it.
 create or replace function pgq.maint_tables_to_vacuum() returns setof text
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -1802,7 +1851,9 @@ begin
                                   'pgq_ext.partial_batch', 'pgq_node.local_state',
                                   'londiste.seq_info', 'txid.epoch', 'londiste.completed']
     loop
-        if to_regclass(v_name) is not null then
+        if exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                    where n.nspname = split_part(v_name, '.', 1)
+                      and c.relname = split_part(v_name, '.', 2)) then
             return next v_name;
         end if;
     end loop;
@@ -1842,21 +1893,16 @@ begin
         return next;
     end if;
 
-    -- An administrator may add queue_extra_maint text[] to pgq.queue: functions to call
-    -- with the queue name.
-    if exists (select 1 from pg_attribute
-                where attrelid = 'pgq.queue'::regclass and attname = 'queue_extra_maint'
-                  and not attisdropped) then
-        for r in execute
-            'select m.f, q.queue_name from pgq.queue q,'
-            ' unnest(q.queue_extra_maint) with ordinality m(f, n)'
-            ' where q.queue_extra_maint is not null order by q.queue_name, m.n'
-        loop
-            func_name := r.f;
-            func_arg := r.queue_name;
-            return next;
-        end loop;
-    end if;
+    -- Per-queue extra maintenance: functions called with the queue name.
+    for r in
+        select m.f, q.queue_name
+          from pgq.queue q, unnest(q.queue_extra_maint) with ordinality m(f, n)
+         order by q.queue_name, m.n
+    loop
+        func_name := r.f;
+        func_arg := r.queue_name;
+        return next;
+    end loop;
 
     for r in select t from pgq.maint_tables_to_vacuum() t loop
         func_name := 'vacuum';
@@ -1864,7 +1910,9 @@ begin
         return next;
     end loop;
 
-    if to_regprocedure('londiste.periodic_maintenance()') is not null then
+    if exists (select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                where n.nspname = 'londiste' and p.proname = 'periodic_maintenance'
+                  and p.pronargs = 0) then
         func_name := 'londiste.periodic_maintenance';
         func_arg := null;
         return next;
@@ -1879,24 +1927,3 @@ $$;
 
 lock table pgq.queue in share row exclusive mode;
 do $$ begin perform pgq._build_insert_event_static(); end $$;
-
--- ------------------------------------------------------------------------------------------
--- Privileges: administrative functions are not for everyone. Consumers and producers reach
--- the rest once an administrator grants USAGE on schema pgq (the schema grants nothing).
--- ------------------------------------------------------------------------------------------
-
-revoke execute on function
-    pgq.create_queue(text), pgq.drop_queue(text), pgq.drop_queue(text, bool),
-    pgq.set_queue_config(text, text, text), pgq.insert_event_raw(text, bigint, timestamptz,
-        integer, integer, text, text, text, text, text, text),
-    pgq.event_retry_raw(text, text, timestamptz, bigint, timestamptz, integer, text, text,
-        text, text, text, text),
-    pgq.ticker(), pgq.ticker(text), pgq.ticker(text, bigint, timestamptz, bigint),
-    pgq.maint_operations(), pgq.maint_rotate_tables_step1(text),
-    pgq.maint_rotate_tables_step2(), pgq.maint_retry_events(), pgq.maint_tables_to_vacuum(),
-    pgq.grant_perms(text), pgq.tune_storage(text), pgq.seq_setval(text, int8),
-    pgq.upgrade_schema(), pgq._insert_check(text, text, bigint, boolean, integer),
-    pgq._use_event_id(text),
-    pgq._build_insert_event_static(), pgq._insert_event_static(integer, text, text, text, text,
-        text, text, text)
-from public;
