@@ -235,11 +235,11 @@ pub fn fire_on_replay(client: &mut impl GenericClient, dest: &TableName) -> Resu
     Ok(client
         .query(
             "select 'trigger ' || quote_ident(t.tgname) from pg_catalog.pg_trigger t \
-             where t.tgrelid = $1::text::regclass and not t.tgisinternal \
+             where t.tgrelid = pg_catalog.to_regclass($1) and not t.tgisinternal \
                and t.tgenabled in ('O', 'A') and t.tgname <> $2 \
              union all \
              select 'rule ' || quote_ident(r.rulename) from pg_catalog.pg_rewrite r \
-             where r.ev_class = $1::text::regclass and r.rulename <> '_RETURN' \
+             where r.ev_class = pg_catalog.to_regclass($1) and r.rulename <> '_RETURN' \
                and r.ev_enabled in ('O', 'A') \
              order by 1",
             &[&dest.quoted(), &DENY_TRIGGER],

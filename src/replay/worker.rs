@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::db;
 use crate::queue::consumer::{Consumer, Event};
 use crate::queue::ticker;
+use crate::replay::apply::{may_set_replica_role, warn_fire_on_replay};
 use crate::replay::batch::{Route, apply_batch};
 use crate::replay::control;
 use crate::replay::copy::{self, copy_consumer_name, copy_consumer_prefix};
@@ -84,13 +85,19 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>, mut lock: ReplayLock)
 }
 
 /// What `replay` checks before it counts as started (before `-d` reports a start, and
-/// before [`run`]): the subscriber is set up, and then the job's consumer is registered on the
-/// provider's queue (before the ticker thread starts, so that no tick passes events by
-/// unseen). A consumer is only registered once the subscriber is known to be usable: one
-/// that nothing reads would keep every event in the queue.
+/// before [`run`]): the subscriber is set up (where replay may not set the replica role, the
+/// triggers and rules that fire on replayed rows are named), and then the job's consumer is
+/// registered on the provider's queue (before the ticker thread starts, so that no tick
+/// passes events by unseen). A consumer is only registered once the subscriber is known to
+/// be usable: one that nothing reads would keep every event in the queue.
 pub fn prepare(job: &Job) -> Result<()> {
     let mut subscriber = db::connect("subscriber_db", &job.subscriber)?;
     check_installed(&mut subscriber)?;
+    if !may_set_replica_role(&mut subscriber)? {
+        for table in load_tables(&mut subscriber, &job.queue)? {
+            warn_fire_on_replay(&mut subscriber, &table.dest)?;
+        }
+    }
     drop(subscriber);
     register(job)
 }
