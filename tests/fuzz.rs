@@ -23,7 +23,8 @@
 //! writers interleave does not, so also try `SKYREP_FUZZ_WRITERS=1`), `SKYREP_LONG=1` runs
 //! more transactions and rounds, `SKYREP_FUZZ_SETTINGS=0` keeps the writers' sessions and the
 //! databases at the server's settings, `SKYREP_FUZZ_BARE_SCRIPTS=1` runs scripts without
-//! locking the writers out first (a known bug then shows: see [`WRITTEN`]). A failing run writes the committed transactions and
+//! locking the writers out first (a known bug then shows: see [`WRITTEN`]),
+//! `SKYREP_FUZZ_SCRIPTS=N` runs N scripts a round (6, long 25). A failing run writes the committed transactions and
 //! scripts to `$TMPDIR/skyrep-fuzz-SEED-MODE.sql`.
 
 use std::fmt::Write as _;
@@ -384,7 +385,9 @@ impl Plan {
             writers: env("SKYREP_FUZZ_WRITERS")
                 .map_or(3, |v| v.parse().expect("SKYREP_FUZZ_WRITERS is a number")),
             transactions: if long { 300 } else { 30 },
-            scripts: if long { 25 } else { 6 },
+            scripts: env("SKYREP_FUZZ_SCRIPTS").map_or(if long { 25 } else { 6 }, |v| {
+                v.parse().expect("SKYREP_FUZZ_SCRIPTS is a number")
+            }),
             settings: env("SKYREP_FUZZ_SETTINGS").is_none_or(|v| v != "0"),
             bare_scripts: env("SKYREP_FUZZ_BARE_SCRIPTS").is_some_and(|v| v != "0"),
         }
@@ -1128,17 +1131,7 @@ impl Scripts {
         for step in 0..steps {
             std::thread::sleep(Duration::from_millis(self.rng.below(400)));
             if round == 0 && step == self.late_at {
-                let (code, err) = pair.fails(&[&["subscriber", "add"], &self.late[..]].concat());
-                if code != Some(0) {
-                    return Err(format!("subscriber add {:?}: {err}", self.late));
-                }
-                writeln!(
-                    shared.transcript.lock().unwrap(),
-                    "-- subscriber add {:?}",
-                    self.late
-                )
-                .unwrap();
-                self.late_added = true;
+                self.add_late(pair, shared)?;
             }
             if round == 0 && step == self.refused_at {
                 self.refused(pair)?;
@@ -1151,6 +1144,26 @@ impl Scripts {
             writeln!(shared.transcript.lock().unwrap(), "-- script {name}\n{sql}").unwrap();
             shared.maybe_tick(&mut self.rng);
         }
+        if !self.late_added {
+            // No scripts at all (SKYREP_FUZZ_SCRIPTS=0).
+            self.add_late(pair, shared)?;
+        }
+        Ok(())
+    }
+
+    /// `subscriber add` of the late tables.
+    fn add_late(&mut self, pair: &Pair, shared: &Shared<'_>) -> Result<(), String> {
+        let (code, err) = pair.fails(&[&["subscriber", "add"], &self.late[..]].concat());
+        if code != Some(0) {
+            return Err(format!("subscriber add {:?}: {err}", self.late));
+        }
+        writeln!(
+            shared.transcript.lock().unwrap(),
+            "-- subscriber add {:?}",
+            self.late
+        )
+        .unwrap();
+        self.late_added = true;
         Ok(())
     }
 
