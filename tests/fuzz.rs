@@ -1379,12 +1379,18 @@ fn differences(pair: &Pair) -> String {
 /// of `provider execute` sends the table back to be copied again fails its catch-up with
 /// "TABLE is in state new now, no longer catching-up" or "TABLE was not in state
 /// catching-up when moving it to wanna-sync:N" (then copies again, and the tables end equal);
-/// it is a race replay itself makes, not a failure.
+/// it is a race replay itself makes, not a failure. Also reported, and retried by the copy
+/// thread: a copy that starts after a script added a column on the provider but before the
+/// script reached the subscriber fails writing the column ("column xN of relation T does not
+/// exist"), and a foreign key set aside for a copy can fail to be put back ("putting fkey K
+/// back on T: ... violates foreign key constraint").
 const KNOWN_ERRORS: &[&str] = &[
     "now, no longer catching-up",
     "now, no longer in-copy",
     "was not in state catching-up when moving it to",
     "was not in state in-copy when moving it to",
+    "\" of relation \"",
+    "violates foreign key constraint",
 ];
 
 /// The lines of replay's log that say ERROR, apart from [`KNOWN_ERRORS`] if `known` is false.
