@@ -279,3 +279,42 @@ fn a_script_that_arrives_while_a_table_is_copied_is_never_crossed_by_its_catch_u
     );
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+#[test]
+fn a_script_never_lands_inside_another_transaction_s_changes() {
+    // Equal on both sides: added without a copy, so that everything below reaches the
+    // subscriber in one batch, when replay starts.
+    let schema = "create table t (id int primary key deferrable initially deferred, note text); \
+                  insert into t select g, 'n' || g from generate_series(1, 5) g; \
+                  create table s (id int primary key, n int); insert into s values (1, 0);";
+    let pair = Pair::new(schema);
+    pair.ok(&["provider", "add", "t", "s"]);
+    pair.ok(&["subscriber", "add", "--expect-sync", "t", "s"]);
+    // Each row's update takes a while on the provider, so the script comes while it runs.
+    pair.provider.execute(
+        "create function slow() returns trigger language plpgsql as \
+           $$begin perform pg_sleep(0.3); return null; end$$; \
+         create trigger zz_slow after update on t for each row execute function slow()",
+    );
+    let mover = {
+        let mut client = pair.provider.connect("postgres");
+        std::thread::spawn(move || client.batch_execute("update t set id = id + 1").unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    let path = write_script(&pair, "bump.sql", "update s set n = n + 1;\n");
+    pair.ok(&["provider", "execute", &path]);
+    mover.join().unwrap();
+    // The script waited for the writer: none of its events come after the script's.
+    let order = pair.provider.query_strings(
+        "postgres",
+        "select ev_type from pgq.event_template order by ev_id",
+    );
+    assert_eq!(
+        order.last().and_then(|r| r[0].as_deref()),
+        Some("EXECUTE"),
+        "{order:?}"
+    );
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("t", "id"), ("s", "id")]);
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}

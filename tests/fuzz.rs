@@ -22,9 +22,7 @@
 //! `SKYREP_SEED=N` reruns a seed (each writer's statements follow from it; how concurrent
 //! writers interleave does not, so also try `SKYREP_FUZZ_WRITERS=1`), `SKYREP_LONG=1` runs
 //! more transactions and rounds, `SKYREP_FUZZ_SETTINGS=0` keeps the writers' sessions and the
-//! databases at the server's settings, `SKYREP_FUZZ_BARE_SCRIPTS=1` runs scripts without
-//! locking the writers out first (a known bug then shows: see [`WRITTEN`]),
-//! `SKYREP_FUZZ_SCRIPTS=N` runs N scripts a round (6, long 25). A failing run writes the committed transactions and
+//! databases at the server's settings, `SKYREP_FUZZ_SCRIPTS=N` runs N scripts a round (6, long 25). A failing run writes the committed transactions and
 //! scripts to `$TMPDIR/skyrep-fuzz-SEED-MODE.sql`.
 
 use std::fmt::Write as _;
@@ -361,8 +359,6 @@ struct Plan {
     scripts: usize,
     /// Whether writers vary their sessions' settings, and the databases have odd defaults.
     settings: bool,
-    /// Whether scripts run without first locking the writers' tables (see [`WRITTEN`]).
-    bare_scripts: bool,
 }
 
 impl Plan {
@@ -389,7 +385,6 @@ impl Plan {
                 v.parse().expect("SKYREP_FUZZ_SCRIPTS is a number")
             }),
             settings: env("SKYREP_FUZZ_SETTINGS").is_none_or(|v| v != "0"),
-            bare_scripts: env("SKYREP_FUZZ_BARE_SCRIPTS").is_some_and(|v| v != "0"),
         }
     }
 }
@@ -957,15 +952,6 @@ fn script_key(table: &str) -> &'static str {
     }
 }
 
-/// Every script first locks the tables the writers write, unless `SKYREP_FUZZ_BARE_SCRIPTS=1`:
-/// a known replay bug, reported, makes the tables differ where a script's event falls among
-/// the events of a transaction still writing (replay applies the events before the script,
-/// the script, then the rest, so a deferrable key moved through itself is netted in two
-/// halves: rows lost or doubled, or "several rows held the key at once"). The lock waits for
-/// every writer that wrote to commit first. Run bare to see the bug.
-const WRITTEN: &str = "lock table parent, kid_cascade, kid_null, kid_default, shift, tree, odd, \
-                       at_key, parent_i in exclusive mode;\n";
-
 /// The scripts of `provider execute` a run makes, from its own [`Rng`].
 struct Scripts {
     rng: Rng,
@@ -1126,7 +1112,6 @@ impl Scripts {
         shared: &Shared<'_>,
         round: usize,
         steps: usize,
-        bare: bool,
     ) -> Result<(), String> {
         for step in 0..steps {
             std::thread::sleep(Duration::from_millis(self.rng.below(400)));
@@ -1136,10 +1121,7 @@ impl Scripts {
             if round == 0 && step == self.refused_at {
                 self.refused(pair)?;
             }
-            let (name, mut sql) = self.next();
-            if !bare {
-                sql.insert_str(0, WRITTEN);
-            }
+            let (name, sql) = self.next();
             execute(pair, &name, &sql)?;
             writeln!(shared.transcript.lock().unwrap(), "-- script {name}\n{sql}").unwrap();
             shared.maybe_tick(&mut self.rng);
@@ -1494,7 +1476,7 @@ fn fuzz(ticks: Ticks, role: bool) {
                     scope.spawn(move || shared.writer(rng, &name, plan.transactions))
                 })
                 .collect();
-            let scripted = scripts.round(&pair, &shared, round, plan.scripts, plan.bare_scripts);
+            let scripted = scripts.round(&pair, &shared, round, plan.scripts);
             let written = writers
                 .into_iter()
                 .map(|w| w.join().expect("writer"))

@@ -13,6 +13,7 @@
 //! [`crate::capture::seqs`].
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use postgres::error::SqlState;
@@ -235,6 +236,7 @@ impl Provider {
             ));
         }
         let local = run_locally(&mut tx)?;
+        take_tables(&mut tx, &registered)?;
         log::info!(
             "{}: executing {name} ({} statements)",
             self.dbname,
@@ -320,6 +322,61 @@ fn registered_tables(
         .iter()
         .map(|r| Ok((TableName::from_qualified(r.get(0))?, r.get(1))))
         .collect()
+}
+
+/// How long the script's transaction waits at a time for the writers of the replicated tables
+/// before it lets them go on and tries again ...
+const TAKE_WAIT: Duration = Duration::from_millis(200);
+/// ... and for how long in all.
+const TAKE_GIVE_UP: Duration = Duration::from_secs(120);
+
+/// Takes the replicated `tables` to the script's transaction (EXCLUSIVE: others may read
+/// them, not write): it waits for the transactions writing them to end, and keeps new ones
+/// waiting until it commits. So no transaction's events straddle the script's in the queue:
+/// each subscriber applies every other transaction wholly before or wholly after the
+/// script, as the provider ordered them, and the script's statements see the same rows
+/// there as here. Each attempt waits at most [`TAKE_WAIT`] (less than PostgreSQL's
+/// deadlock_timeout, so a writer is never chosen as a deadlock's victim), then gives back
+/// what it took and tries again.
+fn take_tables(tx: &mut Transaction<'_>, tables: &[(TableName, String)]) -> Result<()> {
+    let mut names = Vec::new();
+    for (table, _) in tables {
+        if db::to_regclass(tx, &table.quoted())? {
+            names.push(table.quoted());
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "set local lock_timeout = {}; lock table {} in exclusive mode; \
+         set local lock_timeout to default",
+        TAKE_WAIT.as_millis(),
+        names.join(", ")
+    );
+    let start = Instant::now();
+    loop {
+        let mut attempt = tx.transaction()?;
+        match attempt.batch_execute(&sql) {
+            Ok(()) => {
+                attempt.commit()?;
+                return Ok(());
+            }
+            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                attempt.rollback()?;
+                if start.elapsed() > TAKE_GIVE_UP {
+                    bail!(
+                        "the replicated tables were being written all the time for {} s: the \
+                         script needs them to itself for a moment; nothing was changed",
+                        TAKE_GIVE_UP.as_secs()
+                    );
+                }
+                log::debug!("waiting for the writers of the replicated tables");
+                std::thread::sleep(TAKE_WAIT / 2);
+            }
+            Err(e) => return Err(e).context("taking the replicated tables for the script"),
+        }
+    }
 }
 
 /// Sets the script's transaction to `session_replication_role = local`, where capture
