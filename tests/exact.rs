@@ -1,7 +1,8 @@
 //! Replay applies exactly what the provider did: foreign-key actions of the subscriber do not
 //! act on replicated rows a second time, TRUNCATE of tables joined by foreign keys replays,
-//! keys moved through each other under deferrable constraints net right, and keys equal by
-//! their type are one row whatever their text.
+//! keys moved through each other under deferrable constraints net right (also where the rows'
+//! values were written in sessions with other settings), and keys equal by their type are one
+//! row whatever their text.
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -207,6 +208,40 @@ fn exact_keys_equal_by_type_are_one_row_whatever_their_text() {
          insert into name_ci values ('Abc', 'a');
          update name_ci set name = 'ABC' where name = 'abc';
          update name_ci set v = 'b' where name = 'aBc';
+         commit;",
+    );
+    wait_same(&pair, &tables);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+}
+
+/// Under a deferrable key a delete tells which of the rows holding the key it removed by the
+/// row's values; a value written in one session's time zone and deleted in another's has
+/// another text in the two events, and is the same value.
+#[test]
+fn exact_a_delete_under_a_deferrable_key_finds_its_row_whatever_the_text_of_its_values() {
+    let schema = "
+        create table held (id int primary key deferrable initially deferred,
+                           at timestamptz, v text);
+        insert into held select g, timestamptz '2024-03-01 12:00+00' + g * interval '1 hour',
+                                'v' || g from generate_series(1, 6) g;
+    ";
+    let tables = ["held"];
+    let (pair, mut replay) = replicate(schema, &tables);
+    // Each transaction's events are in one batch. In the first a new row holds key 2 with the
+    // row from before, and goes; in the second the rows move through each other after their
+    // values were written in another time zone.
+    pair.provider.execute(
+        "begin;
+         set local timezone = 'Asia/Tokyo';
+         insert into held values (2, '2024-03-01 12:00+00', 'new');
+         set local timezone = 'America/New_York';
+         delete from held where id = 2 and v = 'new';
+         commit;
+         begin;
+         set local timezone = 'Pacific/Chatham';
+         update held set at = at + interval '1 minute' where id >= 4;
+         set local timezone = 'UTC';
+         update held set id = id + 1 where id >= 4;
          commit;",
     );
     wait_same(&pair, &tables);

@@ -966,8 +966,15 @@ impl KeyRun {
     }
 
     /// What the events add up to; `exists` tells whether the subscriber has the row, where
-    /// that was asked.
-    fn outcome(&self, events: &[(usize, RowEvent)], last: usize, exists: Option<bool>) -> Verdict {
+    /// that was asked. The courses' ends are compared by `alike` (the events with values of
+    /// one text for one value, as given to [`KeyRun::add`]); the outcome is made of `events`.
+    fn outcome(
+        &self,
+        events: &[(usize, RowEvent)],
+        alike: &[(usize, RowEvent)],
+        last: usize,
+        exists: Option<bool>,
+    ) -> Verdict {
         let crowded = self
             .absent
             .iter()
@@ -1009,7 +1016,7 @@ impl KeyRun {
             let values = |course: &Course| {
                 course.rows.first().map(|r| {
                     r.known()
-                        .then(|| r.image(events, RowOp::Update).row(events).values.clone())
+                        .then(|| r.image(alike, RowOp::Update).row(alike).values.clone())
                 })
             };
             let first = courses.first().map(values);
@@ -1243,8 +1250,15 @@ struct Netting {
 
 /// Adds up the events per row; `keys[i]` is the row identity of event `i` (`None`: the event
 /// cannot be netted); `exists` tells, by the index of a row's first event, whether the
-/// subscriber has the row, where that was asked.
-fn net(pending: &Pending, keys: &[Option<Key>], exists: &HashMap<usize, bool>) -> Result<Netting> {
+/// subscriber has the row, where that was asked. `alike` are the events with each value
+/// written as one text whatever the session that wrote it ([`Applier::alike`]): which of the
+/// rows holding a key a delete removed is told by them.
+fn net(
+    pending: &Pending,
+    keys: &[Option<Key>],
+    exists: &HashMap<usize, bool>,
+    alike: &[(usize, RowEvent)],
+) -> Result<Netting> {
     let events = &pending.events;
     let mut rows: HashMap<(usize, &Key), usize> = HashMap::new();
     let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
@@ -1290,7 +1304,7 @@ fn net(pending: &Pending, keys: &[Option<Key>], exists: &HashMap<usize, bool>) -
         }
         let mut key_run = KeyRun::new();
         for &index in &run {
-            key_run.add(index, events);
+            key_run.add(index, alike);
         }
         let run_text = || {
             format!(
@@ -1301,7 +1315,7 @@ fn net(pending: &Pending, keys: &[Option<Key>], exists: &HashMap<usize, bool>) -
                 pending.ids[last]
             )
         };
-        match key_run.outcome(events, last, exists.get(&run[0]).copied()) {
+        match key_run.outcome(events, alike, last, exists.get(&run[0]).copied()) {
             Verdict::Known(outcome, crowded) => {
                 netting.crowded |= crowded;
                 netting.changes.extend(outcome.map(|o| (table, o)));
@@ -1317,6 +1331,10 @@ fn net(pending: &Pending, keys: &[Option<Key>], exists: &HashMap<usize, bool>) -
     }
     Ok(netting)
 }
+
+/// Values of one column: their places (event, value) among the pending events, and their
+/// texts.
+type Values<'a> = (Vec<(usize, usize)>, Vec<&'a str>);
 
 /// A key's values for messages.
 fn key_text(key: &Option<Key>) -> String {
@@ -1513,10 +1531,12 @@ impl Applier {
         let mut nettings = Vec::new();
         for part in &parts {
             let keys = self.row_keys(tx, part)?;
-            let mut netting = net(part, &keys, &HashMap::new())?;
+            let alike = self.alike(tx, part, &keys)?;
+            let alike = alike.as_deref().unwrap_or(&part.events);
+            let mut netting = net(part, &keys, &HashMap::new(), alike)?;
             if !netting.ask.is_empty() {
                 let exists = self.exists(tx, part, &keys, &netting.ask)?;
-                netting = net(part, &keys, &exists)?;
+                netting = net(part, &keys, &exists, alike)?;
             }
             if let Some(unsettled) = &netting.unsettled {
                 if last {
@@ -1635,6 +1655,77 @@ impl Applier {
             }
         }
         Ok(keys)
+    }
+
+    /// The events of `pending` with each value of a column whose text depends on the writing
+    /// session's settings (a timestamptz in its time zone, an interval in its style, a float in
+    /// its digits) written as the subscriber writes it here, for telling rows apart: which of
+    /// the rows holding a key (under a deferrable key) a delete removed is told by the row's
+    /// values, and the insert or update that wrote them may come from another session than
+    /// the delete. Only events of keys with several events are rewritten; `None` where none
+    /// is (then the events themselves serve). Values the subscriber cannot read keep their text.
+    fn alike(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        pending: &Pending,
+        keys: &[Option<Key>],
+    ) -> Result<Option<Vec<(usize, RowEvent)>>> {
+        let mut seen: HashMap<(usize, &Key), usize> = HashMap::new();
+        for ((table, _), key) in pending.events.iter().zip(keys) {
+            if let Some(key) = key {
+                *seen.entry((*table, key)).or_default() += 1;
+            }
+        }
+        // (table, column) -> the places (event, value) of its values, and their texts.
+        let mut places: HashMap<(usize, &str), Values> = HashMap::new();
+        for (index, ((table, event), key)) in pending.events.iter().zip(keys).enumerate() {
+            let Some(key) = key else { continue };
+            if seen[&(*table, key)] < 2 {
+                continue;
+            }
+            let columns = &self.tables[&pending.tables[*table]].columns;
+            for (at, (name, value)) in event.values.iter().enumerate() {
+                let (Some(column), Some(value)) = (columns.get(name), value) else {
+                    continue;
+                };
+                if column.exact || column.generated || column.collation.is_some() {
+                    continue;
+                }
+                let (at_places, texts) = places.entry((*table, name.as_str())).or_default();
+                at_places.push((index, at));
+                texts.push(value);
+            }
+        }
+        if places.is_empty() {
+            return Ok(None);
+        }
+        let mut alike = pending.events.clone();
+        let mut places: Vec<_> = places.into_iter().collect();
+        places.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((table, name), (at_places, texts)) in places {
+            let dest = &pending.tables[table];
+            let cast = &self.tables[dest].columns[name].cast;
+            let sql = format!(
+                "select cast(u.v as {cast})::text from unnest($1::text[]) with ordinality as u(v, i) \
+                 order by u.i"
+            );
+            let mut savepoint = tx.transaction().context("setting a savepoint")?;
+            match savepoint.query(&sql, &[&texts]) {
+                Ok(rows) => {
+                    savepoint.commit().context("releasing a savepoint")?;
+                    for ((index, at), row) in at_places.into_iter().zip(rows) {
+                        alike[index].1.values[at].1 = row.get(0);
+                    }
+                }
+                Err(e) => {
+                    savepoint
+                        .rollback()
+                        .context("rolling back to a savepoint")?;
+                    log::debug!("{dest}: values of column {name} compared by their text: {e}");
+                }
+            }
+        }
+        Ok(Some(alike))
     }
 
     /// Whether the subscriber has the rows of `ask` ((table, index of an event of the row)),
@@ -2092,9 +2183,9 @@ mod tests {
                         run.add(index, &events);
                     }
                     let last = events.len() - 1;
-                    let mut verdict = run.outcome(&events, last, None);
+                    let mut verdict = run.outcome(&events, &events, last, None);
                     if matches!(verdict, Verdict::Ask) {
-                        verdict = run.outcome(&events, last, Some(before.is_some()));
+                        verdict = run.outcome(&events, &events, last, Some(before.is_some()));
                     }
                     let several = ends[&format!("{history:?}")].len() > 1;
                     match verdict {
@@ -2152,8 +2243,11 @@ mod tests {
             run.add(index, &events);
         }
         let last = events.len() - 1;
-        assert!(matches!(run.outcome(&events, last, None), Verdict::Ask));
-        match run.outcome(&events, last, Some(false)) {
+        assert!(matches!(
+            run.outcome(&events, &events, last, None),
+            Verdict::Ask
+        ));
+        match run.outcome(&events, &events, last, Some(false)) {
             Verdict::Known(outcome, _) => assert_eq!(
                 applied(outcome.as_ref(), &events, None),
                 Some(format!("v{last}"))
