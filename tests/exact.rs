@@ -248,6 +248,68 @@ fn exact_a_delete_under_a_deferrable_key_finds_its_row_whatever_the_text_of_its_
     assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
 }
 
+/// A TRUNCATE of one table is queued while another transaction holds a key of another table
+/// with two rows (a deferrable key): the truncate's event falls among that transaction's,
+/// and the key settles after it.
+///
+/// Known bug, not fixed yet: the TRUNCATE event makes replay apply every queued event as if
+/// the provider's transactions so far had ended (`Applier::truncate` flushes with `last`),
+/// so the lone insert of key 5 is applied beside the row from before, and the later delete
+/// of that row by its key removes both: row 5 goes missing on the subscriber, silently (with
+/// more events of the key in the queue, replay stops with "several rows still hold the key
+/// at the end of the batch" instead). Run with `--ignored` to see it.
+#[test]
+#[ignore = "known bug: a TRUNCATE's event settles keys another transaction still holds"]
+fn exact_a_truncate_amid_keys_moving_through_each_other_elsewhere_replays() {
+    use std::io::Write as _;
+    let schema = "
+        create table moving (id int primary key deferrable initially deferred, v text);
+        create table emptied (id int primary key);
+        insert into moving select g, 'v' || g from generate_series(1, 10) g;
+        insert into emptied select generate_series(1, 3);
+    ";
+    let tables = ["moving", "emptied"];
+    let pair = Pair::new(schema);
+    for table in tables {
+        pair.ok(&["provider", "add", table]);
+    }
+    for table in tables {
+        pair.ok(&["subscriber", "add", table]);
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&pair.conf)
+        .and_then(|mut conf| conf.write_all(b"ticker = off\nloop_delay = 0.05\n"))
+        .expect("config written");
+    let mut ticker = pair.provider.connect("postgres");
+    let mut tick = || {
+        ticker
+            .batch_execute("select pgq.force_tick('login'); select pgq.ticker('login')")
+            .expect("tick");
+    };
+    let mut replay = pair.start_replay();
+    let deadline = Instant::now() + WAIT;
+    while !pair.states().iter().all(|(_, s)| s == "ok") {
+        assert!(Instant::now() < deadline, "{}", pair.replay_log());
+        tick();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A transaction leaves key 5 to two rows, a TRUNCATE of another table is queued, then the
+    // transaction deletes the row from before.
+    let mut mover = pair.provider.connect("postgres");
+    mover
+        .batch_execute("begin; insert into moving values (5, 'new')")
+        .expect("key 5 held twice");
+    pair.provider
+        .execute("truncate emptied; insert into emptied values (7)");
+    mover
+        .batch_execute("delete from moving where id = 5 and v = 'v5'; commit")
+        .expect("key 5 held once");
+    tick();
+    wait_same(&pair, &tables);
+    assert_eq!(stop(&mut replay, libc::SIGTERM), Some(0));
+}
+
 #[test]
 fn exact_a_change_the_subscriber_refuses_stops_replay_naming_table_key_and_event() {
     let pair = Pair::new("create table t (id int primary key, v text);");
