@@ -343,6 +343,18 @@ as $$
     end;
 $$;
 
+-- The columns of the table's primary key in index order; empty if it has none.
+create or replace function pgq.skyrep_primary_key(i_table oid)
+returns text[]
+language sql stable strict
+as $$
+    select coalesce(pg_catalog.array_agg(att.attname::text order by k.ord), '{}')
+      from pg_catalog.pg_index ix
+           cross join lateral pg_catalog.unnest(ix.indkey::int2[]) with ordinality as k(attnum, ord)
+           join pg_catalog.pg_attribute att on att.attrelid = ix.indrelid and att.attnum = k.attnum
+     where ix.indrelid = i_table and ix.indisprimary;
+$$;
+
 -- The types a value of the type is made of: the type itself, the base types of domains,
 -- the elements of arrays, the fields of composite types and the subtypes of ranges.
 create or replace function pgq.skyrep_type_parts(i_type oid)
@@ -808,12 +820,7 @@ begin
         v_pkey := a.pkey_list;
         v_pkey_str := a.pkey_raw;
     else
-        select coalesce(pg_catalog.array_agg(att.attname::text order by k.ord), '{}')
-          into v_pkey
-          from pg_catalog.pg_index ix
-               cross join lateral pg_catalog.unnest(ix.indkey::int2[]) with ordinality as k(attnum, ord)
-               join pg_catalog.pg_attribute att on att.attrelid = ix.indrelid and att.attnum = k.attnum
-         where ix.indrelid = i_table and ix.indisprimary;
+        v_pkey := pgq.skyrep_primary_key(i_table);
         v_pkey_str := pg_catalog.array_to_string(v_pkey, ',');
     end if;
     for i in 1 .. coalesce(pg_catalog.array_length(v_pkey, 1), 0) loop
@@ -1104,12 +1111,7 @@ begin
         v_pkey := a.pkey_list;
         v_pkey_str := a.pkey_raw;
     else
-        select coalesce(pg_catalog.array_agg(att.attname::text order by k.ord), '{}')
-          into v_pkey
-          from pg_catalog.pg_index ix
-               cross join lateral pg_catalog.unnest(ix.indkey::int2[]) with ordinality as k(attnum, ord)
-               join pg_catalog.pg_attribute att on att.attrelid = ix.indrelid and att.attnum = k.attnum
-         where ix.indrelid = i_relid and ix.indisprimary;
+        v_pkey := pgq.skyrep_primary_key(i_relid);
         v_pkey_str := pg_catalog.array_to_string(v_pkey, ',');
     end if;
     if i_op <> 'INSERT' and pg_catalog.cardinality(v_pkey) = 0 then
