@@ -324,16 +324,8 @@ fn exact_a_change_the_subscriber_refuses_stops_replay_naming_table_key_and_event
         "insert into t select g, 'fine' from generate_series(1, 20) g; \
          update t set v = 'bad' where id = 7",
     );
-    let deadline = Instant::now() + WAIT;
     let expected = ": update of public.t with key id=7";
-    while !pair.replay_log().contains(expected) {
-        assert!(
-            Instant::now() < deadline,
-            "replay did not name the event:\n{}",
-            pair.replay_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    pair.wait_for_log(expected);
     let status = pair.ok(&["status"]);
     assert!(
         status.contains(expected) && status.contains("no_bad"),
@@ -439,15 +431,7 @@ fn exact_an_update_or_delete_that_finds_no_row_stops_replay_naming_table_key_and
         pair.provider.execute(&format!(
             "update t set v = '{marker}' where id = 1; {change}"
         ));
-        let deadline = Instant::now() + WAIT;
-        while !pair.replay_log().contains(expected) {
-            assert!(
-                Instant::now() < deadline,
-                "replay did not name the event of `{change}`:\n{}",
-                pair.replay_log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        pair.wait_for_log(expected);
         let status = pair.ok(&["status"]);
         assert!(
             status.contains(expected) && status.contains("found no row here"),
@@ -485,16 +469,7 @@ fn exact_without_the_replica_role_the_triggers_and_rules_that_fire_are_named() {
          grant select, insert, update, delete on all tables in schema londiste to owner",
     );
     pair.ok(&["provider", "add", "t"]);
-    let conf = std::fs::read_to_string(&pair.conf).unwrap();
-    let owner_conf = conf.replace(
-        &format!("subscriber_db = {}", pair.subscriber.connstr("postgres")),
-        &format!(
-            "subscriber_db = {} user=owner",
-            pair.subscriber.connstr("postgres")
-        ),
-    );
-    assert_ne!(conf, owner_conf);
-    std::fs::write(&pair.conf, owner_conf).unwrap();
+    pair.subscriber_as("owner");
     let named = "public.t: rule log_it, trigger stamp fire on every replayed row";
     let out = crate::util::skyrep()
         .arg(&pair.conf)
@@ -509,15 +484,7 @@ fn exact_without_the_replica_role_the_triggers_and_rules_that_fire_are_named() {
     // Replay meets the table (the copy had its triggers set aside).
     pair.provider
         .execute("insert into t values (1, 'one', null)");
-    let deadline = Instant::now() + WAIT;
-    while !pair.replay_log().contains(named) {
-        assert!(
-            Instant::now() < deadline,
-            "replay did not name them:\n{}",
-            pair.replay_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    pair.wait_for_log(named);
     let status = pair.ok(&["status"]);
     assert!(
         status.contains(

@@ -8,19 +8,6 @@ use crate::replay::{Pair, stop};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Waits until replay's log has `text`; panics with the log if it does not within [`WAIT`].
-fn wait_for_log(pair: &Pair, text: &str) {
-    let deadline = Instant::now() + WAIT;
-    while !pair.replay_log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "replay did not log `{text}`:\n{}",
-            pair.replay_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn exists(pair: &Pair, table: &str) -> bool {
     pair.subscriber
         .value(
@@ -62,10 +49,9 @@ fn a_script_queued_by_hand_is_never_run_on_the_subscriber() {
              insert into t values ({}, 'after')",
             name.len()
         ));
-        wait_for_log(
-            &pair,
-            &format!("script {name} was not run by `provider execute` ({why})"),
-        );
+        pair.wait_for_log(&format!(
+            "script {name} was not run by `provider execute` ({why})"
+        ));
         assert!(!exists(&pair, "pwned"));
         let status = pair.ok(&["status"]);
         assert!(
@@ -96,8 +82,7 @@ fn a_table_removal_queued_by_hand_is_never_applied() {
         "select pgq.insert_event('login', 'londiste.remove-table', 'public.t'); \
          insert into t values (1, 'after')",
     );
-    wait_for_log(
-        &pair,
+    pair.wait_for_log(
         "a removal of public.t, which the provider still replicates and did not remove in that transaction: not applied",
     );
     assert_eq!(pair.states().len(), 2, "{:?}", pair.states());

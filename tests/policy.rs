@@ -2,8 +2,6 @@
 //! never skips rows a policy hides from it (it runs with row_security off, so a policy that
 //! applies to it is an error); it goes on once the policy no longer applies to it.
 
-use std::time::{Duration, Instant};
-
 use crate::replay::{Pair, stop};
 
 #[test]
@@ -24,34 +22,14 @@ fn a_policy_that_hides_rows_from_replay_stops_it_instead_of_skipping_them() {
          alter table t enable row level security; alter table t force row level security; \
          create policy visible on t using (v <> 'hidden') with check (true)",
     );
-    let conf = std::fs::read_to_string(&pair.conf).unwrap();
-    let owner_conf = conf.replace(
-        &format!("subscriber_db = {}", pair.subscriber.connstr("postgres")),
-        &format!(
-            "subscriber_db = {} user=owner",
-            pair.subscriber.connstr("postgres")
-        ),
-    );
-    assert_ne!(conf, owner_conf, "the subscriber_db line was not found");
-    std::fs::write(&pair.conf, owner_conf).unwrap();
+    pair.subscriber_as("owner");
     // Added by the role replay runs as: the write guard lets that role's replay through.
     pair.ok(&["subscriber", "add", "--expect-sync", "t"]);
     let mut replay = pair.start_replay();
     pair.provider
         .execute("update t set v = 'changed' where id = 3; delete from t where id = 4");
     // The updated row is hidden from replay: its update is never skipped.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pair
-        .replay_log()
-        .contains("would be affected by row-level security")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "replay did not stop on the policy:\n{}",
-            pair.replay_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    pair.wait_for_log("would be affected by row-level security");
     // The owner no longer subject to the policy: replay goes on, hidden rows included.
     pair.subscriber
         .execute("alter table t no force row level security");

@@ -102,6 +102,31 @@ impl Pair {
         std::fs::read_to_string(self.dir.path().join("replay.log")).unwrap_or_default()
     }
 
+    /// Waits until replay's log has `text`; panics with the log if it does not in time.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.replay_log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "replay did not log `{text}`:\n{}",
+                self.replay_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Makes the config connect to the subscriber as `role`.
+    pub fn subscriber_as(&self, role: &str) {
+        let conf = std::fs::read_to_string(&self.conf).unwrap();
+        let line = format!("subscriber_db = {}", self.subscriber.connstr("postgres"));
+        assert!(conf.contains(&line), "no `{line}` in the config");
+        std::fs::write(
+            &self.conf,
+            conf.replace(&line, &format!("{line} user={role}")),
+        )
+        .unwrap();
+    }
+
     /// The merge state of each subscriber table.
     pub fn states(&self) -> Vec<(String, String)> {
         self.subscriber
@@ -751,14 +776,7 @@ fn indexes_foreign_keys_and_triggers_step_aside_during_a_copy_and_survive_a_kill
         .unwrap();
     let mut replay = pair.start_replay();
     pair.ok(&["subscriber", "add", "child", "parent"]);
-    let deadline = Instant::now() + WAIT;
-    while !pair
-        .replay_log()
-        .contains("public.child: copying from the provider")
-    {
-        assert!(Instant::now() < deadline, "{}", pair.replay_log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    pair.wait_for_log("public.child: copying from the provider");
     assert_eq!(
         extras(&pair),
         [
