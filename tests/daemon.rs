@@ -517,7 +517,96 @@ fn a_daemon_that_cannot_work_fails_its_start_saying_why() {
     let out = run(&["-d"], &conf, &["replay"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(consumers().as_deref(), Some("1"));
+    // `status` names the detached process, not the one that started it.
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let out = run(&[], &conf, &["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("Replay: running, pid {} on ", pid.trim())),
+        "{}",
+        text(&out)
+    );
     let out = run(&["-s"], &conf, &[]);
     assert!(out.status.success(), "{}", text(&out));
     wait_until(WAIT, "the daemon stopped", || !pidfile.exists());
+}
+
+#[test]
+fn a_consumer_is_registered_only_where_it_is_read_and_unregistered_without_its_subscriber() {
+    let pair = Pair::new("create table t (id int primary key)");
+    let consumers = || {
+        pair.provider.query_strings(
+            "postgres",
+            "select co_name from pgq.consumer join pgq.subscription on sub_consumer = co_id \
+             order by 1",
+        )
+    };
+    let good = std::fs::read_to_string(&pair.conf).unwrap();
+    let line = format!("subscriber_db = {}", pair.subscriber.connstr("postgres"));
+    let with_subscriber = |connstr: &str| {
+        std::fs::write(
+            &pair.conf,
+            good.replace(&line, &format!("subscriber_db = {connstr}")),
+        )
+        .unwrap();
+    };
+    // A typo in the database name: neither `subscriber register` nor replay registers.
+    with_subscriber(&pair.subscriber.connstr("postgrse"));
+    for command in [&["subscriber", "register"][..], &["replay"]] {
+        let out = run(&[], &pair.conf, command);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("postgrse"), "{}", text(&out));
+    }
+    assert!(consumers().is_empty(), "{:?}", consumers());
+    // A database without londiste: the same.
+    pair.subscriber.execute("create database bare");
+    with_subscriber(&pair.subscriber.connstr("bare"));
+    let out = run(&[], &pair.conf, &["subscriber", "register"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not set up: run `subscriber install` first"),
+        "{}",
+        text(&out)
+    );
+    assert!(consumers().is_empty(), "{:?}", consumers());
+
+    // Registered; replay applies a batch.
+    std::fs::write(&pair.conf, &good).unwrap();
+    pair.ok(&["provider", "add", "t"]);
+    pair.ok(&["subscriber", "add", "t", "--expect-sync"]);
+    pair.provider.execute("insert into t values (1)");
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("t", "id")]);
+    // Not while replay runs.
+    let (code, err) = pair.fails(&["subscriber", "unregister"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("replay of job login_sub is running") && err.contains("stop it first"),
+        "{err}"
+    );
+    assert_eq!(consumers().len(), 1);
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+    // A copy consumer left working for it (by a crash mid-copy) goes with it.
+    pair.provider
+        .execute("select pgq.register_consumer('login', 'login_sub.copy.public.t')");
+
+    // The subscriber gone: unregistering still frees the queue, and says what is left.
+    with_subscriber("host=127.0.0.1 port=1 dbname=postgres");
+    let out = run(&[], &pair.conf, &["subscriber", "unregister"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("run `subscriber unregister` again once it can be reached"),
+        "{}",
+        text(&out)
+    );
+    assert!(consumers().is_empty(), "{:?}", consumers());
+    let applied = || {
+        pair.subscriber
+            .value("postgres", "select count(*) from londiste.applied_ticks")
+    };
+    assert_eq!(applied().as_deref(), Some("1"));
+    // Once it is back, the same command clears its record too.
+    std::fs::write(&pair.conf, &good).unwrap();
+    pair.ok(&["subscriber", "unregister"]);
+    assert_eq!(applied().as_deref(), Some("0"));
 }

@@ -17,12 +17,17 @@ const SCHEMA: &str = "create table ledger (id bigint primary key, note text); \
 
 /// Runs `status` (with `--json` when asked); returns (exit code, stdout, stderr).
 fn status(pair: &Pair, json: bool) -> (i32, String, String) {
-    let mut cmd = skyrep();
-    cmd.arg(&pair.conf).arg("status");
-    if json {
-        cmd.arg("--json");
-    }
-    let out = cmd.output().expect("skyrep runs");
+    status_with(pair, if json { &["--json"] } else { &[] })
+}
+
+/// Runs `status` with `options`; returns (exit code, stdout, stderr).
+fn status_with(pair: &Pair, options: &[&str]) -> (i32, String, String) {
+    let out = skyrep()
+        .arg(&pair.conf)
+        .arg("status")
+        .args(options)
+        .output()
+        .expect("skyrep runs");
     (
         out.status.code().expect("skyrep exits normally"),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -85,10 +90,22 @@ fn replicating(pair: &Pair) -> Child {
     replay
 }
 
+/// `status` text of a run that could read everything while replay does not run: it fails
+/// saying so.
+fn status_without_replay(pair: &Pair) -> String {
+    let (code, out, err) = status(pair, false);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        one_error_line(&err).contains("replay of job login_sub is not running"),
+        "{err}"
+    );
+    out
+}
+
 #[test]
 fn status_of_a_fresh_setup() {
     let pair = Pair::new(SCHEMA);
-    let out = status_ok(&pair);
+    let out = status_without_replay(&pair);
     assert!(out.starts_with("Queue: login   Ticker: tick "), "{out}");
     assert!(out.contains("\nLocal node: login_sub\n"), "{out}");
     assert!(out.contains("\nprovider: host=127.0.0.1 port="), "{out}");
@@ -97,6 +114,7 @@ fn status_of_a_fresh_setup() {
     assert_eq!(
         local,
         [
+            "Replay: not running (never seen here)",
             "Tables: 0/0/0 ok/copying/other",
             "Not registered on the queue (`replay` or `subscriber register` registers it)"
         ],
@@ -106,18 +124,27 @@ fn status_of_a_fresh_setup() {
     pair.ok(&["provider", "add", "ledger", "big"]);
     pair.ok(&["subscriber", "add", "ledger", "--expect-sync"]);
     pair.ok(&["subscriber", "add", "big"]);
-    let out = status_ok(&pair);
+    let out = status_without_replay(&pair);
     assert!(out.contains("  |      Tables: 2\n"), "{out}");
     let local = node_lines(&out, "login_sub (this subscriber)");
-    assert_eq!(local.len(), 2, "{out}");
-    assert_eq!(local[0], "Tables: 1/0/1 ok/copying/other", "{out}");
+    assert_eq!(local.len(), 3, "{out}");
+    assert_eq!(local[1], "Tables: 1/0/1 ok/copying/other", "{out}");
     assert!(
-        local[1].starts_with("Lag: ") && local[1].ends_with(", Pending: 0 events"),
+        local[2].starts_with("Lag: ") && local[2].ends_with(", Pending: 0 events"),
         "{out}"
     );
 
     let (code, json) = status_json(&pair);
-    assert_eq!(code, 0, "{json}");
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(
+        json["problems"],
+        serde_json::json!([
+            "replay of job login_sub is not running (never seen here): start it with `replay` \
+             (or its service)"
+        ])
+    );
+    assert_eq!(json["subscriber"]["replay"]["running"], false);
+    assert_eq!(json["subscriber"]["replay"]["pid"], Value::Null);
     assert_eq!(json["queue"], "login");
     assert_eq!(json["node"], "login_sub");
     assert_eq!(json["complete"], true);
@@ -152,13 +179,17 @@ fn status_while_replaying_shows_every_consumer_with_its_lag() {
     pair.wait_equal(&[("ledger", "id")]);
     let out = status_ok(&pair);
     let local = node_lines(&out, "login_sub (this subscriber)");
-    assert_eq!(local[0], "Tables: 2/0/0 ok/copying/other", "{out}");
-    assert!(local[1].starts_with("Lag: "), "{out}");
     assert!(
-        local[2].starts_with("Copy public.parked: Lag: "),
+        local[0].starts_with(&format!("Replay: running, pid {} on ", replay.id())),
+        "{out}"
+    );
+    assert_eq!(local[1], "Tables: 2/0/0 ok/copying/other", "{out}");
+    assert!(local[2].starts_with("Lag: "), "{out}");
+    assert!(
+        local[3].starts_with("Copy public.parked: Lag: "),
         "the copy consumer is shown under its node: {out}"
     );
-    assert_eq!(local.len(), 3, "no error is shown: {out}");
+    assert_eq!(local.len(), 4, "no error is shown: {out}");
     let other = node_lines(&out, "other_sub");
     assert_eq!(other.len(), 2, "{out}");
     assert!(other[0].starts_with("Lag: "), "{out}");
@@ -364,7 +395,10 @@ fn status_shows_the_side_it_can_reach_and_exits_1() {
     );
     assert_eq!(
         node_lines(&out, "login_sub (this subscriber)"),
-        ["Tables: 1/0/0 ok/copying/other"],
+        [
+            "Replay: not running (never seen here)",
+            "Tables: 1/0/0 ok/copying/other"
+        ],
         "{out}"
     );
     assert!(one_error_line(&err).contains("provider_db"), "{err}");
@@ -374,4 +408,125 @@ fn status_shows_the_side_it_can_reach_and_exits_1() {
     assert_eq!(json["consumers"][0]["registered"], Value::Null);
     assert_eq!(json["consumers"][0]["lag"], Value::Null);
     assert_eq!(json["consumers"][0]["errors"], serde_json::json!([]));
+}
+
+#[test]
+fn status_knows_whether_replay_runs_counts_unticked_events_and_checks_the_lag() {
+    let pair = Pair::new(SCHEMA);
+    let mut replay = replicating(&pair);
+    let pid = replay.id();
+    let out = status_ok(&pair);
+    let local = node_lines(&out, "login_sub (this subscriber)");
+    assert!(
+        local[0].starts_with(&format!("Replay: running, pid {pid} on "))
+            && local[0].contains(", last batch "),
+        "{out}"
+    );
+    let (code, json) = status_json(&pair);
+    assert_eq!(code, 0, "{json}");
+    let running = &json["subscriber"]["replay"];
+    assert_eq!(running["running"], true, "{json}");
+    assert_eq!(running["pid"], pid, "{json}");
+    assert_eq!(running["version"], env!("CARGO_PKG_VERSION"), "{json}");
+    assert!(running["heartbeat_age"].as_f64().unwrap() >= 0.0, "{json}");
+    assert!(running["last_batch_age"].is_f64(), "{json}");
+    assert_eq!(json["problems"], serde_json::json!([]));
+    let (code, out, err) = status_with(&pair, &["--max-lag", "3600"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Killed: the server lets its lock go with its connection, and status fails at once.
+    stop(&mut replay, libc::SIGKILL);
+    wait_until(WAIT, "status sees replay gone", || {
+        status(&pair, false).0 == 1
+    });
+    let (_, out, err) = status(&pair, false);
+    let local = node_lines(&out, "login_sub (this subscriber)");
+    assert!(
+        local[0].starts_with("Replay: not running (last seen ")
+            && local[0].ends_with(&format!(" ago, pid {pid} on {})", hostname())),
+        "{out}"
+    );
+    let line = one_error_line(&err);
+    assert!(
+        line.contains("replay of job login_sub is not running (last seen "),
+        "{err}"
+    );
+    let (code, json) = status_json(&pair);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["subscriber"]["replay"]["running"], false, "{json}");
+    assert_eq!(json["subscriber"]["replay"]["pid"], pid, "{json}");
+
+    // Events written since are pending, though no ticker runs to tick them.
+    pair.provider
+        .execute("insert into ledger values (2, 'two'), (3, 'three')");
+    let (_, out, _) = status(&pair, false);
+    let local = node_lines(&out, "login_sub (this subscriber)");
+    assert!(
+        local.iter().any(
+            |l| l.starts_with("Lag: ") && l.ends_with(", Pending: 2 events (2 not yet ticked)")
+        ),
+        "{out}"
+    );
+    assert_eq!(status_json(&pair).1["consumers"][0]["pending_events"], 2);
+
+    // No tick for long while events wait: the ticker is named, and the lag is over the limit.
+    pair.provider
+        .execute("update pgq.tick set tick_time = tick_time - interval '1 hour'");
+    let (code, out, err) = status_with(&pair, &["--max-lag", "60"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("WARN: no tick for 1h")
+            && l.contains(" while 2 events wait: is a ticker running")),
+        "{out}"
+    );
+    let line = one_error_line(&err);
+    assert!(
+        line.contains("is not running") && line.contains("is over --max-lag 1m0s"),
+        "{err}"
+    );
+    let (code, out, _) = status_with(&pair, &["--json", "--max-lag", "60"]);
+    assert_eq!(code, 1);
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert!(json["lag"].as_f64().unwrap() > 3600.0, "{json}");
+    assert_eq!(json["max_lag"], 60.0, "{json}");
+    assert_eq!(json["problems"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json["provider"]["ticker"]["stalled"], true, "{json}");
+
+    // A consumer that has not read for two hours is marked: the queue keeps every event for it.
+    pair.provider.execute(
+        "select pgq.register_consumer('login', 'gone_sub'); \
+         update pgq.subscription set sub_active = now() - interval '2 hours' \
+          where sub_consumer = (select co_id from pgq.consumer where co_name = 'gone_sub')",
+    );
+    let (_, out, _) = status(&pair, false);
+    let gone = node_lines(&out, "gone_sub");
+    assert!(
+        gone.iter()
+            .any(|l| l.starts_with("STALE: not read for 2h0m")),
+        "{out}"
+    );
+    let json = status_json(&pair).1;
+    assert_eq!(json["consumers"][0]["stale"], false, "{json}");
+    assert_eq!(json["consumers"][1]["name"], "gone_sub", "{json}");
+    assert_eq!(json["consumers"][1]["stale"], true, "{json}");
+
+    // Started again: it catches up, and status passes (a stale consumer of another job does
+    // not fail it).
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("ledger", "id")]);
+    wait_until(WAIT, "status passes again", || {
+        status_with(&pair, &["--max-lag", "60"]).0 == 0
+    });
+    let json = status_json(&pair).1;
+    assert_eq!(json["subscriber"]["replay"]["pid"], replay.id(), "{json}");
+    assert_eq!(json["provider"]["ticker"]["stalled"], false, "{json}");
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
+/// This machine's name, as the daemon records it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }

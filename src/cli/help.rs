@@ -73,9 +73,12 @@ Commands:
   subscriber restore-triggers TABLE [TRIGGER]
                     put the triggers set aside on TABLE back now
   subscriber register
-                    register the job's consumer on the provider queue
+                    register the job's consumer on the provider queue (once the
+                    subscriber is set up)
   subscriber unregister
-                    remove it and forget the position it had applied up to
+                    remove it, and its copy consumers, and forget the position it
+                    had applied up to (not while replay runs; works with the
+                    subscriber unreachable)
   subscriber skip-execute FILE.sql
                     let replay pass over that queued script instead of running it
   tables, add-table, remove-table, add-seq, remove-seq, seqs
@@ -84,13 +87,18 @@ Commands:
 
   compare [TABLE...]
                     wait until replay has caught up (provider locked at most
-                    lock_timeout), then count and checksum both sides; exit 1 if any differ
+                    lock_timeout; refused at once when replay does not run or is
+                    further behind), then count and checksum both sides; exit 1 if
+                    any differ
   repair [TABLE...] [--apply] [--dir DIR]
                     the same wait, then a row-by-row diff written as SQL to
                     DIR/fix.JOB.SCHEMA.TABLE.sql, mode 0600 (DIR: default the
                     current directory; --apply: also run it on the subscriber)
-  status [--json]   the queue, the ticker and every consumer with its lag, this
-                    subscriber's tables ok/copying/other and last errors
+  status [--json] [--max-lag SECONDS]
+                    whether replay runs, the queue, the ticker and every consumer
+                    with its lag and pending events, this subscriber's tables
+                    ok/copying/other and last errors; exit 1 when replay does not
+                    run or (--max-lag) the lag is over SECONDS
 
 Exit codes: 0 success, 1 the command failed, 2 usage or config error.
 See skyrep(1) and skyrep(5).

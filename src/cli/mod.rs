@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use lexopt::prelude::*;
@@ -133,6 +134,7 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     let mut dest_table: Option<String> = None;
     let mut copy_condition: Option<String> = None;
     let mut dir: Option<PathBuf> = None;
+    let mut max_lag: Option<Duration> = None;
     let mut control: Option<Control> = None;
     let mut early: Option<Action> = None;
     let mut words: Vec<String> = Vec::new();
@@ -155,6 +157,9 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
                 copy_condition = Some(text_value(&mut parser, "copy-condition")?);
             }
             Long("dir") if words.len() >= 2 => dir = Some(PathBuf::from(parser.value()?)),
+            Long("max-lag") if words.len() >= 2 => {
+                max_lag = Some(seconds_value(&text_value(&mut parser, "max-lag")?)?);
+            }
             Long(name) if words.len() >= 2 && FLAGS.contains(&name) => {
                 let flag = FLAGS.iter().find(|f| **f == name).expect("just checked");
                 flags.push(flag);
@@ -237,6 +242,9 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
     if dir.is_some() && name != "repair" {
         return Err(usage(format!("`{name}` does not take --dir")));
     }
+    if max_lag.is_some() && name != "status" {
+        return Err(usage(format!("`{name}` does not take --max-lag")));
+    }
     let mut command = build(&name, rest, &flags)?;
     if let Command::Subscriber(subscriber::Command::Add { options, .. }) = &mut command {
         options.dest_table = dest_table;
@@ -246,6 +254,11 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
         (&mut command, dir)
     {
         *to = dir;
+    }
+    if let (Command::Verify(verify::Command::Status { max_lag: to, .. }), Some(limit)) =
+        (&mut command, max_lag)
+    {
+        *to = Some(limit);
     }
     if daemon && !command.is_daemon() {
         return Err(usage(format!(
@@ -268,6 +281,16 @@ fn text_value(parser: &mut lexopt::Parser, name: &str) -> Result<String> {
         .value()?
         .into_string()
         .map_err(|v| usage(format!("--{name} {v:?} is not valid UTF-8")))
+}
+
+/// `--max-lag`'s value: a number of seconds, not negative.
+fn seconds_value(text: &str) -> Result<Duration> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(usage(format!(
+            "--max-lag {text:?}: want a number of seconds, e.g. --max-lag 30"
+        ))),
+    }
 }
 
 /// One of `-s`, `-k`, `-r`; two different ones are a usage error.
@@ -553,11 +576,41 @@ mod tests {
         );
         assert_eq!(
             run(&["a.ini", "status", "--json"]),
-            Command::Verify(verify::Command::Status { json: true })
+            Command::Verify(verify::Command::Status {
+                json: true,
+                max_lag: None
+            })
         );
         assert_eq!(
             run(&["a.ini", "status"]),
-            Command::Verify(verify::Command::Status { json: false })
+            Command::Verify(verify::Command::Status {
+                json: false,
+                max_lag: None
+            })
+        );
+        assert_eq!(
+            run(&["a.ini", "status", "--max-lag", "2.5", "--json"]),
+            Command::Verify(verify::Command::Status {
+                json: true,
+                max_lag: Some(Duration::from_millis(2500))
+            })
+        );
+        assert_eq!(
+            run(&["a.ini", "status", "--max-lag=30"]),
+            Command::Verify(verify::Command::Status {
+                json: false,
+                max_lag: Some(Duration::from_secs(30))
+            })
+        );
+        for bad in ["soon", "-1", "inf", "NaN", ""] {
+            assert!(
+                fails(&["a.ini", "status", "--max-lag", bad]).contains("want a number of seconds"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            fails(&["a.ini", "compare", "--max-lag", "5"]),
+            "`compare` does not take --max-lag"
         );
         assert_eq!(
             fails(&["a.ini", "status", "t"]),

@@ -6,7 +6,8 @@ use anyhow::Result;
 use super::args::{check_flags, no_args, some_seqs, some_tables};
 use crate::base::error::usage;
 use crate::config::Config;
-use crate::replay::subscriber::{AddOptions, Subscriber};
+use crate::replay::job::Job;
+use crate::replay::subscriber::{self, AddOptions, Subscriber};
 
 /// A `subscriber` command with its arguments.
 #[derive(Debug, PartialEq, Eq)]
@@ -167,6 +168,9 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
 impl Command {
     /// Runs the command with `config`.
     pub(super) fn run(self, config: &Config) -> Result<()> {
+        if self == Command::Unregister {
+            return subscriber::unregister(&Job::from_config(config)?);
+        }
         let mut subscriber = Subscriber::connect(config)?;
         match self {
             Command::Install => subscriber.install(),
@@ -184,7 +188,7 @@ impl Command {
                 subscriber.restore_triggers(&table, trigger.as_deref())
             }
             Command::Register => subscriber.register(),
-            Command::Unregister => subscriber.unregister(),
+            Command::Unregister => unreachable!("run without the subscriber above"),
             Command::SkipExecute { script } => subscriber.skip_execute(&script),
         }
     }

@@ -1,6 +1,7 @@
 //! `check`, `compare`, `repair` and `status`: the commands that look at a job from outside.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -31,6 +32,8 @@ pub enum Command {
     Status {
         /// One JSON object instead of text.
         json: bool,
+        /// `--max-lag SECONDS`: fail when this subscriber's lag is over it.
+        max_lag: Option<Duration>,
     },
 }
 
@@ -55,6 +58,7 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
             &args,
             Command::Status {
                 json: flags.contains(&"json"),
+                max_lag: None,
             },
         )?,
         other => unreachable!("`{other}` is listed in COMMANDS but not built"),
@@ -68,7 +72,7 @@ impl Command {
             Command::Check => check::run(config),
             Command::Compare { tables } => compare::compare(config, &tables),
             Command::Repair { tables, apply, dir } => repair::repair(config, &tables, apply, &dir),
-            Command::Status { json } => status::run(config, json),
+            Command::Status { json, max_lag } => status::run(config, json, max_lag),
         }
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use postgres::config::{ChannelBinding, TargetSessionAttrs};
+use postgres::error::{Severity, SqlState};
 use postgres::{CancelToken, Client, GenericClient};
 
 use connstr::{Resolved, is_socket_dir};
@@ -128,9 +129,25 @@ fn build_config(name: &str, conn: &Resolved) -> Result<postgres::Config> {
     }
     let name = name.to_string();
     config.notice_callback(move |notice| {
-        log::info!("{name}: {}: {}", notice.severity(), notice.message());
+        let level = notice_level(notice.parsed_severity(), notice.code());
+        log::log!(level, "{name}: {}: {}", notice.severity(), notice.message());
     });
     Ok(config)
+}
+
+/// The log level of a server notice: a WARNING is one, except those that only say a
+/// transaction command found no transaction (or one already) where skyrep ends or starts
+/// one to be sure; NOTICEs (`... does not exist, skipping`) and the rest are debug output.
+fn notice_level(severity: Option<Severity>, code: &SqlState) -> log::Level {
+    match severity {
+        Some(Severity::Warning)
+            if *code != SqlState::NO_ACTIVE_SQL_TRANSACTION
+                && *code != SqlState::ACTIVE_SQL_TRANSACTION =>
+        {
+            log::Level::Warn
+        }
+        _ => log::Level::Debug,
+    }
 }
 
 /// Whether relation `name` exists.

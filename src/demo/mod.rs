@@ -369,7 +369,7 @@ fn while_replaying<'scope>(
 
     tour.step("Status: the queue and its ticker, the consumers, the subscriber's tables")?;
     tour.command("status")?;
-    status::run(config, false)?;
+    status::run(config, false, None)?;
 
     tour.step(
         "Comparing both sides: row count and checksum of each table at the same point of the stream",

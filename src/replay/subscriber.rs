@@ -1,5 +1,5 @@
 //! Subscriber side commands: `subscriber install | add | remove | tables | register |
-//! unregister`.
+//! unregister` (the last with only the provider reachable, see [`unregister`]).
 //!
 //! `subscriber add` checks each table against the provider (registered there, present here
 //! with a primary key and the same columns) and records it in `londiste.subscriber_tables`
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use postgres::{Client, GenericClient};
 
-use crate::base::error::usage;
+use crate::base::error::{one_line, usage};
 use crate::base::names::{TableName, quote_ident};
 use crate::base::output;
 use crate::capture::provider::{check_table, parse_names};
@@ -23,6 +23,8 @@ use crate::db::connstr::Resolved;
 use crate::db::{self, to_regclass};
 use crate::queue::install;
 use crate::replay::aside;
+use crate::replay::job::Job;
+use crate::replay::lock;
 use crate::replay::protect;
 use crate::replay::state::{SubscriberTable, load_tables};
 
@@ -434,8 +436,10 @@ impl Subscriber {
         Ok(())
     }
 
-    /// `subscriber register`: registers this job's consumer on the provider queue.
+    /// `subscriber register`: registers this job's consumer on the provider queue, once the
+    /// subscriber is known to be set up (a consumer nothing reads keeps every event).
     pub fn register(&mut self) -> Result<()> {
+        check_installed(&mut self.subscriber)?;
         let (queue, consumer) = (self.queue.clone(), self.consumer.clone());
         let n: i32 = self
             .provider()?
@@ -452,35 +456,83 @@ impl Subscriber {
         );
         Ok(())
     }
+}
 
-    /// `subscriber unregister`: removes this job's consumer from the provider queue and
-    /// forgets the applied position here, so a later registration starts afresh.
-    pub fn unregister(&mut self) -> Result<()> {
-        let (queue, consumer) = (self.queue.clone(), self.consumer.clone());
-        let n: i32 = self
-            .provider()?
-            .query_one(
-                "select pgq.unregister_consumer($1, $2)",
-                &[&queue, &consumer],
-            )
-            .with_context(|| format!("unregistering consumer {consumer} from queue {queue}"))?
-            .get(0);
-        if to_regclass(&mut self.subscriber, "londiste.applied_ticks")? {
-            self.subscriber.execute(
-                "delete from londiste.applied_ticks where queue_name = $1 and consumer_name = $2",
-                &[&queue, &consumer],
-            )?;
+/// `subscriber unregister`: removes the job's consumer, and the copy consumers working for it,
+/// from the provider's queue, and then forgets the position applied up to in the subscriber,
+/// so that a later registration starts afresh. Refuses while the job's replay runs. Works
+/// with the subscriber unreachable (a consumer registered by mistake, or whose subscriber is
+/// gone, would make the queue keep every event): the subscriber's record is then left, with
+/// a warning saying to run this again once it is reachable.
+pub fn unregister(job: &Job) -> Result<()> {
+    let (queue, consumer) = (&job.queue, &job.consumer);
+    let mut subscriber = match db::connect("subscriber_db", &job.subscriber) {
+        Ok(client) => Some(client),
+        Err(e) => {
+            log::warn!("{}", one_line(&e));
+            None
         }
-        log::info!(
-            "consumer {consumer} {} queue {queue}",
-            if n > 0 {
-                "unregistered from"
-            } else {
-                "was not registered on"
-            }
+    };
+    if let Some(client) = &mut subscriber
+        && let Some(pid) = lock::holder_pid(client, job)?
+    {
+        bail!(
+            "replay of job {consumer} is running (the subscriber's backend pid {pid} holds its \
+             lock): stop it first (`skyrep -s CONFIG`, or stop its service)"
         );
-        Ok(())
     }
+    let mut provider = db::connect("provider_db", &job.provider)?;
+    let mut tx = provider.transaction()?;
+    let copies: Vec<String> = tx
+        .query(
+            "select consumer_name from pgq.get_consumer_info($1) \
+             where pg_catalog.starts_with(consumer_name, $2 || '.copy.')",
+            &[queue, consumer],
+        )
+        .with_context(|| format!("reading the consumers of queue {queue}"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut unregistered = 0;
+    for name in copies.iter().chain(std::iter::once(consumer)) {
+        let n: i32 = tx
+            .query_one("select pgq.unregister_consumer($1, $2)", &[queue, name])
+            .with_context(|| format!("unregistering consumer {name} from queue {queue}"))?
+            .get(0);
+        unregistered += n;
+    }
+    tx.commit()
+        .with_context(|| format!("unregistering consumer {consumer} from queue {queue}"))?;
+    log::info!(
+        "consumer {consumer} {} queue {queue}{}",
+        if unregistered > 0 {
+            "unregistered from"
+        } else {
+            "was not registered on"
+        },
+        match copies.len() {
+            0 => String::new(),
+            n => format!(", with its {n} copy consumer(s)"),
+        }
+    );
+    match &mut subscriber {
+        Some(client) => {
+            if to_regclass(client, "londiste.applied_ticks")? {
+                client
+                    .execute(
+                        "delete from londiste.applied_ticks \
+                         where queue_name = $1 and consumer_name = $2",
+                        &[queue, consumer],
+                    )
+                    .context("forgetting the applied position in the subscriber")?;
+            }
+        }
+        None => log::warn!(
+            "the subscriber still records the position it applied up to: run `subscriber \
+             unregister` again once it can be reached, before registering the job again"
+        ),
+    }
+    Ok(())
 }
 
 /// Unregisters `table` (the provider's name) for `queue` and drops the write guard from its

@@ -49,6 +49,7 @@ pub fn run(job: &Job, config: &Config, stop: Receiver<()>, mut lock: ReplayLock)
     let threads = job.parallel_copies.get().max(MAX_COPY_THREADS);
     let (copy_wake, copy_woken) = bounded::<()>(threads as usize);
     let pool = copy::Pool::new(copy_woken, wake.clone());
+    lock.beat(job)?;
     log::info!(
         "replaying queue {} from {} to {} as {}",
         job.queue,

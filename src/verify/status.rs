@@ -7,8 +7,17 @@
 //! temporary consumer (`CONSUMER.copy.SCHEMA.TABLE`) is shown under the node it works for.
 //! When one side cannot be read, the other is still shown, that side is marked with its error,
 //! and the command fails (exit code 1) after printing.
+//!
+//! Whether replay runs is the job's lock in the subscriber ([`lock::holder_pid`]): held exactly
+//! while a process runs the job, and let go by the server when that process dies, whatever
+//! killed it. Its heartbeat row (`londiste.replay_daemons`) says which process, and when it
+//! was last seen. `status` fails after printing while replay does not run, and, with
+//! `--max-lag`, while this subscriber's lag is over the limit, so that monitoring can use the
+//! exit code alone. Events not yet ticked count as pending, and a consumer that has not read
+//! for an hour is marked stale: the queue keeps every event for it.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use postgres::Client;
@@ -20,12 +29,21 @@ use crate::config::Config;
 use crate::db;
 use crate::replay::apply::{fire_on_replay, may_set_replica_role};
 use crate::replay::job::Job;
+use crate::replay::lock;
 use crate::replay::session::Thread;
 use crate::replay::state::{MergeState, load_tables};
 
+/// A consumer that has not read for this long is stale.
+const STALE_AFTER: f64 = 3600.0;
+
+/// No tick for this long past the queue's `ticker_max_lag` while events wait: the ticker does
+/// not seem to run.
+const TICKER_SLACK: f64 = 10.0;
+
 /// Runs `status`: prints the report as text or, with `json`, as one JSON object; fails after
-/// printing when a database could not be read.
-pub fn run(config: &Config, json: bool) -> Result<()> {
+/// printing when a database could not be read, replay does not run, or (with `max_lag`,
+/// seconds) this subscriber's lag is over `max_lag`.
+pub fn run(config: &Config, json: bool, max_lag: Option<Duration>) -> Result<()> {
     let job = Job::from_config(config)?;
     let report = Report {
         provider: read_side("provider_db", &job.provider, |c| read_provider(c, &job)),
@@ -33,6 +51,7 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
             read_subscriber(c, &job)
         }),
         job,
+        max_lag: max_lag.map(|d| d.as_secs_f64()),
     };
     if json {
         let text = serde_json::to_string_pretty(&report.json()).context("writing JSON")?;
@@ -40,10 +59,12 @@ pub fn run(config: &Config, json: bool) -> Result<()> {
     } else {
         output::text(&report.text())?;
     }
-    let failed: Vec<&str> = [report.provider.error(), report.subscriber.error()]
+    let mut failed: Vec<String> = [report.provider.error(), report.subscriber.error()]
         .into_iter()
         .flatten()
+        .map(str::to_string)
         .collect();
+    failed.extend(report.problems());
     if !failed.is_empty() {
         bail!("{}", failed.join("; "));
     }
@@ -113,8 +134,20 @@ struct Ticker {
     last_tick: Option<i64>,
     lag: Option<f64>,
     events_per_sec: Option<f64>,
+    /// Events not yet ticked.
     new_events: Option<i64>,
     paused: Option<bool>,
+    /// The queue's `ticker_max_lag`, seconds.
+    max_lag: Option<f64>,
+}
+
+impl Ticker {
+    /// Seconds without a tick while events wait, where that is past what the queue allows:
+    /// the ticker does not seem to run.
+    fn stalled(&self) -> Option<f64> {
+        let (lag, new) = (self.lag?, self.new_events?);
+        (new > 0 && self.paused != Some(true) && lag > self.max_lag? + TICKER_SLACK).then_some(lag)
+    }
 }
 
 /// One row of `pgq.get_consumer_info`.
@@ -142,7 +175,7 @@ fn read_provider(client: &mut Client, job: &Job) -> Result<ProviderInfo> {
     let row = client
         .query_opt(
             "select last_tick_id, extract(epoch from ticker_lag)::float8, ev_per_sec, ev_new, \
-                    queue_ticker_paused \
+                    queue_ticker_paused, extract(epoch from queue_ticker_max_lag)::float8 \
              from pgq.get_queue_info($1)",
             &[queue],
         )
@@ -154,6 +187,7 @@ fn read_provider(client: &mut Client, job: &Job) -> Result<ProviderInfo> {
         events_per_sec: row.get(2),
         new_events: row.get(3),
         paused: row.get(4),
+        max_lag: row.get(5),
     };
     let consumers = client
         .query(
@@ -195,8 +229,13 @@ fn read_provider(client: &mut Client, job: &Job) -> Result<ProviderInfo> {
     })
 }
 
-/// This subscriber's view: its tables, how far it has applied, its threads' last errors.
+/// This subscriber's view: whether replay runs, its tables, how far it has applied, its
+/// threads' last errors.
 struct SubscriberInfo {
+    /// The backend pid of the session that holds the job's lock: Some while replay runs.
+    lock_holder: Option<i32>,
+    /// The job's heartbeat row, where one was written.
+    daemon: Option<Daemon>,
     counts: Counts,
     applied_tick: Option<i64>,
     /// Seconds since the last batch was applied.
@@ -206,6 +245,24 @@ struct SubscriberInfo {
     /// Where replay may not set the replica role: the triggers and rules that fire on its
     /// rows, as `TABLE: trigger NAME`.
     fire_on_replay: Vec<String>,
+}
+
+/// A row of `londiste.replay_daemons`: the process that runs, or last ran, the job.
+struct Daemon {
+    host: String,
+    pid: i32,
+    version: String,
+    /// ISO 8601.
+    started_at: String,
+    /// Seconds since the last heartbeat.
+    beat_age: f64,
+}
+
+impl Daemon {
+    /// `pid N on HOST`.
+    fn process(&self) -> String {
+        format!("pid {} on {}", self.pid, self.host)
+    }
 }
 
 /// Tables by merge state, as `ok/copying/other`.
@@ -237,6 +294,32 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
     if !has_londiste {
         bail!("londiste is not installed: run `subscriber install`");
     }
+    let lock_holder = lock::holder_pid(client, job)?;
+    let has_daemons: bool = client
+        .query_one(
+            "select pg_catalog.to_regclass('londiste.replay_daemons') is not null",
+            &[],
+        )?
+        .get(0);
+    let daemon = if has_daemons {
+        client
+            .query_opt(
+                "select host, pid, version, to_json(started_at) #>> '{}', \
+                        extract(epoch from now() - beat_at)::float8 \
+                 from londiste.replay_daemons where queue_name = $1 and consumer_name = $2",
+                &[&job.queue, &job.consumer],
+            )
+            .context("reading the heartbeat")?
+            .map(|r| Daemon {
+                host: r.get(0),
+                pid: r.get(1),
+                version: r.get(2),
+                started_at: r.get(3),
+                beat_age: r.get::<_, f64>(4).max(0.0),
+            })
+    } else {
+        None
+    };
     let mut counts = Counts::default();
     let tables = load_tables(client, &job.queue)?;
     let mut fire = Vec::new();
@@ -293,6 +376,8 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
         None
     };
     Ok(SubscriberInfo {
+        lock_holder,
+        daemon,
         counts,
         applied_tick: applied.as_ref().map(|r| r.get(0)),
         applied_age: applied.as_ref().map(|r| r.get(1)),
@@ -316,9 +401,71 @@ struct Report {
     job: Job,
     provider: Side<ProviderInfo>,
     subscriber: Side<SubscriberInfo>,
+    /// `--max-lag`, seconds.
+    max_lag: Option<f64>,
 }
 
 impl Report {
+    /// What makes `status` fail besides a side it could not read: replay not running, the
+    /// lag over `--max-lag`.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(s) = self.subscriber.read()
+            && s.lock_holder.is_none()
+        {
+            problems.push(format!(
+                "replay of job {} is not running ({}): start it with `replay` (or its service)",
+                self.job.consumer,
+                last_seen(s.daemon.as_ref())
+            ));
+        }
+        if let Some(limit) = self.max_lag {
+            match self.lag() {
+                Some(lag) if lag > limit => problems.push(format!(
+                    "lag {} is over --max-lag {}",
+                    seconds(Some(lag)),
+                    seconds(Some(limit))
+                )),
+                Some(_) => {}
+                None if self.provider.read().is_some() => problems.push(format!(
+                    "lag unknown: consumer {} is not registered on queue {}",
+                    self.job.consumer, self.job.queue
+                )),
+                // The provider's own error says why.
+                None => {}
+            }
+        }
+        problems
+    }
+
+    /// This subscriber's lag, seconds, from the provider.
+    fn lag(&self) -> Option<f64> {
+        let provider = self.provider.read()?;
+        let local = provider
+            .consumers
+            .iter()
+            .find(|c| c.name == self.job.consumer)?;
+        local.lag
+    }
+
+    /// Events `c` has yet to read, those not yet ticked included.
+    fn pending(&self, c: &ConsumerInfo) -> Option<i64> {
+        let new = self.provider.read().and_then(|p| p.ticker.new_events);
+        Some(c.pending_events? + new.unwrap_or(0))
+    }
+
+    /// The `Pending: ...` part of a consumer's line.
+    fn pending_text(&self, c: &ConsumerInfo) -> String {
+        let new = self.provider.read().and_then(|p| p.ticker.new_events);
+        match new {
+            Some(new) if new > 0 => format!(
+                "Pending: {} events ({new} not yet ticked)",
+                number(self.pending(c))
+            ),
+            _ => format!("Pending: {} events", number(self.pending(c))),
+        }
+    }
+
     /// This subscriber's node first, then the queue's other consumers by name; each copy
     /// consumer under the consumer whose name it starts with.
     fn nodes(&self) -> Vec<Node<'_>> {
@@ -358,6 +505,17 @@ impl Report {
             None => "unknown".to_string(),
         };
         let _ = writeln!(out, "Queue: {}   Ticker: {ticker}", self.job.queue);
+        if let Some(p) = self.provider.read()
+            && let Some(lag) = p.ticker.stalled()
+        {
+            let _ = writeln!(
+                out,
+                "WARN: no tick for {} while {} events wait: is a ticker running (`replay` with \
+                 ticker = on, `ticker`, or pgqd)?",
+                seconds(Some(lag)),
+                number(p.ticker.new_events)
+            );
+        }
         let _ = writeln!(out, "Local node: {}\n", self.job.consumer);
         let _ = writeln!(out, "provider: {}", self.job.provider.describe());
         let provider_lines = match &self.provider {
@@ -397,6 +555,7 @@ impl Report {
         let subscriber = if node.local {
             match &self.subscriber {
                 Side::Read(s) => {
+                    lines.push(self.replay_line(s));
                     let c = &s.counts;
                     lines.push(format!(
                         "Tables: {}/{}/{} ok/copying/other",
@@ -413,12 +572,21 @@ impl Report {
             None
         };
         match (node.consumer, self.provider.read(), subscriber) {
-            (Some(c), _, _) => lines.push(format!(
-                "Lag: {}, Tick: {}, Pending: {} events",
-                seconds(c.lag),
-                number(c.last_tick),
-                number(c.pending_events)
-            )),
+            (Some(c), _, _) => {
+                lines.push(format!(
+                    "Lag: {}, Tick: {}, {}",
+                    seconds(c.lag),
+                    number(c.last_tick),
+                    self.pending_text(c)
+                ));
+                if is_stale(c) {
+                    lines.push(format!(
+                        "STALE: not read for {}, and the queue keeps every event for it: if it \
+                         is gone, unregister it (`subscriber unregister` with its config)",
+                        seconds(c.last_seen)
+                    ));
+                }
+            }
             (None, Some(_), _) => lines.push(
                 "Not registered on the queue (`replay` or `subscriber register` registers it)"
                     .to_string(),
@@ -435,10 +603,10 @@ impl Report {
         }
         for (table, c) in &node.copies {
             lines.push(format!(
-                "Copy {table}: Lag: {}, Tick: {}, Pending: {} events",
+                "Copy {table}: Lag: {}, Tick: {}, {}",
                 seconds(c.lag),
                 number(c.last_tick),
-                number(c.pending_events)
+                self.pending_text(c)
             ));
         }
         if let Some(s) = subscriber {
@@ -473,6 +641,27 @@ impl Report {
         lines
     }
 
+    /// `Replay: running, pid N on HOST, last batch 0.3s ago` or `Replay: not running (...)`.
+    fn replay_line(&self, s: &SubscriberInfo) -> String {
+        if s.lock_holder.is_none() {
+            return format!("Replay: not running ({})", last_seen(s.daemon.as_ref()));
+        }
+        let process = match &s.daemon {
+            Some(d) if d.beat_age > STALE_BEAT => format!(
+                "{}, no heartbeat for {}: busy with a long batch, or stuck",
+                d.process(),
+                seconds(Some(d.beat_age))
+            ),
+            Some(d) => d.process(),
+            None => "process unknown (run `subscriber install` to upgrade)".to_string(),
+        };
+        let batch = match s.applied_age {
+            Some(age) => format!("last batch {} ago", seconds(Some(age))),
+            None => "no batch applied yet".to_string(),
+        };
+        format!("Replay: running, {process}, {batch}")
+    }
+
     fn json(&self) -> Value {
         let provider = self.provider.read();
         let subscriber = self.subscriber.read();
@@ -483,7 +672,8 @@ impl Report {
                 "last_tick": c.and_then(|c| c.last_tick),
                 "current_batch": c.and_then(|c| c.current_batch),
                 "next_tick": c.and_then(|c| c.next_tick),
-                "pending_events": c.and_then(|c| c.pending_events),
+                "pending_events": c.and_then(|c| self.pending(c)),
+                "stale": c.map(is_stale),
             })
         };
         let consumers: Vec<Value> = self
@@ -522,10 +712,24 @@ impl Report {
                 value
             })
             .collect();
+        let replay = subscriber.map(|s| {
+            json!({
+                "running": s.lock_holder.is_some(),
+                "host": s.daemon.as_ref().map(|d| &d.host),
+                "pid": s.daemon.as_ref().map(|d| d.pid),
+                "version": s.daemon.as_ref().map(|d| &d.version),
+                "started_at": s.daemon.as_ref().map(|d| &d.started_at),
+                "heartbeat_age": s.daemon.as_ref().map(|d| rounded(d.beat_age)),
+                "last_batch_age": s.applied_age.map(rounded),
+            })
+        });
         json!({
             "queue": self.job.queue,
             "node": self.job.consumer,
             "complete": provider.is_some() && subscriber.is_some(),
+            "lag": self.lag().map(rounded),
+            "max_lag": self.max_lag,
+            "problems": self.problems(),
             "provider": {
                 "db": self.job.provider.describe(),
                 "reachable": !matches!(self.provider, Side::Unreachable(_)),
@@ -537,6 +741,7 @@ impl Report {
                     "events_per_sec": p.ticker.events_per_sec.map(rounded),
                     "new_events": p.ticker.new_events,
                     "paused": p.ticker.paused,
+                    "stalled": p.ticker.stalled().is_some(),
                 })),
             },
             "subscriber": {
@@ -550,10 +755,32 @@ impl Report {
                 })),
                 "applied_tick": subscriber.and_then(|s| s.applied_tick),
                 "applied_age": subscriber.and_then(|s| s.applied_age).map(rounded),
+                "replay": replay,
                 "fire_on_replay": subscriber.map(|s| &s.fire_on_replay),
             },
             "consumers": consumers,
         })
+    }
+}
+
+/// A heartbeat older than this while the lock is held: the replay thread has been busy with
+/// one batch for that long, or is stuck.
+const STALE_BEAT: f64 = 60.0;
+
+/// Whether consumer `c` has not read for [`STALE_AFTER`].
+fn is_stale(c: &ConsumerInfo) -> bool {
+    c.last_seen.is_some_and(|s| s > STALE_AFTER)
+}
+
+/// `last seen 5m3s ago, pid N on HOST` or `never seen here`, for a replay that does not run.
+fn last_seen(daemon: Option<&Daemon>) -> String {
+    match daemon {
+        Some(d) => format!(
+            "last seen {} ago, {}",
+            seconds(Some(d.beat_age)),
+            d.process()
+        ),
+        None => "never seen here".to_string(),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::capture::provider::parse_names;
 use crate::config::Config;
 use crate::db;
 use crate::replay::job::Job;
+use crate::replay::lock;
 use crate::replay::state::{MergeState, SubscriberTable, load_tables};
 
 /// How often the provider is polled for the new tick and the subscriber for its apply.
@@ -161,10 +162,17 @@ impl Syncer {
             if applied.is_some_and(|a| a >= tick) {
                 break;
             }
+            if lock::holder_pid(&mut self.subscriber, &self.job)?.is_none() {
+                bail!(
+                    "replay of job {} stopped while waiting for it to apply tick {tick}; lock \
+                     released",
+                    self.job.consumer
+                );
+            }
             if Instant::now() > deadline {
                 bail!(
-                    "replay did not catch up to tick {tick} within lock_timeout ({} s); lock \
-                     released. Is replay running?",
+                    "replay did not apply tick {tick} within lock_timeout ({} s), though it \
+                     runs; lock released: `status` shows its lag and errors",
                     self.lock_timeout.as_secs_f64()
                 );
             }
@@ -192,9 +200,17 @@ impl Syncer {
         Ok(())
     }
 
-    /// Fails without locking anything when the consumer's oldest unapplied tick is older
-    /// than `lock_timeout`: replay could not catch up while the table is locked.
+    /// Fails without locking anything when replay does not run, or when the consumer's
+    /// oldest unapplied tick is older than `lock_timeout`: replay could not catch up while
+    /// the table is locked.
     fn check_lag(&mut self) -> Result<()> {
+        if lock::holder_pid(&mut self.subscriber, &self.job)?.is_none() {
+            bail!(
+                "replay of job {} is not running, and both sides are compared at a point it \
+                 applies: start it (`replay`, or its service) first",
+                self.job.consumer
+            );
+        }
         let row = self
             .locker
             .query_opt(
@@ -218,7 +234,8 @@ impl Syncer {
         let behind: Option<f64> = row.get(0);
         match behind {
             Some(lag) if lag > self.lock_timeout.as_secs_f64() => bail!(
-                "replay is lagging too much ({lag:.1} s behind, lock_timeout is {} s), cannot proceed",
+                "replay runs but is {lag:.1} s behind, more than lock_timeout ({} s) would let \
+                 it catch up with the table locked: wait until `status` shows a smaller lag",
                 self.lock_timeout.as_secs_f64()
             ),
             _ => Ok(()),

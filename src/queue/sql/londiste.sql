@@ -53,6 +53,20 @@ create table if not exists londiste.replay_status (
     primary key (queue_name, consumer_name)
 );
 
+-- Subscriber: the replay daemon of each job, as it last said: written every second or so by the
+-- connection that holds the job's lock (`replay`), so `status` can tell where and since when
+-- it runs, and when it was last seen after it stopped.
+create table if not exists londiste.replay_daemons (
+    queue_name    text not null,
+    consumer_name text not null,
+    host          text not null,
+    pid           integer not null,      -- the daemon's process id on host
+    version       text not null,         -- skyrep's version
+    started_at    timestamptz not null,
+    beat_at       timestamptz not null,  -- the last heartbeat
+    primary key (queue_name, consumer_name)
+);
+
 -- Subscriber: indexes, foreign keys and triggers set aside while a table is copied, with the
 -- SQL that puts each back. Saved in the transaction that drops them, so a crash never loses
 -- one. Indexes come back in the copy's own transaction; a foreign key once the tables at both
