@@ -250,17 +250,24 @@ fn exact_a_delete_under_a_deferrable_key_finds_its_row_whatever_the_text_of_its_
 
 /// A TRUNCATE of one table is queued while another transaction holds a key of another table
 /// with two rows (a deferrable key): the truncate's event falls among that transaction's,
-/// and the key settles after it.
-///
-/// Known bug, not fixed yet: the TRUNCATE event makes replay apply every queued event as if
-/// the provider's transactions so far had ended (`Applier::truncate` flushes with `last`),
-/// so the lone insert of key 5 is applied beside the row from before, and the later delete
-/// of that row by its key removes both: row 5 goes missing on the subscriber, silently (with
-/// more events of the key in the queue, replay stops with "several rows still hold the key
-/// at the end of the batch" instead). Run with `--ignored` to see it.
+/// and the key settles after it. Replay once applied every queued event at the TRUNCATE as if
+/// the provider's transactions so far had ended: the lone insert of key 5 went in beside the
+/// row from before, and the later delete of that row by its key removed both, silently.
 #[test]
-#[ignore = "known bug: a TRUNCATE's event settles keys another transaction still holds"]
 fn exact_a_truncate_amid_keys_moving_through_each_other_elsewhere_replays() {
+    key_held_twice_around("truncate emptied; insert into emptied values (7)");
+}
+
+/// The same with more events between than replay keeps before it applies what it holds
+/// (5,000): the held key waits for the rest of its transaction.
+#[test]
+fn exact_a_key_held_twice_across_a_long_run_of_other_events_replays() {
+    key_held_twice_around("insert into emptied select generate_series(10, 7009)");
+}
+
+/// A transaction leaves key 5 of `moving` to two rows, `between` runs in another session, then
+/// the transaction deletes the row from before; all in one batch. Both sides end equal.
+fn key_held_twice_around(between: &str) {
     use std::io::Write as _;
     let schema = "
         create table moving (id int primary key deferrable initially deferred, v text);
@@ -294,14 +301,11 @@ fn exact_a_truncate_amid_keys_moving_through_each_other_elsewhere_replays() {
         tick();
         std::thread::sleep(Duration::from_millis(100));
     }
-    // A transaction leaves key 5 to two rows, a TRUNCATE of another table is queued, then the
-    // transaction deletes the row from before.
     let mut mover = pair.provider.connect("postgres");
     mover
         .batch_execute("begin; insert into moving values (5, 'new')")
         .expect("key 5 held twice");
-    pair.provider
-        .execute("truncate emptied; insert into emptied values (7)");
+    pair.provider.execute(between);
     mover
         .batch_execute("delete from moving where id = 5 and v = 'v5'; commit")
         .expect("key 5 held once");

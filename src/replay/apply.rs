@@ -313,6 +313,8 @@ struct Table {
     columns: HashMap<String, Column>,
     /// Primary key columns in index order; empty if there is none.
     pkey: Vec<String>,
+    /// The primary key is deferrable: inside a transaction several rows may hold a key.
+    deferrable: bool,
 }
 
 /// A subscriber column's catalog facts.
@@ -383,9 +385,21 @@ impl Table {
             );
         }
         pkey.sort();
+        let deferrable: bool = tx
+            .query_one(
+                "select coalesce(bool_or(con.condeferrable), false) \
+                 from pg_constraint con \
+                 join pg_class c on c.oid = con.conrelid \
+                 join pg_namespace n on n.oid = c.relnamespace \
+                 where n.nspname = $1 and c.relname = $2 and con.contype = 'p'",
+                &[&name.schema, &name.name],
+            )
+            .with_context(|| format!("reading the primary key of table {name} on the subscriber"))?
+            .get(0);
         Ok(Table {
             columns,
             pkey: pkey.into_iter().map(|(_, column)| column).collect(),
+            deferrable,
         })
     }
 }
@@ -968,13 +982,28 @@ impl KeyRun {
     /// What the events add up to; `exists` tells whether the subscriber has the row, where
     /// that was asked. The courses' ends are compared by `alike` (the events with values of
     /// one text for one value, as given to [`KeyRun::add`]); the outcome is made of `events`.
+    /// `open`: the events may stop inside a provider transaction that holds the key with
+    /// several rows (a deferrable key, applied before the batch's end), so a course that ends
+    /// so is possible, and such a key waits for more of its events.
     fn outcome(
         &self,
         events: &[(usize, RowEvent)],
         alike: &[(usize, RowEvent)],
         last: usize,
         exists: Option<bool>,
+        open: bool,
     ) -> Verdict {
+        if open {
+            let crowded_end = |courses: &[Course]| courses.iter().any(|c| c.rows.len() > 1);
+            let (absent, present) = (crowded_end(&self.absent), crowded_end(&self.present));
+            match exists {
+                None if absent && present => return Verdict::Unsettled,
+                None if absent || present => return Verdict::Ask,
+                Some(true) if present => return Verdict::Unsettled,
+                Some(false) if absent => return Verdict::Unsettled,
+                _ => {}
+            }
+        }
         let crowded = self
             .absent
             .iter()
@@ -1252,12 +1281,15 @@ struct Netting {
 /// cannot be netted); `exists` tells, by the index of a row's first event, whether the
 /// subscriber has the row, where that was asked. `alike` are the events with each value
 /// written as one text whatever the session that wrote it ([`Applier::alike`]): which of the
-/// rows holding a key a delete removed is told by them.
+/// rows holding a key a delete removed is told by them. `open[t]`: the events of table `t` may
+/// stop inside a provider transaction that holds a key of it with several rows (see
+/// [`KeyRun::outcome`]).
 fn net(
     pending: &Pending,
     keys: &[Option<Key>],
     exists: &HashMap<usize, bool>,
     alike: &[(usize, RowEvent)],
+    open: &[bool],
 ) -> Result<Netting> {
     let events = &pending.events;
     let mut rows: HashMap<(usize, &Key), usize> = HashMap::new();
@@ -1285,7 +1317,8 @@ fn net(
     }
     for (table, run) in runs {
         let last = *run.last().expect("a run has an event");
-        if let [only] = run[..] {
+        if let ([only], false) = (&run[..], open[table]) {
+            let only = *only;
             netting.changes.push((
                 table,
                 match events[only].1.op {
@@ -1315,7 +1348,13 @@ fn net(
                 pending.ids[last]
             )
         };
-        match key_run.outcome(events, alike, last, exists.get(&run[0]).copied()) {
+        match key_run.outcome(
+            events,
+            alike,
+            last,
+            exists.get(&run[0]).copied(),
+            open[table],
+        ) {
             Verdict::Known(outcome, crowded) => {
                 netting.crowded |= crowded;
                 netting.changes.extend(outcome.map(|o| (table, o)));
@@ -1443,8 +1482,25 @@ impl Applier {
     /// Tables truncated in a row, with no row change of one of them in between, are emptied
     /// by one TRUNCATE, as the provider's `TRUNCATE a, b` or `TRUNCATE a CASCADE` did: a table
     /// referenced by a foreign key can only be truncated together with its referencing ones.
+    ///
+    /// Every transaction that wrote `dest` before the TRUNCATE had ended (the TRUNCATE waited
+    /// for their locks), but others may go on past it: where one holds a key of another table
+    /// with several rows, that table's rows wait, and only `dest`'s are applied first.
     pub fn truncate(&mut self, tx: &mut Transaction<'_>, dest: &TableName) -> Result<()> {
-        self.flush_rows(tx)?;
+        if !self.apply_rows(tx, false)? {
+            let pending = std::mem::take(&mut self.pending);
+            let held = pending.held;
+            let mut parts = pending.split();
+            let mine = parts
+                .iter()
+                .position(|part| part.tables.first() == Some(dest))
+                .map(|at| parts.remove(at));
+            self.pending = Pending::join(parts);
+            self.pending.held = held;
+            if let Some(mine) = mine {
+                self.apply_pending(tx, mine, true)?;
+            }
+        }
         if !self.truncates.contains(dest) {
             self.truncates.push(dest.clone());
         }
@@ -1515,8 +1571,25 @@ impl Applier {
     /// transactions so far, puts them off (returns false) while several rows hold a key.
     fn apply_rows(&mut self, tx: &mut Transaction<'_>, last: bool) -> Result<bool> {
         let pending = std::mem::take(&mut self.pending);
+        match self.apply_pending(tx, pending, last)? {
+            Some(put_off) => {
+                self.pending = put_off;
+                Ok(false)
+            }
+            None => Ok(true),
+        }
+    }
+
+    /// Applies the row changes of `pending`, or (unless they are the `last` of the
+    /// provider's transactions so far) returns them all while several rows hold a key.
+    fn apply_pending(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        pending: Pending,
+        last: bool,
+    ) -> Result<Option<Pending>> {
         if pending.events.is_empty() {
-            return Ok(true);
+            return Ok(None);
         }
         // In the replica role no foreign key acts or checks between the tables, so each
         // table's changes are applied on their own terms: a swap of unique values in one
@@ -1533,10 +1606,16 @@ impl Applier {
             let keys = self.row_keys(tx, part)?;
             let alike = self.alike(tx, part, &keys)?;
             let alike = alike.as_deref().unwrap_or(&part.events);
-            let mut netting = net(part, &keys, &HashMap::new(), alike)?;
+            // Before the batch's end a provider transaction may hold a deferrable key with
+            // several rows past these events.
+            let mut open = Vec::new();
+            for dest in &part.tables {
+                open.push(!last && self.table(tx, dest)?.deferrable);
+            }
+            let mut netting = net(part, &keys, &HashMap::new(), alike, &open)?;
             if !netting.ask.is_empty() {
                 let exists = self.exists(tx, part, &keys, &netting.ask)?;
-                netting = net(part, &keys, &exists, alike)?;
+                netting = net(part, &keys, &exists, alike, &open)?;
             }
             if let Some(unsettled) = &netting.unsettled {
                 if last {
@@ -1544,15 +1623,14 @@ impl Applier {
                 }
                 let mut pending = Pending::join(parts);
                 pending.held = held + 1;
-                self.pending = pending;
-                return Ok(false);
+                return Ok(Some(pending));
             }
             nettings.push((keys, netting));
         }
         for (part, (keys, netting)) in parts.iter().zip(nettings) {
             self.apply_part(tx, part, &keys, netting)?;
         }
-        Ok(true)
+        Ok(None)
     }
 
     /// Applies the settled changes of `pending`: their net changes where keys moved through
@@ -2183,9 +2261,10 @@ mod tests {
                         run.add(index, &events);
                     }
                     let last = events.len() - 1;
-                    let mut verdict = run.outcome(&events, &events, last, None);
+                    let mut verdict = run.outcome(&events, &events, last, None, false);
                     if matches!(verdict, Verdict::Ask) {
-                        verdict = run.outcome(&events, &events, last, Some(before.is_some()));
+                        verdict =
+                            run.outcome(&events, &events, last, Some(before.is_some()), false);
                     }
                     let several = ends[&format!("{history:?}")].len() > 1;
                     match verdict {
@@ -2244,10 +2323,10 @@ mod tests {
         }
         let last = events.len() - 1;
         assert!(matches!(
-            run.outcome(&events, &events, last, None),
+            run.outcome(&events, &events, last, None, false),
             Verdict::Ask
         ));
-        match run.outcome(&events, &events, last, Some(false)) {
+        match run.outcome(&events, &events, last, Some(false), false) {
             Verdict::Known(outcome, _) => assert_eq!(
                 applied(outcome.as_ref(), &events, None),
                 Some(format!("v{last}"))
