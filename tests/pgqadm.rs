@@ -415,3 +415,50 @@ fn the_commands_refuse_configs_they_do_not_fit() {
         "{err}"
     );
 }
+
+#[test]
+fn a_role_without_pgq_roles_may_look_and_is_told_what_it_needs() {
+    let cluster = Cluster::start();
+    let dir = TempDir::new("pgqadm-role");
+    let conf = ticker_ini(&dir, &cluster);
+    ok(&conf, &["install"]);
+    ok(&conf, &["create", "q"]);
+    cluster.execute("create role watcher login");
+    let watcher = dir.write(
+        "watcher.ini",
+        &format!(
+            "[pgqadm]\ndb = {} user=watcher\n",
+            cluster.connstr("postgres")
+        ),
+    );
+
+    let status = status_json(&watcher);
+    assert_eq!(queue(&status, "q")["consumers"], serde_json::json!([]));
+    assert!(
+        status["pgq"].as_str().unwrap().starts_with("pgq 3"),
+        "{status}"
+    );
+    ok(&watcher, &["config", "q"]);
+    for (args, role) in [
+        (&["create", "mine"][..], "pgq_admin"),
+        (&["register", "q", "c"], "pgq_reader"),
+        (&["config", "q", "ticker_max_lag=1"], "pgq_admin"),
+        (&["drop", "q"], "pgq_admin"),
+    ] {
+        let err = fails(&watcher, args, 1);
+        assert!(
+            err.contains(&format!("this role needs {role}: ")) && err.contains("permission denied"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        max_lag_and_count(&cluster, "q"),
+        some(&["3", "500"]),
+        "nothing changed"
+    );
+
+    cluster.execute("grant pgq_admin to watcher");
+    ok(&watcher, &["create", "mine"]);
+    ok(&watcher, &["register", "mine", "c"]);
+    ok(&watcher, &["drop", "--force", "mine"]);
+}

@@ -14,14 +14,19 @@
 //! naming what is there. `drop` refuses while the queue has consumers, as PgQ does, unless
 //! `--force` unregisters them first. `config QUEUE KEY=VALUE...` checks every value before it
 //! changes anything, then sets them all in one transaction.
+//!
+//! Looking (`status`, `config` without settings) needs only what PgQ grants PUBLIC; `create`,
+//! `drop` and setting need `pgq_admin`, `register` and `unregister` `pgq_reader` (or the roles
+//! the config names), and a refusal says which.
 
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
+use postgres::error::SqlState;
 use postgres::{Client, GenericClient, IsolationLevel};
 use serde_json::{Value, json};
 
-use super::install::{PgqState, pgq_state};
+use super::privileges::Roles;
 use crate::base::error::usage;
 use crate::base::output;
 use crate::config::Config;
@@ -111,6 +116,8 @@ pub fn is_ticker_config(config: &Config) -> Result<bool> {
 struct Db {
     client: Client,
     conn: Resolved,
+    /// PgQ's roles, as the config names them, for messages.
+    roles: Roles,
 }
 
 impl Db {
@@ -140,15 +147,40 @@ impl Db {
             .resolve_from_env(&format!("skyrep/{}", config.job_name()?))
             .context("db: bad connection string")?;
         let mut client = db::connect("db", &conn)?;
-        if pgq_state(&mut client)? == PgqState::Absent {
+        // What PUBLIC may call is enough to look.
+        let installed: bool = client
+            .query_one(
+                "select pg_catalog.to_regprocedure('pgq.get_queue_info()') is not null",
+                &[],
+            )
+            .context("looking for pgq")?
+            .get(0);
+        if !installed {
             bail!("{}: pgq is not installed: run `install` first", conn.dbname);
         }
-        Ok(Db { client, conn })
+        Ok(Db {
+            client,
+            conn,
+            roles: Roles::from_config(config)?,
+        })
     }
 
     /// The database's name, for messages.
     fn name(&self) -> &str {
         &self.conn.dbname
+    }
+}
+
+/// `err`, saying that the role lacks `role` when the server refused it the privilege.
+fn needs(role: &str) -> impl FnOnce(postgres::Error) -> anyhow::Error + '_ {
+    move |err| {
+        let denied = err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE);
+        let err = anyhow::Error::new(err);
+        if denied {
+            err.context(format!("this role needs {role}"))
+        } else {
+            err
+        }
     }
 }
 
@@ -201,6 +233,7 @@ pub fn create(config: &Config, queue: &str) -> Result<()> {
     let created: i32 = db
         .client
         .query_one("select pgq.create_queue($1)", &[&queue])
+        .map_err(needs(&db.roles.admin))
         .with_context(|| format!("{}: creating queue `{queue}`", db.name()))?
         .get(0);
     if created == 1 {
@@ -230,6 +263,7 @@ pub fn drop_queue(config: &Config, queue: &str, force: bool) -> Result<()> {
         );
     }
     tx.query_one("select pgq.drop_queue($1, $2)", &[&queue, &force])
+        .map_err(needs(&db.roles.admin))
         .with_context(|| format!("{name}: dropping queue `{queue}`"))?;
     tx.commit()
         .with_context(|| format!("{name}: committing the drop of queue `{queue}`"))?;
@@ -252,6 +286,7 @@ pub fn register(config: &Config, queue: &str, consumer: &str) -> Result<()> {
     let registered: i32 = db
         .client
         .query_one("select pgq.register_consumer($1, $2)", &[&queue, &consumer])
+        .map_err(needs(&db.roles.reader))
         .with_context(|| format!("{name}: registering consumer `{consumer}` on queue `{queue}`"))?
         .get(0);
     if registered == 1 {
@@ -275,6 +310,7 @@ pub fn unregister(config: &Config, queue: &str, consumer: &str) -> Result<()> {
             "select pgq.unregister_consumer($1, $2)",
             &[&queue, &consumer],
         )
+        .map_err(needs(&db.roles.reader))
         .with_context(|| {
             format!("{name}: unregistering consumer `{consumer}` from queue `{queue}`")
         })?
@@ -382,6 +418,7 @@ pub fn set_config(config: &Config, queue: &str, changes: &[(&Setting, String)]) 
             "select pgq.set_queue_config($1, $2, $3)",
             &[&queue, &setting.name, value],
         )
+        .map_err(needs(&db.roles.admin))
         .with_context(|| {
             format!(
                 "{name}: setting {} of queue `{queue}` to `{value}`",
@@ -505,19 +542,31 @@ fn read_status(db: &mut Db) -> Result<Status> {
         .read_only(true)
         .start()
         .context("starting a transaction")?;
-    let pgq = match pgq_state(&mut tx)? {
-        PgqState::Skyrep { schema_version } => format!("skyrep's pgq (schema {schema_version})"),
-        PgqState::Foreign { version, extension } => format!(
-            "PgQ {}{}",
-            version.as_deref().unwrap_or("3"),
-            if extension { " (extension)" } else { "" }
-        ),
-        PgqState::Absent => bail!("{name}: pgq is not installed: run `install` first"),
+    let row = tx
+        .query_one(
+            "select pg_catalog.current_setting('server_version'), \
+                    pg_catalog.to_regprocedure('pgq.version()') is not null, \
+                    pg_catalog.to_regprocedure('pgq.skyrep_schema_version()') is not null, \
+                    (select extversion from pg_catalog.pg_extension where extname = 'pgq')",
+            &[],
+        )
+        .context("reading the versions")?;
+    let (server_version, has_version, ours, extension): (String, bool, bool, Option<String>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let version: Option<String> = match extension {
+        Some(v) => Some(v),
+        None if has_version => tx
+            .query_one("select pgq.version()", &[])
+            .context("reading pgq.version()")?
+            .get(0),
+        None => None,
     };
-    let server_version: String = tx
-        .query_one("select pg_catalog.current_setting('server_version')", &[])
-        .context("reading the server version")?
-        .get(0);
+    let version = version.unwrap_or_else(|| "3".to_string());
+    let pgq = if ours {
+        format!("pgq {version} (skyrep's)")
+    } else {
+        format!("PgQ {version}")
+    };
     let mut queues: Vec<QueueStatus> = tx
         .query(
             "select queue_name, last_tick_id, extract(epoch from ticker_lag)::float8, \
