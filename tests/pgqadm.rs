@@ -462,3 +462,44 @@ fn a_role_without_pgq_roles_may_look_and_is_told_what_it_needs() {
     ok(&watcher, &["register", "mine", "c"]);
     ok(&watcher, &["drop", "--force", "mine"]);
 }
+
+#[test]
+fn the_commands_work_where_real_pgq_is_installed() {
+    let cluster = Cluster::start();
+    if !crate::ticker::real_pgq_available(&cluster) {
+        return;
+    }
+    cluster.execute("create extension pgq");
+    let dir = TempDir::new("pgqadm-real");
+    let conf = ticker_ini(&dir, &cluster);
+    ok(&conf, &["create", "q"]);
+    ok(&conf, &["register", "q", "c"]);
+    let (out, _) = ok(
+        &conf,
+        &[
+            "config",
+            "q",
+            "queue_ticker_max_lag=0.5",
+            "ticker_max_count=5",
+        ],
+    );
+    assert!(
+        out.contains("  ticker_max_count = 5\n  ticker_max_lag = 0.5\n"),
+        "{out}"
+    );
+    cluster.execute("select pgq.insert_event('q', 'x', i::text) from generate_series(1, 5) i");
+    let status = status_json(&conf);
+    assert!(
+        status["pgq"].as_str().unwrap().starts_with("PgQ 3"),
+        "{status}"
+    );
+    let q = queue(&status, "q");
+    assert!(q["new_events"].as_i64().unwrap() >= 4, "{q}");
+    assert_eq!(consumer(q, "c")["pending_events"], q["new_events"], "{q}");
+    assert!(
+        fails(&conf, &["drop", "q"], 1).contains("still has consumers `c`"),
+        "refused"
+    );
+    ok(&conf, &["drop", "--force", "q"]);
+    assert_eq!(status_json(&conf)["queues"], serde_json::json!([]));
+}
