@@ -27,6 +27,7 @@ mod memory;
 mod odd_input;
 mod perms;
 mod pgq_sql;
+mod pgqadm;
 mod policy;
 mod replay;
 mod seqs;

@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Whether Debian's PgQ 3 extension and pgqd are installed. Outside CI a missing package
 /// skips the test with a note; in CI (where tests/run.sh installs them) it fails.
-fn real_pgq_available(cluster: &Cluster) -> bool {
+pub fn real_pgq_available(cluster: &Cluster) -> bool {
     let extension = !cluster
         .query_strings(
             "postgres",

@@ -27,6 +27,24 @@ Commands:
   ticker            tick `db`, or every database under `base_connstr`, as pgqd does
   replay            the replication daemon: ticker, replay and copy threads (alias: worker)
 
+  With a ticker config, Londiste 2's pgqadm commands, on `db`:
+  status [--json]   every queue: last tick, ticker lag, events/s, pending events; and
+                    each consumer's lag, last seen and pending events (events not yet
+                    ticked count as pending)
+  create QUEUE      create a queue, with PgQ's default settings
+  drop QUEUE [--force]
+                    drop it with its events; refused while consumers are registered
+                    (--force: unregister them first)
+  register QUEUE CONSUMER
+                    register a consumer; it gets the events from the next tick on
+  unregister QUEUE CONSUMER
+                    remove it, with its retry events
+  config [QUEUE [KEY=VALUE...]]
+                    show every queue's settings or QUEUE's, or set them in one
+                    transaction: ticker_max_count, ticker_max_lag, ticker_idle_period,
+                    rotation_period (seconds or an interval), ticker_paused,
+                    external_ticker (on/off); the queue_ prefix may be given
+
   provider install  install or upgrade pgq and londiste in `provider_db`; create the queue
   provider add TABLE... [--all]
                     register tables and create their capture triggers

@@ -3,8 +3,9 @@
 //! Global options may stand anywhere, as with Londiste (`skyrep conf.ini check -v`). This
 //! module reads the global options and the command word; each group of commands has a file
 //! that checks its arguments and runs it with the role that does the work: [`provider`],
-//! [`subscriber`], [`verify`] (check, compare, repair, status) and [`daemons`] (install,
-//! ticker, replay). `main` starts logging and the pidfile, then runs the [`Command`].
+//! [`subscriber`], [`verify`] (check, compare, repair, status), [`daemons`] (install,
+//! ticker, replay) and [`pgqadm`] (create, drop, register, unregister, config; and status on
+//! a ticker config). `main` starts logging and the pidfile, then runs the [`Command`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -15,12 +16,14 @@ use lexopt::prelude::*;
 
 use crate::base::error::usage;
 use crate::config::Config;
+use crate::queue::admin;
 use crate::replay::lock::ReplayLock;
 use crate::service::daemon::Control;
 
 mod args;
 pub mod daemons;
 mod help;
+pub mod pgqadm;
 pub mod provider;
 pub mod subscriber;
 pub mod verify;
@@ -76,6 +79,8 @@ pub enum Command {
     Subscriber(subscriber::Command),
     /// `check`, `compare`, `repair`, `status`.
     Verify(verify::Command),
+    /// `create`, `drop`, `register`, `unregister`, `config` (pgqadm's, on a ticker config).
+    Pgqadm(pgqadm::Command),
 }
 
 impl Command {
@@ -97,13 +102,20 @@ impl Command {
         }
     }
 
-    /// Runs the command with `config` and what [`Command::lock`] took.
+    /// Runs the command with `config` and what [`Command::lock`] took. `status` on a ticker
+    /// config is pgqadm's.
     pub fn run(self, config: &Config, lock: Option<ReplayLock>) -> Result<()> {
         match self {
+            Command::Verify(verify::Command::Status { json, .. })
+                if admin::is_ticker_config(config)? =>
+            {
+                admin::status(config, json)
+            }
             Command::Daemon(command) => command.run(config, lock),
             Command::Provider(command) => command.run(config),
             Command::Subscriber(command) => command.run(config),
             Command::Verify(command) => command.run(config),
+            Command::Pgqadm(command) => command.run(config),
         }
     }
 }
@@ -336,6 +348,11 @@ pub const COMMANDS: &[&str] = &[
     "compare",
     "repair",
     "status",
+    "create",
+    "drop",
+    "register",
+    "unregister",
+    "config",
 ];
 
 /// The command `name` (subcommands spelled out) with its arguments and flags, checked by
@@ -352,6 +369,8 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
         Command::Subscriber(subscriber::build(name, args, flags)?)
     } else if matches!(name, "install" | "ticker" | "replay") {
         Command::Daemon(daemons::build(name, args, flags)?)
+    } else if pgqadm::NAMES.contains(&name) {
+        Command::Pgqadm(pgqadm::build(name, args, flags)?)
     } else {
         Command::Verify(verify::build(name, args, flags)?)
     })
