@@ -196,6 +196,13 @@ fn a_ticker_config_administers_queues_and_consumers() {
     assert!(fast["last_seen"].as_f64().unwrap() >= 0.0, "{orders}");
     assert_eq!(queue(&status, "audit")["consumers"], serde_json::json!([]));
 
+    // Monitoring: the exit code says whether any consumer is further behind than allowed.
+    ok(&conf, &["status", "--max-lag", "3600"]);
+    let err = fails(&conf, &["status", "--max-lag", "0"], 1);
+    assert!(
+        err.starts_with("skyrep: lag over --max-lag 0.0s: ") && err.contains("slow on orders ("),
+        "{err}"
+    );
     let (out, _) = ok(&conf, &["status"]);
     let orders_line = line(&out, "Queue orders: ");
     assert!(

@@ -106,10 +106,10 @@ impl Command {
     /// config is pgqadm's.
     pub fn run(self, config: &Config, lock: Option<ReplayLock>) -> Result<()> {
         match self {
-            Command::Verify(verify::Command::Status { json, .. })
+            Command::Verify(verify::Command::Status { json, max_lag })
                 if admin::is_ticker_config(config)? =>
             {
-                admin::status(config, json)
+                admin::status(config, json, max_lag)
             }
             Command::Daemon(command) => command.run(config, lock),
             Command::Provider(command) => command.run(config),

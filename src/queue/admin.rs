@@ -20,6 +20,7 @@
 //! the config names), and a refusal says which.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use postgres::error::SqlState;
@@ -28,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::privileges::Roles;
 use crate::base::error::usage;
-use crate::base::output;
+use crate::base::output::{self, number, rounded, seconds};
 use crate::config::Config;
 use crate::db;
 use crate::db::connstr::Resolved;
@@ -518,17 +519,36 @@ struct Status {
     queues: Vec<QueueStatus>,
 }
 
-/// `status [--json]` on a ticker config: every queue of `db` with its ticker and its
-/// consumers, with lag and pending events.
-pub fn status(config: &Config, json: bool) -> Result<()> {
+/// `status [--json] [--max-lag SECONDS]` on a ticker config: every queue of `db` with its
+/// ticker and its consumers, with lag and pending events; with `max_lag`, fails after
+/// printing when a consumer's lag is over it.
+pub fn status(config: &Config, json: bool, max_lag: Option<Duration>) -> Result<()> {
     let mut db = Db::open(config, "status")?;
     let status = read_status(&mut db)?;
     if json {
         let text = serde_json::to_string_pretty(&status.json()).context("writing JSON")?;
-        output::line(&text)
+        output::line(&text)?;
     } else {
-        output::text(&status.text())
+        output::text(&status.text())?;
     }
+    let Some(limit) = max_lag.map(|d| d.as_secs_f64()) else {
+        return Ok(());
+    };
+    let behind: Vec<String> = status
+        .queues
+        .iter()
+        .flat_map(|q| q.consumers.iter().map(move |c| (q, c)))
+        .filter(|(_, c)| c.lag.is_none_or(|lag| lag > limit))
+        .map(|(q, c)| format!("{} on {} ({})", c.name, q.name, seconds(c.lag)))
+        .collect();
+    if !behind.is_empty() {
+        bail!(
+            "lag over --max-lag {}: {}",
+            seconds(Some(limit)),
+            behind.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn read_status(db: &mut Db) -> Result<Status> {
@@ -704,33 +724,6 @@ impl Status {
             "pgq": self.pgq,
             "queues": queues,
         })
-    }
-}
-
-/// Seconds to the millisecond, for JSON.
-fn rounded(seconds: f64) -> f64 {
-    (seconds * 1000.0).round() / 1000.0
-}
-
-/// A count or tick, `?` when unknown.
-fn number(n: Option<i64>) -> String {
-    n.map_or("?".to_string(), |n| n.to_string())
-}
-
-/// A duration as Londiste shows it: `1.2s` under a minute, else `2h10m42s` / `5m3s`.
-fn seconds(seconds: Option<f64>) -> String {
-    let Some(s) = seconds else {
-        return "?".to_string();
-    };
-    if s < 60.0 {
-        return format!("{s:.1}s");
-    }
-    let whole = s.round() as u64;
-    let (h, m, s) = (whole / 3600, whole / 60 % 60, whole % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else {
-        format!("{m}m{s}s")
     }
 }
 
