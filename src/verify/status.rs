@@ -36,6 +36,10 @@ use crate::replay::state::{MergeState, load_tables};
 /// A consumer that has not read for this long is stale.
 const STALE_AFTER: f64 = 3600.0;
 
+/// A heartbeat older than this while the lock is held: the replay thread has been busy with
+/// one batch for that long, or is stuck.
+const STALE_BEAT: f64 = 60.0;
+
 /// No tick for this long past the queue's `ticker_max_lag` while events wait: the ticker does
 /// not seem to run.
 const TICKER_SLACK: f64 = 10.0;
@@ -762,10 +766,6 @@ impl Report {
         })
     }
 }
-
-/// A heartbeat older than this while the lock is held: the replay thread has been busy with
-/// one batch for that long, or is stuck.
-const STALE_BEAT: f64 = 60.0;
 
 /// Whether consumer `c` has not read for [`STALE_AFTER`].
 fn is_stale(c: &ConsumerInfo) -> bool {
