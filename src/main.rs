@@ -66,10 +66,16 @@ fn run() -> Result<()> {
                     started
                 }
                 (Err(err), Some(detached)) => {
-                    detached.failed(&error::one_line(&err));
+                    detached.failed(&err);
                     return Err(err);
                 }
-                (started, None) => started?,
+                (started, None) => {
+                    let started = started?;
+                    if daemon_command {
+                        daemon::notify_ready()?;
+                    }
+                    started
+                }
             };
             command.run(&config, lock)
         }

@@ -35,10 +35,11 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
 }
 
 impl Command {
-    /// What the command holds while it runs, taken before `-d` reports a start: for
-    /// `replay`, the job's lock in the subscriber, so that a second daemon of the job stops
-    /// with an error on the terminal; and then its start-up checks ([`worker::prepare`]),
-    /// so that one that cannot work says why there too.
+    /// What the command holds while it runs, taken before `-d` (or systemd) is told of a
+    /// start: for `replay`, the job's lock in the subscriber, so that a second daemon of the
+    /// job stops with an error on the terminal; and then the start-up checks
+    /// ([`worker::prepare`], [`ticker::prepare`]), so that a daemon that cannot work says why
+    /// there too.
     pub(super) fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
         match self {
             Command::Replay => {
@@ -47,7 +48,11 @@ impl Command {
                 worker::prepare(&job)?;
                 Ok(Some(lock))
             }
-            Command::Install | Command::Ticker => Ok(None),
+            Command::Ticker => {
+                ticker::prepare(config)?;
+                Ok(None)
+            }
+            Command::Install => Ok(None),
         }
     }
 

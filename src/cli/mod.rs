@@ -88,7 +88,8 @@ impl Command {
     }
 
     /// What the command holds while it runs, taken before `-d` reports a start (`replay`:
-    /// the job's lock in the subscriber, see [`ReplayLock`]).
+    /// the job's lock in the subscriber, see [`ReplayLock`]), and the daemons' start-up
+    /// checks.
     pub fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
         match self {
             Command::Daemon(command) => command.lock(config),
