@@ -562,12 +562,7 @@ fn both_daemons_fail_their_start_with_the_reason_and_the_exit_code_of_the_foregr
         &logfile,
         &pidfile,
     );
-    fails(
-        &conf,
-        "replay",
-        2,
-        "job.ini: missing key `provider_db`",
-    );
+    fails(&conf, "replay", 2, "job.ini: missing key `provider_db`");
     let conf = config("[pgqadm]\njob_name = job\n", &logfile, &pidfile);
     fails(
         &conf,

@@ -6,7 +6,9 @@
 //! maintenance operations the database lists (`pgq.maint_operations()`: event table
 //! rotation in two transactions, vacuum where autovacuum is off). It logs one statistics
 //! line per maintenance period. A lost connection is logged and retried after
-//! `exception_sleep`; a database without `pgq` is checked again every `check_period`.
+//! `exception_sleep`; a database without `pgq` is checked again every `check_period`. The
+//! `ticker` command checks its config and its server before it reports a start
+//! ([`prepare`]).
 //!
 //! The standalone `ticker` command ([`run`]) ticks `db`, or every database under
 //! `base_connstr` (re-listed every `check_period`), one thread per database. The same loop
