@@ -58,9 +58,9 @@ fn run() -> Result<()> {
                 } else {
                     None
                 };
-                Ok((pidfile, command.lock(&config)?))
+                Ok((pidfile, command.start(&config)?))
             });
-            let (_pidfile, lock) = match (started, background) {
+            let (_pidfile, started) = match (started, background) {
                 (Ok(started), Some(detached)) => {
                     detached.ready();
                     started
@@ -77,7 +77,7 @@ fn run() -> Result<()> {
                     started
                 }
             };
-            command.run(&config, lock)
+            command.run(&config, started)
         }
     }
 }

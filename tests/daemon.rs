@@ -740,4 +740,30 @@ fn under_systemd_replay_reports_ready_only_after_its_start_up_checks() {
         socket.recv(&mut buf).is_err(),
         "no READY after a failed start"
     );
+
+    // The ticker, told through an abstract socket (`@name`, as systemd may give it).
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("skyrep-notify-{}", std::process::id());
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let socket = UnixDatagram::bind_addr(&address).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let ticker = pair.dir.write(
+        "ticker.ini",
+        &format!(
+            "[pgqadm]\njob_name = t\ndb = {}\n",
+            pair.provider.connstr("postgres")
+        ),
+    );
+    let mut child = skyrep()
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .arg(&ticker)
+        .arg("ticker")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _reaper = Reaper(child.id() as i32);
+    let n = socket.recv(&mut buf).expect("READY=1 within the wait");
+    assert_eq!(&buf[..n], b"READY=1\n");
+    assert_eq!(stop(&mut child, libc::SIGINT), Some(0));
 }

@@ -14,7 +14,6 @@ use lexopt::prelude::*;
 
 use crate::base::error::usage;
 use crate::config::Config;
-use crate::replay::lock::ReplayLock;
 use crate::service::daemon::Control;
 
 mod args;
@@ -24,6 +23,7 @@ pub mod provider;
 pub mod subscriber;
 pub mod verify;
 
+pub use daemons::Started;
 pub use help::HELP;
 
 /// What the command line asks for.
@@ -87,20 +87,20 @@ impl Command {
         )
     }
 
-    /// What the command holds while it runs, taken before `-d` reports a start (`replay`:
-    /// the job's lock in the subscriber, see [`ReplayLock`]), and the daemons' start-up
-    /// checks.
-    pub fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
+    /// Starts a daemon (`replay`, `ticker`) up to the moment `-d` reports a start: its
+    /// start-up checks, its lock and its signal handlers (see [`Started`]). `None` for the
+    /// other commands.
+    pub fn start(&self, config: &Config) -> Result<Option<Started>> {
         match self {
-            Command::Daemon(command) => command.lock(config),
+            Command::Daemon(command) => command.start(config),
             _ => Ok(None),
         }
     }
 
-    /// Runs the command with `config` and what [`Command::lock`] took.
-    pub fn run(self, config: &Config, lock: Option<ReplayLock>) -> Result<()> {
+    /// Runs the command with `config` and what [`Command::start`] returned.
+    pub fn run(self, config: &Config, started: Option<Started>) -> Result<()> {
         match self {
-            Command::Daemon(command) => command.run(config, lock),
+            Command::Daemon(command) => command.run(config, started),
             Command::Provider(command) => command.run(config),
             Command::Subscriber(command) => command.run(config),
             Command::Verify(command) => command.run(config),
