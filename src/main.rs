@@ -58,20 +58,26 @@ fn run() -> Result<()> {
                 } else {
                     None
                 };
-                Ok((pidfile, command.lock(&config)?))
+                Ok((pidfile, command.start(&config)?))
             });
-            let (_pidfile, lock) = match (started, background) {
+            let (_pidfile, started) = match (started, background) {
                 (Ok(started), Some(detached)) => {
                     detached.ready();
                     started
                 }
                 (Err(err), Some(detached)) => {
-                    detached.failed(&error::one_line(&err));
+                    detached.failed(&err);
                     return Err(err);
                 }
-                (started, None) => started?,
+                (started, None) => {
+                    let started = started?;
+                    if daemon_command {
+                        daemon::notify_ready()?;
+                    }
+                    started
+                }
             };
-            command.run(&config, lock)
+            command.run(&config, started)
         }
     }
 }

@@ -610,3 +610,249 @@ fn a_consumer_is_registered_only_where_it_is_read_and_unregistered_without_its_s
     pair.ok(&["subscriber", "unregister"]);
     assert_eq!(applied().as_deref(), Some("0"));
 }
+
+#[test]
+fn both_daemons_fail_their_start_with_the_reason_and_the_exit_code_of_the_foreground() {
+    let dir = crate::util::TempDir::new("daemon-start");
+    let pidfile = dir.path().join("job.pid");
+    let logfile = dir.path().join("job.log");
+    let cluster = crate::cluster::Cluster::start();
+    // `body` with the service keys, pointed at the paths given.
+    let config = |body: &str, log: &Path, pid: &Path| {
+        dir.write(
+            "job.ini",
+            &format!(
+                "{body}logfile = {}\npidfile = {}\n",
+                log.display(),
+                pid.display()
+            ),
+        )
+    };
+    let fails = |conf: &Path, command: &str, code: i32, expected: &str| {
+        let out = run(&["-d"], conf, &[command]);
+        assert_eq!(out.status.code(), Some(code), "{command}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{command}: {}", text(&out));
+        assert!(!text(&out).contains("started"), "{command}: {}", text(&out));
+        assert!(!pidfile.exists(), "{command}: {}", text(&out));
+    };
+    let unreachable = "host=127.0.0.1 port=1 dbname=x user=x";
+    let replay = format!(
+        "[skyrep]\njob_name = job\nprovider_db = {unreachable}\nsubscriber_db = {unreachable}\n\
+         pgq_queue_name = q\n"
+    );
+    let ticker = format!(
+        "[pgqadm]\njob_name = job\ndb = {}\n",
+        cluster.connstr("postgres")
+    );
+
+    // A config missing a key: exit 2, as in the foreground.
+    let conf = config(
+        "[skyrep]\nsubscriber_db = host=127.0.0.1 port=1\npgq_queue_name = q\n",
+        &logfile,
+        &pidfile,
+    );
+    fails(&conf, "replay", 2, "job.ini: missing key `provider_db`");
+    let conf = config("[pgqadm]\njob_name = job\n", &logfile, &pidfile);
+    fails(
+        &conf,
+        "ticker",
+        2,
+        "the ticker needs `db`, or `base_connstr`",
+    );
+
+    // A log file that cannot be opened (a directory is in its place).
+    let not_a_file = dir.path().join("dir.log");
+    std::fs::create_dir(&not_a_file).unwrap();
+    for (body, command) in [(&replay, "replay"), (&ticker, "ticker")] {
+        let conf = config(body, &not_a_file, &pidfile);
+        fails(&conf, command, 2, "cannot open log file");
+        // A pidfile in a directory that is not there.
+        let gone = dir.path().join("gone").join("job.pid");
+        let conf = config(body, &logfile, &gone);
+        fails(
+            &conf,
+            command,
+            1,
+            &format!("skyrep: cannot write pidfile {}", gone.display()),
+        );
+    }
+
+    // A server that cannot be reached.
+    let conf = config(
+        &format!("[pgqadm]\njob_name = job\ndb = {unreachable}\n"),
+        &logfile,
+        &pidfile,
+    );
+    fails(&conf, "ticker", 1, "skyrep: cannot connect to x");
+    let conf = config(
+        "[pgqd]\nbase_connstr = host=127.0.0.1 port=1 user=x\n",
+        &logfile,
+        &pidfile,
+    );
+    fails(
+        &conf,
+        "ticker",
+        1,
+        "skyrep: cannot connect to initial_database",
+    );
+
+    // The ticker's database without pgq; once installed, the ticker starts.
+    let conf = config(&ticker, &logfile, &pidfile);
+    fails(
+        &conf,
+        "ticker",
+        1,
+        &format!(
+            "skyrep: database postgres has no pgq 3: run `skyrep {} install` first",
+            conf.display()
+        ),
+    );
+    let out = run(&[], &conf, &["install"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["-d"], &conf, &["ticker"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = pid_in(&pidfile);
+    let _reaper = Reaper(pid);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("started, pid {pid}")
+    );
+    let out = run(&["-s"], &conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!pidfile.exists());
+}
+
+#[test]
+fn a_log_file_root_creates_stays_writable_by_the_owner_of_its_directory() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root gives files away");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
+    use std::os::unix::process::CommandExt;
+    // The service's user (nobody) owns the log directory, as skyrep owns /var/log/skyrep.
+    let (service_uid, service_gid) = (65534, 65534);
+    let dir = crate::util::TempDir::new("log-owner");
+    let logs = dir.path().join("log dir");
+    std::fs::create_dir(&logs).unwrap();
+    chown(&logs, Some(service_uid), Some(service_gid)).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let log = logs.join("job.log");
+    let unreachable = "host=127.0.0.1 port=1 dbname=x user=x";
+    let conf = dir.write(
+        "job.ini",
+        &format!(
+            "[skyrep]\nprovider_db = {unreachable}\nsubscriber_db = {unreachable}\n\
+             logfile = {}\n",
+            log.display()
+        ),
+    );
+    // `check` opens the log and writes its error there.
+    let check = |uid: u32| {
+        let out = skyrep()
+            .uid(uid)
+            .gid(if uid == 0 { 0 } else { service_gid })
+            // Root's home is not the service user's to read (~/.pgpass).
+            .env("HOME", dir.path())
+            .arg(&conf)
+            .arg("check")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains("cannot connect to"), "{}", text(&out));
+    };
+    // A setup command run as root first creates the log file...
+    check(0);
+    let meta = std::fs::metadata(&log).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (service_uid, service_gid, 0o640)
+    );
+    // ... which the service's user can still write.
+    check(service_uid);
+    let errors = read(&log).matches(" ERROR cannot connect to").count();
+    assert_eq!(errors, 2, "{}", read(&log));
+    // A log file that is there already keeps its owner.
+    chown(&log, Some(1), Some(1)).unwrap();
+    check(0);
+    let meta = std::fs::metadata(&log).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1, 1));
+}
+
+#[test]
+fn under_systemd_replay_reports_ready_only_after_its_start_up_checks() {
+    use std::os::unix::net::UnixDatagram;
+    let (pair, _, _) = service();
+    let socket_path = pair.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let consumers = || {
+        pair.provider.value(
+            "postgres",
+            "select count(*) from pgq.consumer where co_name = 'login_sub'",
+        )
+    };
+    pair.ok(&["subscriber", "unregister"]);
+    assert_eq!(consumers().as_deref(), Some("0"));
+    let mut child = skyrep()
+        .env("NOTIFY_SOCKET", &socket_path)
+        .arg(&pair.conf)
+        .arg("replay")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _reaper = Reaper(child.id() as i32);
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).expect("READY=1 within the wait");
+    assert_eq!(&buf[..n], b"READY=1\n");
+    // By then the consumer is registered: the start-up checks came first.
+    assert_eq!(consumers().as_deref(), Some("1"));
+    assert_eq!(stop(&mut child, libc::SIGINT), Some(0));
+
+    // A start that fails sends nothing and exits with the reason.
+    let ticker = pair.dir.write(
+        "ticker.ini",
+        "[pgqadm]\njob_name = t\ndb = host=127.0.0.1 port=1 dbname=x user=x\n",
+    );
+    let out = skyrep()
+        .env("NOTIFY_SOCKET", &socket_path)
+        .arg(&ticker)
+        .arg("ticker")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cannot connect to x"), "{}", text(&out));
+    socket.set_nonblocking(true).unwrap();
+    assert!(
+        socket.recv(&mut buf).is_err(),
+        "no READY after a failed start"
+    );
+
+    // The ticker, told through an abstract socket (`@name`, as systemd may give it).
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("skyrep-notify-{}", std::process::id());
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let socket = UnixDatagram::bind_addr(&address).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let ticker = pair.dir.write(
+        "ticker.ini",
+        &format!(
+            "[pgqadm]\njob_name = t\ndb = {}\n",
+            pair.provider.connstr("postgres")
+        ),
+    );
+    let mut child = skyrep()
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .arg(&ticker)
+        .arg("ticker")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _reaper = Reaper(child.id() as i32);
+    let n = socket.recv(&mut buf).expect("READY=1 within the wait");
+    assert_eq!(&buf[..n], b"READY=1\n");
+    assert_eq!(stop(&mut child, libc::SIGINT), Some(0));
+}

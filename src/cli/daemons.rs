@@ -2,6 +2,7 @@
 //! config needs.
 
 use anyhow::Result;
+use crossbeam_channel::Receiver;
 
 use super::args::{check_flags, no_args};
 use crate::config::Config;
@@ -34,43 +35,61 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
     no_args(name, &args, command)
 }
 
+/// A daemon that has passed its start-up checks and handles its signals: what `-d` (or
+/// systemd) is told has started.
+pub enum Started {
+    /// The ticker, and the receiver that says when to stop.
+    Ticker(Receiver<()>),
+    /// Replay: the job, its lock in the subscriber, and the receiver that says when to stop.
+    Replay {
+        /// The job, whose live settings the signal thread changes on SIGHUP.
+        job: Box<Job>,
+        /// The job's lock, held for the life of the process.
+        lock: Box<ReplayLock>,
+        /// Disconnects on SIGINT or SIGTERM.
+        stop: Receiver<()>,
+    },
+}
+
 impl Command {
-    /// What the command holds while it runs, taken before `-d` reports a start: for
-    /// `replay`, the job's lock in the subscriber, so that a second daemon of the job stops
-    /// with an error on the terminal; and then its start-up checks ([`worker::prepare`]),
-    /// so that one that cannot work says why there too.
-    pub(super) fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
+    /// Starts a daemon up to the moment `-d` (or systemd) is told of a start: for `replay`,
+    /// the job's lock in the subscriber, so that a second daemon of the job stops with an
+    /// error on the terminal; the start-up checks ([`worker::prepare`], [`ticker::prepare`]),
+    /// so that a daemon that cannot work says why there too; then the signal handlers, so
+    /// that a `-s` right after the start stops it cleanly. `None` for `install`.
+    pub(super) fn start(&self, config: &Config) -> Result<Option<Started>> {
         match self {
             Command::Replay => {
                 let job = Job::from_config(config)?;
                 let lock = ReplayLock::take(&job)?;
                 worker::prepare(&job)?;
-                Ok(Some(lock))
+                let stop = signals::stop_on_signal(config.path(), &job.live_settings())?;
+                Ok(Some(Started::Replay {
+                    job: Box::new(job),
+                    lock: Box::new(lock),
+                    stop,
+                }))
             }
-            Command::Install | Command::Ticker => Ok(None),
+            Command::Ticker => {
+                ticker::prepare(config)?;
+                let stop = signals::stop_on_signal(config.path(), &[])?;
+                Ok(Some(Started::Ticker(stop)))
+            }
+            Command::Install => Ok(None),
         }
     }
 
-    /// Runs the command with `config` (and the lock [`Command::lock`] took); the daemons
-    /// until a signal stops them.
-    pub(super) fn run(self, config: &Config, lock: Option<ReplayLock>) -> Result<()> {
-        match self {
-            Command::Install => install::run(config),
-            Command::Ticker => ticker::run(config, signals::stop_on_signal(config.path(), &[])?),
-            Command::Replay => {
-                let job = Job::from_config(config)?;
-                let lock = match lock {
-                    Some(lock) => lock,
-                    None => {
-                        let lock = ReplayLock::take(&job)?;
-                        worker::prepare(&job)?;
-                        lock
-                    }
-                };
-                let live = job.live_settings();
-                let stop = signals::stop_on_signal(config.path(), &live)?;
-                worker::run(&job, config, stop, lock)
-            }
+    /// Runs the command with `config`, a daemon from what [`Command::start`] returned (started
+    /// here if not yet); the daemons until a signal stops them.
+    pub(super) fn run(self, config: &Config, started: Option<Started>) -> Result<()> {
+        let started = match started {
+            Some(started) => Some(started),
+            None => self.start(config)?,
+        };
+        match started {
+            Some(Started::Ticker(stop)) => ticker::run(config, stop),
+            Some(Started::Replay { job, lock, stop }) => worker::run(&job, config, stop, *lock),
+            None => install::run(config),
         }
     }
 }

@@ -15,7 +15,8 @@ Options:
   -V, --version     show the version and exit
   -q, --quiet       only warnings and errors on the terminal
   -v, --verbose     debug logging (twice: also the database driver's)
-  -d, --daemon      run `replay` or `ticker` in the background (needs logfile, pidfile)
+  -d, --daemon      run `replay` or `ticker` in the background (needs logfile, pidfile);
+                    returns once it passed its start-up checks, or fails saying why
   -s, --stop        ask the daemon to stop safely (SIGINT: finish the batch, roll back copies)
   -k, --kill        stop the daemon at once (SIGTERM; transactions still roll back)
   -r, --reload      reload the daemon's config and reopen its log file (SIGHUP)

@@ -17,7 +17,6 @@ use lexopt::prelude::*;
 use crate::base::error::usage;
 use crate::config::Config;
 use crate::queue::admin;
-use crate::replay::lock::ReplayLock;
 use crate::service::daemon::Control;
 
 mod args;
@@ -28,6 +27,7 @@ pub mod provider;
 pub mod subscriber;
 pub mod verify;
 
+pub use daemons::Started;
 pub use help::HELP;
 
 /// What the command line asks for.
@@ -93,25 +93,26 @@ impl Command {
         )
     }
 
-    /// What the command holds while it runs, taken before `-d` reports a start (`replay`:
-    /// the job's lock in the subscriber, see [`ReplayLock`]).
-    pub fn lock(&self, config: &Config) -> Result<Option<ReplayLock>> {
+    /// Starts a daemon (`replay`, `ticker`) up to the moment `-d` reports a start: its
+    /// start-up checks, its lock and its signal handlers (see [`Started`]). `None` for the
+    /// other commands.
+    pub fn start(&self, config: &Config) -> Result<Option<Started>> {
         match self {
-            Command::Daemon(command) => command.lock(config),
+            Command::Daemon(command) => command.start(config),
             _ => Ok(None),
         }
     }
 
-    /// Runs the command with `config` and what [`Command::lock`] took. `status` on a ticker
-    /// config is pgqadm's.
-    pub fn run(self, config: &Config, lock: Option<ReplayLock>) -> Result<()> {
+    /// Runs the command with `config` and what [`Command::start`] returned. `status` on a
+    /// ticker config is pgqadm's.
+    pub fn run(self, config: &Config, started: Option<Started>) -> Result<()> {
         match self {
             Command::Verify(verify::Command::Status { json, max_lag })
                 if admin::is_ticker_config(config)? =>
             {
                 admin::status(config, json, max_lag)
             }
-            Command::Daemon(command) => command.run(config, lock),
+            Command::Daemon(command) => command.run(config, started),
             Command::Provider(command) => command.run(config),
             Command::Subscriber(command) => command.run(config),
             Command::Verify(command) => command.run(config),

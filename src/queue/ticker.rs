@@ -6,7 +6,9 @@
 //! maintenance operations the database lists (`pgq.maint_operations()`: event table
 //! rotation in two transactions, vacuum where autovacuum is off). It logs one statistics
 //! line per maintenance period. A lost connection is logged and retried after
-//! `exception_sleep`; a database without `pgq` is checked again every `check_period`.
+//! `exception_sleep`; a database without `pgq` is checked again every `check_period`. The
+//! `ticker` command checks its config and its server before it reports a start
+//! ([`prepare`]).
 //!
 //! The standalone `ticker` command ([`run`]) ticks `db`, or every database under
 //! `base_connstr` (re-listed every `check_period`), one thread per database. The same loop
@@ -15,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use postgres::Client;
 
@@ -321,8 +323,17 @@ fn quote_qualified(name: &str) -> String {
         .join(".")
 }
 
-/// The `ticker` command: tick `db`, or every database under `base_connstr`, until `stop`.
-pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
+/// What the `ticker` command ticks: one database, or every database under `base_connstr`.
+enum Target {
+    /// `db`: this database, called by its name.
+    One(String, Box<Resolved>),
+    /// `base_connstr`: the databases of this server, from `initial_database` or
+    /// `database_list`.
+    All(ConnStr),
+}
+
+/// The ticker's settings, the name its connections carry, and what it ticks, from `config`.
+fn plan(config: &Config) -> Result<(Settings, String, Target)> {
     let settings = Settings::from_config(config)?;
     let app = format!("skyrep/{}", config.job_name()?);
     if let Some(conn) = config.connstr("db")? {
@@ -330,8 +341,7 @@ pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
             .resolve_from_env(&app)
             .context("db: bad connection string")?;
         let name = resolved.dbname.clone();
-        tick_database(&name, &resolved, &settings, &stop, None);
-        return Ok(());
+        return Ok((settings, app, Target::One(name, Box::new(resolved))));
     }
     let base = config.connstr("base_connstr")?.unwrap_or_default();
     if base == ConnStr::default() && config.section() != "pgqd" {
@@ -340,7 +350,69 @@ pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
             config.path().display()
         )));
     }
-    tick_all_databases(config, &base, &app, &settings, &stop)
+    Ok((settings, app, Target::All(base)))
+}
+
+/// The `ticker` command's start-up checks, made before it reports a start (`-d`, systemd):
+/// the config is complete, and the server answers; with `db`, that database has pgq, and with
+/// `base_connstr`, its databases can be listed (each is then ticked once it has pgq).
+pub fn prepare(config: &Config) -> Result<()> {
+    let (_, app, target) = plan(config)?;
+    match target {
+        Target::One(name, resolved) => {
+            let mut client = db::connect(&name, &resolved)?;
+            if usable_pgq(&mut client)
+                .with_context(|| format!("{name}: checking pgq"))?
+                .is_none()
+            {
+                bail!(
+                    "database {name} has no pgq 3: run `skyrep {} install` first",
+                    config.path().display()
+                );
+            }
+        }
+        Target::All(base) => {
+            let initial = config.require_text("initial_database")?;
+            match list(config)? {
+                Some(fixed) => {
+                    for db in fixed {
+                        base.with("dbname", &db)
+                            .resolve_from_env(&app)
+                            .context("base_connstr: bad connection string")?;
+                    }
+                }
+                None => {
+                    list_databases(&base, &initial, &app)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `database_list`, if it names any database.
+fn list(config: &Config) -> Result<Option<Vec<String>>> {
+    let fixed: Vec<String> = config
+        .text("database_list")?
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok((!fixed.is_empty()).then_some(fixed))
+}
+
+/// The `ticker` command: tick `db`, or every database under `base_connstr`, until `stop`.
+pub fn run(config: &Config, stop: Receiver<()>) -> Result<()> {
+    let (settings, app, target) = plan(config)?;
+    match target {
+        Target::One(name, resolved) => {
+            tick_database(&name, &resolved, &settings, &stop, None);
+            Ok(())
+        }
+        Target::All(base) => tick_all_databases(config, &base, &app, &settings, &stop),
+    }
 }
 
 /// pgqd's mode: one ticking thread per database, the list refreshed every `check_period`.
@@ -352,28 +424,20 @@ fn tick_all_databases(
     stop: &Receiver<()>,
 ) -> Result<()> {
     let initial = config.require_text("initial_database")?;
-    let fixed: Vec<String> = config
-        .text("database_list")?
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(str::to_string)
-        .collect();
+    let fixed = list(config)?;
     std::thread::scope(|scope| -> Result<()> {
         // Dropping a database's sender stops its thread; on a global stop all are dropped.
         let mut running: BTreeMap<String, Sender<()>> = BTreeMap::new();
         loop {
-            let wanted = if fixed.is_empty() {
-                match list_databases(base, &initial, app) {
+            let wanted = match &fixed {
+                Some(fixed) => Some(fixed.clone()),
+                None => match list_databases(base, &initial, app) {
                     Ok(list) => Some(list),
                     Err(err) => {
                         log::error!("{}", crate::base::error::one_line(&err));
                         None
                     }
-                }
-            } else {
-                Some(fixed.clone())
+                },
             };
             if let Some(wanted) = wanted {
                 running.retain(|db, _| {

@@ -2,9 +2,11 @@
 //!
 //! `-d` forks twice with a new session in between, so the daemon has no controlling terminal
 //! and is no child of the shell; its standard streams go to `/dev/null` and it logs to
-//! `logfile`. The first process waits on a pipe until the daemon has taken the pidfile (or
-//! failed to), so that `skyrep -d conf.ini replay` reports "already running" and other start-up
-//! errors on the terminal and exits 1, like any other command.
+//! `logfile`. The first process waits on a pipe until the daemon has taken the pidfile and
+//! passed its start-up checks (or failed to), so that `skyrep -d conf.ini replay` reports
+//! "already running" and other start-up errors on the terminal and exits 1 (2 for a config
+//! error), like the same command in the foreground. In the foreground under systemd,
+//! [`notify_ready`] tells a `Type=notify` unit the same moment.
 //!
 //! The pidfile is written whole or not at all (a temporary file hard-linked into place) and
 //! names one live process: a second daemon of the same config is refused while the first
@@ -20,14 +22,16 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::base::error::{one_line, usage};
+use crate::base::error::{EXIT_USAGE, exit_code, one_line, usage};
 use crate::base::output;
 use crate::config::Config;
 
@@ -56,9 +60,10 @@ impl Detached {
         let _ = writeln!(self.pipe, "ok {}", std::process::id());
     }
 
-    /// Reports a failed start; the terminal prints `message` and exits 1.
-    pub fn failed(mut self, message: &str) {
-        let _ = writeln!(self.pipe, "error {message}");
+    /// Reports a failed start; the terminal prints the error and exits with its code (2 for
+    /// a usage or config error, as in the foreground).
+    pub fn failed(mut self, err: &anyhow::Error) {
+        let _ = writeln!(self.pipe, "error {} {}", exit_code(err), one_line(err));
     }
 }
 
@@ -110,8 +115,12 @@ pub fn detach(config: &Config) -> Result<Detached> {
                 output::line(&format!("started, pid {pid}"))?;
                 std::process::exit(0);
             }
-            match reply.strip_prefix("error ") {
-                Some(message) => bail!("{message}"),
+            match reply
+                .strip_prefix("error ")
+                .and_then(|rest| rest.split_once(' '))
+            {
+                Some((code, message)) if code == EXIT_USAGE.to_string() => Err(usage(message)),
+                Some((_, message)) => bail!("{message}"),
                 None => bail!(
                     "the daemon exited while starting; see {}",
                     config.path_value("logfile")?.unwrap_or_default().display()
@@ -119,6 +128,28 @@ pub fn detach(config: &Config) -> Result<Detached> {
             }
         }
     }
+}
+
+/// Tells systemd that the daemon has started, when it runs in the foreground under a
+/// `Type=notify` unit (which sets `NOTIFY_SOCKET`): `systemctl start` returns once this is
+/// sent, after the same start-up checks as `-d`, and fails with the daemon's error if it
+/// exits before. Does nothing without `NOTIFY_SOCKET`.
+pub fn notify_ready() -> Result<()> {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let what = || format!("telling systemd the daemon started (NOTIFY_SOCKET={socket:?})");
+    let address = match socket.as_bytes() {
+        [b'@', name @ ..] => SocketAddr::from_abstract_name(name),
+        [b'/', ..] => SocketAddr::from_pathname(&socket),
+        _ => return Err(anyhow!("not a socket path")).with_context(what),
+    }
+    .with_context(what)?;
+    let sender = UnixDatagram::unbound().with_context(what)?;
+    sender
+        .send_to_addr(b"READY=1\n", &address)
+        .with_context(what)?;
+    Ok(())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -173,7 +204,7 @@ impl PidFile {
         temporary_name.push(format!(".{own}.tmp"));
         let temporary = path.with_file_name(temporary_name);
         write_new(&temporary, format!("{own}\n").as_bytes())
-            .with_context(|| format!("writing pidfile {}", temporary.display()))?;
+            .with_context(|| format!("cannot write pidfile {}", path.display()))?;
         let result = (|| {
             // Twice: once more after removing a stale pidfile.
             for _ in 0..2 {

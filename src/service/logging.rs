@@ -3,7 +3,8 @@
 //! Lines go to the terminal (stderr) and, once [`set_file`] names one, to the log file. The
 //! file can be swapped or reopened at any moment by calling [`set_file`] again (after
 //! logrotate moved it away, on SIGHUP) and is created with mode 0640, never through a
-//! symlink. Every line passes through [`mask_secrets`]. Timestamps are local time, read per
+//! symlink; one that root creates is given to the owner of its directory, so that a setup
+//! command run as root does not lock the service's user out of its log. Every line passes through [`mask_secrets`]. Timestamps are local time, read per
 //! line, so they stay right across daylight-saving changes and in any thread.
 //!
 //! With `syslog = on`, [`set_syslog`] also sends each line that goes to the log file to the
@@ -13,13 +14,14 @@
 //! `,mmm` milliseconds of this format, and it fixes its writers at start-up.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::base::mask::mask_secrets;
@@ -184,14 +186,65 @@ fn set_syslog_at(path: &Path, ident: Option<&str>) -> Result<()> {
     }
 }
 
+/// Opens the log file for appending, creating it if it is not there. A file that root
+/// creates goes to the owner and group of its directory (see [`give_to_directory_owner`]).
 fn open_log_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
+    let what = || format!("cannot open log file {}", path.display());
+    let mut options = OpenOptions::new();
+    options
         .append(true)
         .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .with_context(|| format!("cannot open log file {}", path.display()))
+        .custom_flags(libc::O_NOFOLLOW);
+    // Twice: once more if the file is removed between the two opens.
+    for _ in 0..2 {
+        match options.clone().create_new(true).open(path) {
+            Ok(file) => {
+                give_to_directory_owner(&file, path);
+                return Ok(file);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(what),
+        }
+        match options.open(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            opened => return opened.with_context(what),
+        }
+    }
+    Err(anyhow!("it keeps being removed")).with_context(what)
+}
+
+/// A log file that root has just created goes to the owner and group of its directory, as
+/// one the daemon creates there would: setup commands run as root with a service's config
+/// (`provider install`) must not leave a log file that the service's user cannot write. A
+/// file that exists already keeps its owner. Failing is only a warning: the file works for
+/// this process either way.
+fn give_to_directory_owner(file: &File, path: &Path) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let result = std::fs::metadata(dir).and_then(|dir| {
+        let own = file.metadata()?;
+        if (own.uid(), own.gid()) == (dir.uid(), dir.gid()) {
+            return Ok(());
+        }
+        // SAFETY: fchown on a descriptor this process owns.
+        if unsafe { libc::fchown(file.as_raw_fd(), dir.uid(), dir.gid()) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        log::warn!(
+            "cannot give log file {} to the owner of {}: {e}",
+            path.display(),
+            dir.display()
+        );
+    }
 }
 
 /// Level names as Python's logging (and so Londiste's log files) spell them.
