@@ -4,8 +4,9 @@
 //! file can be swapped or reopened at any moment by calling [`set_file`] again (after
 //! logrotate moved it away, on SIGHUP) and is created with mode 0640, never through a
 //! symlink; one that root creates is given to the owner of its directory, so that a setup
-//! command run as root does not lock the service's user out of its log. Every line passes through [`mask_secrets`]. Timestamps are local time, read per
-//! line, so they stay right across daylight-saving changes and in any thread.
+//! command run as root does not lock the service's user out of its log. Every line passes
+//! through [`mask_secrets`]. Timestamps are local time, read per line, so they stay right
+//! across daylight-saving changes and in any thread.
 //!
 //! With `syslog = on`, [`set_syslog`] also sends each line that goes to the log file to the
 //! local syslog socket (`/dev/log`, facility `daemon`), as `ident[pid]: LEVEL text`.
