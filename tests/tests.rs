@@ -28,6 +28,7 @@ mod odd_input;
 mod perms;
 mod pgq_sql;
 mod policy;
+mod progress;
 mod replay;
 mod seqs;
 mod setup;
