@@ -350,7 +350,6 @@ fn copy_table(
         row.try_get(1).context("reading the queue's last tick")?,
     );
     let tick = tick.with_context(|| format!("queue {} has no tick", job.queue))?;
-    let estimate = Estimate::read(&mut ptx, &table.table, table.condition.is_some())?;
     let mut stx = subscriber.transaction()?;
     stx.batch_execute("set local skyrep.replay = on")?;
     forget_tick(&mut stx, &job.queue, consumer.name())?;
@@ -367,6 +366,10 @@ fn copy_table(
         "{}: copying from the provider (snapshot {snapshot}, tick {tick})",
         table.table
     );
+    // The table's size waits for its lock, as the COPY would: a stop cancels it too.
+    let estimate = until_stopped(stop, &cancel, &job.provider, || {
+        Estimate::read(&mut ptx, &table.table, table.condition.is_some())
+    })?;
     // Until the indexes are built again, `status` shows how far the copy is.
     let (bytes, rows) = progress::reporting(job, &table.table, &estimate, |counters| {
         // A stop cancels the COPY (also while it waits for a lock): it is rolled back and

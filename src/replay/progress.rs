@@ -45,7 +45,7 @@ pub struct Estimate {
 
 impl Estimate {
     /// Reads the estimate of the provider's `table`; `conditional` when a copy condition
-    /// filters it.
+    /// filters it. Its size takes the table's ACCESS SHARE lock: it waits where a COPY would.
     pub fn read(
         provider: &mut impl GenericClient,
         table: &TableName,
