@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 
 use crate::base::error::one_line;
 use crate::base::names::TableName;
+use crate::base::output::seconds;
 use crate::db::{self, to_regclass};
 use crate::replay::job::Job;
-use crate::verify::status::seconds;
 
 /// How often the reporter writes a running copy's progress.
 const REPORT_EVERY: Duration = Duration::from_secs(1);

@@ -16,7 +16,7 @@ use postgres::Client;
 use serde_json::{Value, json};
 
 use crate::base::error::one_line;
-use crate::base::output;
+use crate::base::output::{self, seconds};
 use crate::config::Config;
 use crate::db;
 use crate::replay::apply::{fire_on_replay, may_set_replica_role};
@@ -609,35 +609,4 @@ fn ticker_text(t: &Ticker) -> String {
 /// A count or tick, `?` when unknown.
 fn number(n: Option<i64>) -> String {
     n.map_or("?".to_string(), |n| n.to_string())
-}
-
-/// A duration as Londiste shows it: `1.2s` under a minute, else `2h10m42s` / `5m3s`.
-pub(crate) fn seconds(seconds: Option<f64>) -> String {
-    let Some(s) = seconds else {
-        return "?".to_string();
-    };
-    if s < 60.0 {
-        return format!("{s:.1}s");
-    }
-    let whole = s.round() as u64;
-    let (h, m, s) = (whole / 3600, whole / 60 % 60, whole % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else {
-        format!("{m}m{s}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::seconds;
-
-    #[test]
-    fn durations_read_like_londiste() {
-        assert_eq!(seconds(None), "?");
-        assert_eq!(seconds(Some(0.04)), "0.0s");
-        assert_eq!(seconds(Some(18.26)), "18.3s");
-        assert_eq!(seconds(Some(303.0)), "5m3s");
-        assert_eq!(seconds(Some(7842.4)), "2h10m42s");
-    }
 }
