@@ -29,6 +29,7 @@ mod perms;
 mod pgq_sql;
 mod pgqadm;
 mod policy;
+mod progress;
 mod replay;
 mod seqs;
 mod setup;

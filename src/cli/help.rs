@@ -78,6 +78,8 @@ Commands:
   subscriber remove TABLE...
                     stop applying events to them; their data is left alone
   subscriber tables one row per table: table_name  merge_state  table_attrs
+                    (key=value: dest_table, copy_condition and, while a table is
+                    copied, copied_rows, copied_bytes, estimated_rows, percent, eta)
   subscriber add-seq SEQ...
                     follow provider sequences: before each batch, replay moves them
                     forward to the provider's values (never back)
@@ -116,8 +118,9 @@ Commands:
   status [--json] [--max-lag SECONDS]
                     whether replay runs, the queue, the ticker and every consumer
                     with its lag and pending events, this subscriber's tables
-                    ok/copying/other and last errors; exit 1 when replay does not
-                    run or (--max-lag) the lag is over SECONDS
+                    ok/copying/other, how far each copy is and the last errors;
+                    exit 1 when replay does not run or (--max-lag) the lag is
+                    over SECONDS
 
 Exit codes: 0 success, 1 the command failed, 2 usage or config error.
 See skyrep(1) and skyrep(5).

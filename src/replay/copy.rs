@@ -32,6 +32,7 @@ use crate::replay::apply::Applier;
 use crate::replay::aside;
 use crate::replay::batch::{Route, apply_batch};
 use crate::replay::job::{Connections, Job};
+use crate::replay::progress::{self, Counters, Estimate};
 use crate::replay::session::{LastError, Thread, sessions, stopped_within};
 use crate::replay::state::{
     MergeState, SubscriberTable, applied_tick, check_state, forget_tick, load_tables, set_state,
@@ -365,35 +366,43 @@ fn copy_table(
         "{}: copying from the provider (snapshot {snapshot}, tick {tick})",
         table.table
     );
-    // A stop cancels the COPY (also while it waits for a lock): it is rolled back and starts
-    // again at the next run.
-    let (bytes, rows) = until_stopped(stop, &cancel, &job.provider, || -> Result<(u64, u64)> {
-        let mut reader = ptx
-            .copy_out(&copy_out_sql(
-                &table.table,
-                &column_list,
-                table.condition.as_deref().or(by_query.then_some("true")),
-            ))
-            .with_context(|| format!("reading {} from the provider", table.table))?;
-        let mut writer = stx
-            .copy_in(&format!(
-                "copy {} ({column_list}) from stdin",
-                table.dest.quoted()
-            ))
-            .with_context(|| format!("writing {}", table.dest))?;
-        let bytes = pipe(&table.table, &mut reader, &mut writer)
-            .with_context(|| format!("copying {}", table.table))?;
-        drop(reader);
-        let rows = writer
-            .finish()
-            .with_context(|| format!("finishing the copy of {}", table.dest))?;
-        Ok((bytes, rows))
+    // The table's size waits for its lock, as the COPY would: a stop cancels it too.
+    let estimate = until_stopped(stop, &cancel, &job.provider, || {
+        Estimate::read(&mut ptx, &table.table, table.condition.is_some())
     })?;
-    ptx.commit()?;
-    let indexes = aside::rebuild_indexes(&mut stx, &job.queue, &table.table)?;
-    if indexes > 0 {
-        log::info!("{}: built {indexes} indexes again", table.dest);
-    }
+    // Until the indexes are built again, `status` shows how far the copy is.
+    let (bytes, rows) = progress::reporting(job, &table.table, &estimate, |counters| {
+        // A stop cancels the COPY (also while it waits for a lock): it is rolled back and
+        // starts again at the next run.
+        let moved = until_stopped(stop, &cancel, &job.provider, || -> Result<(u64, u64)> {
+            let mut reader = ptx
+                .copy_out(&copy_out_sql(
+                    &table.table,
+                    &column_list,
+                    table.condition.as_deref().or(by_query.then_some("true")),
+                ))
+                .with_context(|| format!("reading {} from the provider", table.table))?;
+            let mut writer = stx
+                .copy_in(&format!(
+                    "copy {} ({column_list}) from stdin",
+                    table.dest.quoted()
+                ))
+                .with_context(|| format!("writing {}", table.dest))?;
+            let bytes = pipe(&table.table, &estimate, counters, &mut reader, &mut writer)
+                .with_context(|| format!("copying {}", table.table))?;
+            drop(reader);
+            let rows = writer
+                .finish()
+                .with_context(|| format!("finishing the copy of {}", table.dest))?;
+            Ok((bytes, rows))
+        })?;
+        ptx.commit()?;
+        let indexes = aside::rebuild_indexes(&mut stx, &job.queue, &table.table)?;
+        if indexes > 0 {
+            log::info!("{}: built {indexes} indexes again", table.dest);
+        }
+        Ok::<_, anyhow::Error>(moved)
+    })?;
     // The copy consumer starts at the last tick the snapshot saw: later batches hold every
     // event the snapshot missed (and some it saw, which catching up skips).
     provider
@@ -432,11 +441,19 @@ fn copy_out_sql(table: &TableName, column_list: &str, condition: Option<&str>) -
     }
 }
 
-/// Streams the COPY data from the provider to the subscriber; returns the bytes moved.
-fn pipe(table: &TableName, reader: &mut impl BufRead, writer: &mut impl Write) -> Result<u64> {
+/// Streams the COPY data from the provider to the subscriber, counting rows and bytes into
+/// `counters` and logging how far it is against the provider's `estimate` now and then;
+/// returns the bytes moved.
+fn pipe(
+    table: &TableName,
+    estimate: &Estimate,
+    counters: &Counters,
+    reader: &mut impl BufRead,
+    writer: &mut impl Write,
+) -> Result<u64> {
     let start = Instant::now();
     let mut next_report = start + PROGRESS_EVERY;
-    let (mut bytes, mut rows, mut chunks) = (0u64, 0u64, 0u64);
+    let (mut bytes, mut chunks) = (0u64, 0u64);
     loop {
         // The reader's own buffer (one message of the COPY stream), written without a copy.
         let chunk = match reader.fill_buf() {
@@ -449,17 +466,20 @@ fn pipe(table: &TableName, reader: &mut impl BufRead, writer: &mut impl Write) -
         let n = chunk.len();
         bytes += n as u64;
         // COPY's text format writes one row per line (newlines in values are escaped).
-        rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        let rows = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        counters.add(rows, n as u64);
         reader.consume(n);
         chunks += 1;
         // The clock only now and then: a chunk is often a single row.
         if chunks % 1024 == 0 {
             let now = Instant::now();
             if now >= next_report {
-                let mb = bytes as f64 / 1e6;
+                let elapsed = (now - start).as_secs_f64();
+                let (rows, bytes) = counters.get();
                 log::info!(
-                    "{table}: copying, {rows} rows, {mb:.1} MB so far, {:.1} MB/s",
-                    mb / (now - start).as_secs_f64()
+                    "{table}: copying at {:.1} MB/s, {}",
+                    bytes as f64 / 1e6 / elapsed,
+                    estimate.summary(rows, bytes, elapsed)
                 );
                 next_report = now + PROGRESS_EVERY;
             }

@@ -7,7 +7,8 @@
 //!   them in grouped statements; [`control`]: the events that are not row changes
 //!   (`execute` scripts, table removals);
 //! - [`copy`]: the copy threads, the initial COPY and the hand-over to replay; [`aside`]:
-//!   indexes, foreign keys and triggers set aside while a table is copied;
+//!   indexes, foreign keys and triggers set aside while a table is copied; [`progress`]: how
+//!   far each running copy is, for `subscriber tables` and `status`;
 //! - [`state`]: the subscriber's table registry, merge states and applied ticks;
 //!   [`protect`]: the write guard on replicated tables;
 //! - [`job`], [`session`]: what every replay thread shares (the job, its connections,
@@ -24,6 +25,7 @@ pub mod control;
 pub mod copy;
 pub mod job;
 pub mod lock;
+pub mod progress;
 pub mod protect;
 pub mod seqs;
 pub mod session;

@@ -25,6 +25,7 @@ use crate::queue::install;
 use crate::replay::aside;
 use crate::replay::job::Job;
 use crate::replay::lock;
+use crate::replay::progress::Progress;
 use crate::replay::protect;
 use crate::replay::state::{SubscriberTable, load_tables};
 
@@ -341,18 +342,33 @@ impl Subscriber {
         tx.commit().context("committing subscriber skip-execute")
     }
 
-    /// `subscriber tables`: one row per table, `table_name  merge_state  table_attrs`.
+    /// `subscriber tables`: one row per table, `table_name  merge_state  table_attrs`; the
+    /// attributes are `key=value` words: the local table where it differs, the copy
+    /// condition, and how far a running copy is ([`Progress::attrs`]).
     pub fn tables(&mut self) -> Result<()> {
         check_installed(&mut self.subscriber)?;
+        let progress = Progress::load(&mut self.subscriber, &self.queue)?;
         let rows = self.subscriber.query(
             "select table_name, coalesce(merge_state, 'new'), \
-                    case when dest_table <> table_name then 'dest_table=' || dest_table else '' end \
+                    case when dest_table <> table_name then dest_table end, copy_condition \
              from londiste.subscriber_tables where queue_name = $1 order by 1",
             &[&self.queue],
         )?;
         let rows: Vec<[String; 3]> = rows
             .iter()
-            .map(|r| [r.get(0), r.get(1), r.get(2)])
+            .map(|r| {
+                let name: String = r.get(0);
+                let dest: Option<String> = r.get(2);
+                let condition: Option<String> = r.get(3);
+                let mut attrs: Vec<String> = [("dest_table", dest), ("copy_condition", condition)]
+                    .into_iter()
+                    .filter_map(|(key, value)| Some(attr(key, &value?)))
+                    .collect();
+                if let Some(p) = progress.iter().find(|p| p.table == name) {
+                    attrs.extend(p.attrs());
+                }
+                [name, r.get(1), attrs.join(" ")]
+            })
             .collect();
         let width = |i: usize, title: &str| {
             rows.iter()
@@ -535,6 +551,16 @@ pub fn unregister(job: &Job) -> Result<()> {
     Ok(())
 }
 
+/// `key=value` for `subscriber tables`; a value that is empty or holds white space, a double
+/// quote or a backslash is written in double quotes, with `\"` and `\\` inside.
+fn attr(key: &str, value: &str) -> String {
+    if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+        return format!("{key}={value}");
+    }
+    let escaped = value.replace('\\', r"\\").replace('"', r#"\""#);
+    format!("{key}=\"{escaped}\"")
+}
+
 /// Unregisters `table` (the provider's name) for `queue` and drops the write guard from its
 /// destination, whose data stays; returns what the registration was, None if there was none.
 pub fn unregister_table(
@@ -678,7 +704,18 @@ fn compare_columns(provider: &[(String, String)], subscriber: &[(String, String)
 
 #[cfg(test)]
 mod tests {
-    use super::compare_columns;
+    use super::{attr, compare_columns};
+
+    #[test]
+    fn attributes_quote_what_would_split_them() {
+        assert_eq!(attr("dest_table", "other.t"), "dest_table=other.t");
+        assert_eq!(
+            attr("copy_condition", r#"id > 0 and v <> '"x\'"#),
+            r#"copy_condition="id > 0 and v <> '\"x\\'""#
+        );
+        assert_eq!(attr("copy_condition", ""), r#"copy_condition="""#);
+        assert_eq!(attr("dest_table", "a.Tab\tle"), "dest_table=\"a.Tab\tle\"");
+    }
 
     #[test]
     fn column_differences_are_listed() {

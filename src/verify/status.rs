@@ -3,7 +3,8 @@
 //!
 //! The provider's `pgq.get_queue_info` and `pgq.get_consumer_info` give the ticker and the
 //! consumers (lag, last tick, pending events); the subscriber's `londiste.subscriber_tables`,
-//! `londiste.applied_ticks` and `londiste.replay_status` give the rest. A copy thread's
+//! `londiste.applied_ticks`, `londiste.replay_status` and `londiste.copy_progress` give the
+//! rest. A copy thread's
 //! temporary consumer (`CONSUMER.copy.SCHEMA.TABLE`) is shown under the node it works for.
 //! When one side cannot be read, the other is still shown, that side is marked with its error,
 //! and the command fails (exit code 1) after printing.
@@ -30,6 +31,7 @@ use crate::db;
 use crate::replay::apply::{fire_on_replay, may_set_replica_role};
 use crate::replay::job::Job;
 use crate::replay::lock;
+use crate::replay::progress::Progress;
 use crate::replay::session::Thread;
 use crate::replay::state::{MergeState, load_tables};
 
@@ -249,6 +251,8 @@ struct SubscriberInfo {
     /// Where replay may not set the replica role: the triggers and rules that fire on its
     /// rows, as `TABLE: trigger NAME`.
     fire_on_replay: Vec<String>,
+    /// How far each running copy is.
+    copies: Vec<Progress>,
 }
 
 /// A row of `londiste.replay_daemons`: the process that runs, or last ran, the job.
@@ -387,6 +391,7 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
         applied_age: applied.as_ref().map(|r| r.get(1)),
         errors,
         fire_on_replay: fire,
+        copies: Progress::load(client, &job.queue)?,
     })
 }
 
@@ -614,6 +619,9 @@ impl Report {
             ));
         }
         if let Some(s) = subscriber {
+            for p in &s.copies {
+                lines.push(format!("Copying {}: {}", p.table, p.text()));
+            }
             match &s.errors {
                 Some(errors) => {
                     for e in errors {
@@ -761,6 +769,8 @@ impl Report {
                 "applied_age": subscriber.and_then(|s| s.applied_age).map(rounded),
                 "replay": replay,
                 "fire_on_replay": subscriber.map(|s| &s.fire_on_replay),
+                "copy_progress": subscriber
+                    .map(|s| s.copies.iter().map(Progress::json).collect::<Vec<_>>()),
             },
             "consumers": consumers,
         })

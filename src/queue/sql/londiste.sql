@@ -67,6 +67,25 @@ create table if not exists londiste.replay_daemons (
     primary key (queue_name, consumer_name)
 );
 
+-- Subscriber: how far each running copy is, for `subscriber tables` and `status`. Written
+-- about once a second by a connection of the copy thread's own (the copy's transaction is not
+-- visible until it commits), started afresh by each attempt, deleted when the attempt ends.
+-- The estimate is the provider's (pg_class, scaled to the table's current size): NULL where
+-- it has none (never analyzed); with a copy condition it counts the whole table, so it is an
+-- upper bound (estimate_upper_bound).
+create table if not exists londiste.copy_progress (
+    queue_name           text not null,
+    table_name           text not null,  -- the provider's schema.table
+    copied_rows          bigint not null default 0,
+    copied_bytes         bigint not null default 0,  -- COPY text sent to the subscriber
+    estimate_rows        bigint,
+    estimate_bytes       bigint,         -- the provider table's size on disk
+    estimate_upper_bound boolean not null default false,
+    started              timestamptz not null default now(),
+    updated              timestamptz not null default now(),
+    primary key (queue_name, table_name)
+);
+
 -- Subscriber: indexes, foreign keys and triggers set aside while a table is copied, with the
 -- SQL that puts each back. Saved in the transaction that drops them, so a crash never loses
 -- one. Indexes come back in the copy's own transaction; a foreign key once the tables at both
