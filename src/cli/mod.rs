@@ -174,6 +174,13 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             action,
         });
     }
+    if words == ["help"] || (words.len() == 2 && words[1] == "help") {
+        return Ok(Cli {
+            verbosity,
+            daemon,
+            action: Action::Help,
+        });
+    }
     if words == ["demo"] && control.is_none() && !daemon {
         return Ok(Cli {
             verbosity,
@@ -219,15 +226,10 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             }
             format!("{first} {}", rest.remove(0))
         }
-        "tables" => "subscriber tables".to_string(),
-        "add-table" => "subscriber add".to_string(),
-        "remove-table" => "subscriber remove".to_string(),
-        "execute" => "provider execute".to_string(),
-        "add-seq" => "subscriber add-seq".to_string(),
-        "remove-seq" => "subscriber remove-seq".to_string(),
-        "seqs" => "subscriber seqs".to_string(),
-        "worker" => "replay".to_string(),
-        _ => first,
+        short => match SHORT_FORMS.iter().find(|(word, _)| *word == short) {
+            Some((_, command)) => command.to_string(),
+            None => first,
+        },
     };
     if (dest_table.is_some() || copy_condition.is_some()) && name != "subscriber add" {
         return Err(usage(format!(
@@ -278,9 +280,21 @@ fn pick(current: Option<Control>, new: Control) -> Result<Option<Control>> {
     }
 }
 
-/// Every command name, subcommands spelled out (the Londiste 3 short forms `tables`,
-/// `add-table`, `remove-table`, `add-seq`, `remove-seq`, `seqs` are read as their
-/// `subscriber` commands).
+/// Londiste 3's words for commands, and the command each is read as.
+pub const SHORT_FORMS: &[(&str, &str)] = &[
+    ("tables", "subscriber tables"),
+    ("add-table", "subscriber add"),
+    ("remove-table", "subscriber remove"),
+    ("resync", "subscriber resync"),
+    ("missing", "subscriber missing"),
+    ("add-seq", "subscriber add-seq"),
+    ("remove-seq", "subscriber remove-seq"),
+    ("seqs", "subscriber seqs"),
+    ("execute", "provider execute"),
+    ("worker", "replay"),
+];
+
+/// Every command name, subcommands spelled out (the [`SHORT_FORMS`] are read as these).
 pub const COMMANDS: &[&str] = &[
     "check",
     "install",
@@ -338,7 +352,7 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
 mod tests {
     use super::*;
     use crate::base::error::{EXIT_USAGE, exit_code};
-    use crate::replay::subscriber::AddOptions;
+    use crate::replay::subscriber::{AddOptions, Lists};
 
     fn cli(args: &[&str]) -> Result<Cli> {
         parse(args.iter().map(OsString::from))
@@ -358,11 +372,23 @@ mod tests {
         };
         assert_eq!(
             command(&["a.ini", "subscriber", "fkeys"]),
-            Command::Subscriber(subscriber::Command::Fkeys { active: false })
+            Command::Subscriber(subscriber::Command::Fkeys { lists: Lists::Both })
+        );
+        assert_eq!(
+            command(&["a.ini", "subscriber", "fkeys", "pending"]),
+            Command::Subscriber(subscriber::Command::Fkeys {
+                lists: Lists::Pending
+            })
+        );
+        assert_eq!(
+            command(&["a.ini", "subscriber", "triggers"]),
+            Command::Subscriber(subscriber::Command::Triggers { lists: Lists::Both })
         );
         assert_eq!(
             command(&["a.ini", "subscriber", "triggers", "active"]),
-            Command::Subscriber(subscriber::Command::Triggers { active: true })
+            Command::Subscriber(subscriber::Command::Triggers {
+                lists: Lists::Active
+            })
         );
         assert_eq!(
             command(&["a.ini", "subscriber", "restore-triggers", "t", "tr"]),
@@ -373,7 +399,7 @@ mod tests {
         );
         assert!(
             fails(&["a.ini", "subscriber", "fkeys", "all"])
-                .contains("`pending` (the default) or `active`")
+                .contains("takes `pending`, `active` or nothing (both), found `all`")
         );
         assert!(fails(&["a.ini", "subscriber", "restore-triggers"]).contains("takes a table"));
         assert!(
@@ -441,6 +467,15 @@ mod tests {
         );
         assert_eq!(cli(&["-V"]).unwrap().action, Action::Version);
         assert_eq!(cli(&["--ini"]).unwrap().action, Action::SampleConfig);
+        // `help` as a command word, alone or after a config file, as `--help`.
+        assert_eq!(cli(&["help"]).unwrap().action, Action::Help);
+        assert_eq!(cli(&["a.ini", "help"]).unwrap().action, Action::Help);
+        assert_eq!(cli(&["-v", "help"]).unwrap().action, Action::Help);
+        // A config file named `help` still needs its command.
+        assert_eq!(
+            fails(&["help", "fly"]),
+            "unknown command `fly` (see skyrep --help)"
+        );
     }
 
     #[test]
@@ -474,6 +509,24 @@ mod tests {
         assert_eq!(
             run(&["a.ini", "seqs"]),
             Command::Subscriber(subscriber::Command::Seqs)
+        );
+        assert_eq!(
+            run(&["a.ini", "resync", "t", "s.u"]),
+            Command::Subscriber(subscriber::Command::Resync {
+                tables: vec!["t".into(), "s.u".into()]
+            })
+        );
+        assert_eq!(
+            run(&["a.ini", "missing"]),
+            Command::Subscriber(subscriber::Command::Missing)
+        );
+        assert_eq!(
+            fails(&["a.ini", "resync"]),
+            "`subscriber resync` needs at least one table"
+        );
+        assert_eq!(
+            fails(&["a.ini", "missing", "t"]),
+            "`subscriber missing` takes no arguments, found `t`"
         );
         assert_eq!(
             fails(&["a.ini", "subscriber", "add-seq"]),
