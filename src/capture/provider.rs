@@ -47,13 +47,8 @@ impl Provider {
     /// Connects to `provider_db` of the config.
     pub fn connect(config: &Config) -> Result<Provider> {
         let queue = config.require_text("pgq_queue_name")?;
-        let conn = config.connstr("provider_db")?.ok_or_else(|| {
-            usage(format!(
-                "{}: missing key `provider_db`",
-                config.path().display()
-            ))
-        })?;
-        let resolved = conn
+        let resolved = config
+            .require_connstr("provider_db")?
             .resolve_from_env(&format!("skyrep/{}", config.job_name()?))
             .context("provider_db: bad connection string")?;
         let client = db::connect("provider_db", &resolved)?;

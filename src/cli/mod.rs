@@ -164,6 +164,10 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
                     .into_string()
                     .map_err(|v| usage(format!("argument {v:?} is not valid UTF-8")))?,
             ),
+            // `create-leaf ... --provider=...`: say what is missing, not the option.
+            Long(_) if words.get(1).is_some_and(|w| CASCADE.contains(&w.as_str())) => {
+                return Err(cascade(&words[1]));
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -329,9 +333,41 @@ pub const COMMANDS: &[&str] = &[
     "status",
 ];
 
+/// Londiste 3's commands for nodes of a cascade (SPEC §8), refused with an error that says
+/// so rather than as unknown.
+const CASCADE: &[&str] = &[
+    "create-root",
+    "create-branch",
+    "create-leaf",
+    "members",
+    "node-info",
+    "change-provider",
+    "takeover",
+    "tag-dead",
+    "tag-alive",
+    "drop-node",
+    "pause",
+    "resume",
+    "wait-sync",
+    "wait-root",
+    "wait-provider",
+];
+
+/// The error for a command of [`CASCADE`].
+fn cascade(name: &str) -> anyhow::Error {
+    usage(format!(
+        "`{name}` is a command of Londiste 3's cascade, which skyrep does not have yet: \
+         replication goes from `provider_db` to `subscriber_db` of one config (see skyrep \
+         --help)"
+    ))
+}
+
 /// The command `name` (subcommands spelled out) with its arguments and flags, checked by
 /// its group.
 fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
+    if CASCADE.contains(&name) {
+        return Err(cascade(name));
+    }
     if !COMMANDS.contains(&name) {
         return Err(usage(format!(
             "unknown command `{name}` (see skyrep --help)"
@@ -652,6 +688,21 @@ mod tests {
             fails(&["a.ini", "fly"]),
             "unknown command `fly` (see skyrep --help)"
         );
+        for args in [
+            &["a.ini", "create-leaf", "n", "dbname=x"][..],
+            &[
+                "a.ini",
+                "create-leaf",
+                "n",
+                "dbname=x",
+                "--provider=dbname=y",
+            ],
+        ] {
+            assert!(
+                fails(args).starts_with("`create-leaf` is a command of Londiste 3's cascade"),
+                "{args:?}"
+            );
+        }
         assert_eq!(
             fails(&["a.ini", "check", "x"]),
             "`check` takes no arguments, found `x`"

@@ -76,10 +76,9 @@ impl Subscriber {
         let consumer = config.job_name()?;
         let app = format!("skyrep/{consumer}");
         let resolve = |key: &str| -> Result<Resolved> {
-            let conn = config.connstr(key)?.ok_or_else(|| {
-                usage(format!("{}: missing key `{key}`", config.path().display()))
-            })?;
-            conn.resolve_from_env(&app)
+            config
+                .require_connstr(key)?
+                .resolve_from_env(&app)
                 .with_context(|| format!("{key}: bad connection string"))
         };
         let sub = resolve("subscriber_db")?;
