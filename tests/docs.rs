@@ -1,6 +1,7 @@
 //! The man pages keep up with the program: every command, short form and option of `--help`
 //! is in skyrep(1), every key of `--ini` in skyrep(5), both pages render without warnings
-//! where `man` exists, and every command line in the README's examples parses.
+//! where `man` exists, and the README's examples are what skyrep accepts: every command line
+//! parses and the Londiste 3 user's config loads.
 
 use std::process::Command;
 
@@ -102,6 +103,27 @@ fn every_command_line_in_the_readme_parses() {
         checked += 1;
     }
     assert!(checked > 15, "{checked} command lines found");
+}
+
+/// The Londiste 3 user's config in the README loads without a warning and names both
+/// databases.
+#[test]
+fn the_readme_londiste_3_config_loads() {
+    let readme = include_str!("../README.md");
+    let text: String = readme
+        .lines()
+        .skip_while(|l| *l != "    [londiste3]")
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    assert!(text.contains("queue_name"), "{text}");
+    let config =
+        skyrep::config::Config::parse(std::path::Path::new("dst1.ini"), &text).expect("loads");
+    assert_eq!(config.warnings(), [] as [String; 0]);
+    for key in ["provider_db", "subscriber_db"] {
+        assert!(config.require_connstr(key).is_ok(), "{key}");
+    }
+    assert_eq!(config.require_text("pgq_queue_name").unwrap(), "replika");
 }
 
 #[test]
