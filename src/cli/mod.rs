@@ -152,7 +152,14 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
                 dest_table = Some(text_value(&mut parser, "dest-table")?);
             }
             Long("copy-condition") if words.len() >= 2 => {
-                copy_condition = Some(text_value(&mut parser, "copy-condition")?);
+                let condition = text_value(&mut parser, "copy-condition")?;
+                if condition.trim().is_empty() {
+                    return Err(usage(
+                        "--copy-condition is empty: give a condition over the table's \
+                         columns, e.g. --copy-condition='id > 0'",
+                    ));
+                }
+                copy_condition = Some(condition);
             }
             Long("dir") if words.len() >= 2 => dir = Some(PathBuf::from(parser.value()?)),
             Long(name) if words.len() >= 2 && FLAGS.contains(&name) => {
@@ -667,6 +674,10 @@ mod tests {
         assert_eq!(
             fails(&["a.ini", "subscriber", "add", "t", "--all"]),
             "`subscriber add` takes either tables or --all, not both"
+        );
+        assert!(
+            fails(&["a.ini", "add-table", "t", "--copy-condition= "])
+                .starts_with("--copy-condition is empty")
         );
         assert_eq!(
             fails(&["--all", "a.ini", "tables"]),
