@@ -30,6 +30,13 @@ fn help_and_version_exit_0() {
     let (code, out, _) = run(&["-h"]);
     assert_eq!(code, 0);
     assert!(out.contains("Usage:"));
+    // `help` as a word, alone or after a config file (which need not exist), the same.
+    let (_, help, _) = run(&["--help"]);
+    for args in [&["help"][..], &["no/such.ini", "help"]] {
+        let (code, out, err) = run(args);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
+        assert_eq!(out, help, "{args:?}");
+    }
     let (code, out, _) = run(&["-V"]);
     assert_eq!(
         (code, out.as_str()),

@@ -229,3 +229,55 @@ fn compare_refuses_at_once_when_replay_is_down_or_behind_and_for_unknown_tables(
     assert!(out.status.success(), "{}", text(&out));
     stop(&mut replay, libc::SIGTERM);
 }
+
+#[test]
+fn compare_sql_works_as_written_on_tables_with_and_without_a_copy_condition() {
+    let odd = r#""Part ""Tab"" é""#;
+    let pair = Pair::new(&format!(
+        "create table {odd} (id int primary key, v text);
+         create table whole (id int primary key, v text);"
+    ));
+    pair.provider.execute(&format!(
+        "insert into {odd} select g, 'v' || g from generate_series(1, 100) g;
+         insert into whole select g, 'w' || g from generate_series(1, 30) g;"
+    ));
+    pair.ok(&["provider", "add", odd, "whole"]);
+    pair.ok(&["subscriber", "add", odd, "--copy-condition=id > 60"]);
+    pair.ok(&["subscriber", "add", "whole"]);
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("whole", "id")]);
+    let original = std::fs::read_to_string(&pair.conf).unwrap();
+    // Londiste's own form, no ONLY, no alias, the table's name in an expression, the
+    // query's own WHERE and WITH, and several lines ending in a semicolon.
+    for sql in [
+        "select count(*) as cnt, sum(hashtext(t::text)) as chksum from only _TABLE_ t",
+        "select count(*), sum(hashtext(t::text)) from _TABLE_ t",
+        "select count(*), sum(id) from _TABLE_",
+        "select count(*), sum(hashtext(x.v)) from only _TABLE_ as x where x.id > 0",
+        "with n as (select count(*) c, max(id) m from _TABLE_) select c, m from n",
+        "select count(*),\n  sum(id)\n  from _TABLE_ t -- the whole table\n  ;",
+    ] {
+        let value = sql.replace('\n', "\n    ");
+        std::fs::write(&pair.conf, format!("{original}compare_sql = {value}\n")).unwrap();
+        let out = run(&pair, &["compare"]);
+        let shown = text(&out);
+        assert!(out.status.success(), "{sql}: {shown}");
+        assert!(
+            shown.contains("Part \"Tab\" é\n  srcdb: 40 rows")
+                && shown.contains("public.whole\n  srcdb: 30 rows"),
+            "{sql}: {shown}"
+        );
+    }
+    // A difference is still found through the condition's rows.
+    pair.subscriber.execute(&format!(
+        "set skyrep.replay = on; delete from {odd} where id = 99"
+    ));
+    let out = run(&pair, &["compare", odd]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("srcdb: 40 rows") && text(&out).contains("dstdb: 39 rows"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}

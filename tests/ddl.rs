@@ -427,6 +427,17 @@ fn execute_refuses_bad_scripts_and_changes_nothing() {
     }
     let (code, err) = pair.fails(&["provider", "execute"]);
     assert_eq!(code, Some(2), "{err}");
+    // Every file is read and checked first: a bad one after a good one runs neither.
+    let good = write_script(&pair, "good.sql", "alter table ledger add column g int;");
+    let missing = pair.dir.path().join("missing.sql").display().to_string();
+    let empty = write_script(&pair, "blank.sql", "-- nothing\n");
+    for bad in [&missing, &empty] {
+        let (code, err) = pair.fails(&["provider", "execute", &good, bad]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("no script was run"), "{err}");
+        assert_eq!(columns(), "id,note", "{err}");
+        assert_eq!(events(), "0", "{err}");
+    }
 
     // The same script twice runs once; another script under that name is refused.
     let path = write_script(&pair, "c1.sql", "alter table ledger add column c1 int;");

@@ -786,13 +786,21 @@ fn indexes_foreign_keys_and_triggers_step_aside_during_a_copy_and_survive_a_kill
         ],
         "set aside while the copy runs"
     );
-    let fkeys = pair.ok(&["subscriber", "fkeys"]);
-    assert!(
-        fkeys.starts_with(r#""public"."child"  "child_parent_id_fkey"  alter table "public"."child" add constraint "child_parent_id_fkey" FOREIGN KEY (parent_id) REFERENCES"#),
-        "{fkeys}"
-    );
+    let fkey = r#""public"."child"  "child_parent_id_fkey"  alter table "public"."child" add constraint "child_parent_id_fkey" FOREIGN KEY (parent_id) REFERENCES"#;
+    let fkeys = pair.ok(&["subscriber", "fkeys", "pending"]);
+    assert!(fkeys.starts_with(fkey), "{fkeys}");
     assert_eq!(pair.ok(&["subscriber", "fkeys", "active"]), "");
-    assert!(pair.ok(&["subscriber", "triggers"]).contains("count_hit"));
+    // Without an argument both lists, each under its title, as in Londiste 2.
+    let both = pair.ok(&["subscriber", "fkeys"]);
+    assert!(
+        both.starts_with(&format!("pending fkeys:\n  {fkey}"))
+            && both.ends_with("\nactive fkeys:\n  (none)\n"),
+        "{both}"
+    );
+    assert!(
+        pair.ok(&["subscriber", "triggers", "pending"])
+            .contains("count_hit")
+    );
     // Killed in the middle of the copy: the definitions are safe in the database.
     stop(&mut replay, libc::SIGKILL);
     // A trigger can be put back by hand, whatever the copy does.
@@ -807,10 +815,17 @@ fn indexes_foreign_keys_and_triggers_step_aside_during_a_copy_and_survive_a_kill
             .contains("no trigger nosuch of public.child is set aside")
     );
     pair.ok(&["subscriber", "restore-triggers", "child", "count_hit"]);
-    assert_eq!(pair.ok(&["subscriber", "triggers"]), "");
+    assert_eq!(pair.ok(&["subscriber", "triggers", "pending"]), "");
     assert!(
         pair.ok(&["subscriber", "triggers", "active"])
             .contains(r#""public"."child"  "count_hit"  CREATE TRIGGER count_hit"#)
+    );
+    let both = pair.ok(&["subscriber", "triggers"]);
+    assert!(
+        both.starts_with(
+            "pending triggers:\n  (none)\nactive triggers:\n  \"public\".\"child\"  \"count_hit\"  CREATE TRIGGER count_hit"
+        ),
+        "{both}"
     );
     locker.batch_execute("rollback").unwrap();
     let mut replay = pair.start_replay();
@@ -843,7 +858,7 @@ fn indexes_foreign_keys_and_triggers_step_aside_during_a_copy_and_survive_a_kill
         pair.ok(&["subscriber", "fkeys", "active"])
             .contains("child_parent_id_fkey")
     );
-    assert_eq!(pair.ok(&["subscriber", "fkeys"]), "");
+    assert_eq!(pair.ok(&["subscriber", "fkeys", "pending"]), "");
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
 
@@ -858,6 +873,7 @@ fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing()
     pair.provider.execute(
         r#"create type mood as enum ('ok', 'sad');
            create table made (a int, "B c" text not null, m mood, primary key (a, "B c"));
+           create table "no Key" (id int primary key);
            insert into orders select g, 'item ' || g from generate_series(1, 500) g;
            insert into extra select g, 'v' || g from generate_series(1, 100) g;
            insert into kept select g, 'v' || g from generate_series(1, 100) g;
@@ -868,6 +884,7 @@ fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing()
            create schema "Archive";
            create table "Archive"."Old Orders" (id int primary key, item text);
            alter table extra add column note text;
+           create table "no Key" (id int);
            set skyrep.replay = on;
            insert into kept values (1000, 'only here');"#,
     );
@@ -887,7 +904,29 @@ fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing()
     assert!(err.contains("nowhere.t does not exist"), "{err}");
     let (code, err) = pair.fails(&["subscriber", "add", "made"]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("public.made does not exist"), "{err}");
+    assert!(
+        err.contains(
+            "table public.made does not exist on the subscriber: create it, or add it with \
+             --create to create it like the provider's public.made"
+        ),
+        "{err}"
+    );
+    // --create makes only missing tables: one that is there without a primary key is
+    // named as such, and a table created for a list that fails further on is gone again.
+    let (code, err) = pair.fails(&["subscriber", "add", r#""no Key""#, "--create"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("table public.no Key has no primary key"),
+        "{err}"
+    );
+    let (code, err) = pair.fails(&["subscriber", "add", "made", "extra", "--create"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("public.extra differs"), "{err}");
+    assert_eq!(
+        pair.subscriber
+            .query_strings("postgres", "select to_regclass('public.made')::text")[0][0],
+        None
+    );
     assert!(
         pair.states().is_empty(),
         "nothing was added: {:?}",
@@ -903,7 +942,7 @@ fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing()
     pair.ok(&["subscriber", "add", "extra", "--force"]);
     pair.ok(&["subscriber", "add", "kept", "--skip-truncate"]);
     pair.ok(&["subscriber", "add", "made", "--create"]);
-    assert_eq!(pair.ok(&["subscriber", "missing"]), "public.later\n");
+    assert_eq!(pair.ok(&["missing"]), "public.later\npublic.no Key\n");
     let mut replay = pair.start_replay();
     pair.provider
         .execute("update orders set item = 'changed' where id = 7");

@@ -199,7 +199,7 @@ fn subscriber_add_checks_both_sides_and_protects_the_table() {
     s.subscriber.execute("drop table user_session");
     let err = s.fails(&["subscriber", "add", "user_info", "user_session"]);
     assert!(
-        err.contains("on the subscriber: table public.user_session does not exist"),
+        err.contains("table public.user_session does not exist on the subscriber: create it, or add it with --create"),
         "{err}"
     );
     s.subscriber

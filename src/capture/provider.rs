@@ -47,13 +47,8 @@ impl Provider {
     /// Connects to `provider_db` of the config.
     pub fn connect(config: &Config) -> Result<Provider> {
         let queue = config.require_text("pgq_queue_name")?;
-        let conn = config.connstr("provider_db")?.ok_or_else(|| {
-            usage(format!(
-                "{}: missing key `provider_db`",
-                config.path().display()
-            ))
-        })?;
-        let resolved = conn
+        let resolved = config
+            .require_connstr("provider_db")?
             .resolve_from_env(&format!("skyrep/{}", config.job_name()?))
             .context("provider_db: bad connection string")?;
         let client = db::connect("provider_db", &resolved)?;
@@ -188,8 +183,10 @@ impl Provider {
 
     /// `provider execute`: runs each script in a transaction of its own and queues it for the
     /// subscribers in the same transaction. A script run before under the same file name is
-    /// not run again; a different one under that name is refused.
+    /// not run again; a different one under that name is refused. Every file is read and
+    /// checked before the first runs, so a bad one anywhere in the list runs none.
     pub fn execute(&mut self, files: &[String]) -> Result<()> {
+        let mut scripts = Vec::new();
         for file in files {
             let path = Path::new(file);
             let name = path
@@ -197,14 +194,18 @@ impl Provider {
                 .and_then(|n| n.to_str())
                 .with_context(|| format!("{file}: not a file name"))?
                 .to_string();
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {file}; no script was run"))?;
             let script = Script::parse(&text)
                 .and_then(Script::without_transaction_control)
-                .with_context(|| file.to_string())?;
+                .with_context(|| format!("{file} (no script was run)"))?;
             if script.is_empty() {
-                bail!("{file} has no statements");
+                bail!("{file} has no statements; no script was run");
             }
-            self.execute_one(&name, &script)?;
+            scripts.push((name, script));
+        }
+        for (name, script) in &scripts {
+            self.execute_one(name, script)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ Usage:
   skyrep -s|-k|-r CONFIG.ini   signal the running daemon of that config
   skyrep demo                  replicate a sample workload between two throwaway servers
   skyrep --ini                 print a sample config with every key and its default
+  skyrep help                  show this help (as --help)
 
 Options:
   -h, --help        show this help and exit
@@ -18,7 +19,7 @@ Options:
   -d, --daemon      run `replay` or `ticker` in the background (needs logfile, pidfile);
                     returns once it passed its start-up checks, or fails saying why
   -s, --stop        ask the daemon to stop safely (SIGINT: finish the batch, roll back copies)
-  -k, --kill        stop the daemon at once (SIGTERM; transactions still roll back)
+  -k, --kill        the same as -s with SIGTERM, for init scripts that send TERM
   -r, --reload      reload the daemon's config and reopen its log file (SIGHUP)
       --ini         print the sample config and exit
 
@@ -88,9 +89,10 @@ Commands:
   subscriber seqs   one row per sequence: name, local last value, and a mark when
                     the provider no longer has it
   subscriber fkeys [pending|active]
-                    foreign keys set aside while a table is copied (active: in place)
+                    foreign keys set aside while a table is copied (pending) or in
+                    place (active); without an argument both lists, each titled
   subscriber triggers [pending|active]
-                    triggers set aside while a table is copied (active: in place)
+                    the same for the tables' triggers
   subscriber restore-triggers TABLE [TRIGGER]
                     put the triggers set aside on TABLE back now
   subscriber register
@@ -102,9 +104,9 @@ Commands:
                     subscriber unreachable)
   subscriber skip-execute FILE.sql
                     let replay pass over that queued script instead of running it
-  tables, add-table, remove-table, add-seq, remove-seq, seqs
-                    the same as subscriber tables, add, remove, add-seq,
-                    remove-seq, seqs
+  tables, add-table, remove-table, resync, missing, add-seq, remove-seq, seqs
+                    the same as subscriber tables, add, remove, resync, missing,
+                    add-seq, remove-seq, seqs (Londiste 3's short forms)
 
   compare [TABLE...]
                     wait until replay has caught up (provider locked at most

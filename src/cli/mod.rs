@@ -167,7 +167,14 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
                 dest_table = Some(text_value(&mut parser, "dest-table")?);
             }
             Long("copy-condition") if words.len() >= 2 => {
-                copy_condition = Some(text_value(&mut parser, "copy-condition")?);
+                let condition = text_value(&mut parser, "copy-condition")?;
+                if condition.trim().is_empty() {
+                    return Err(usage(
+                        "--copy-condition is empty: give a condition over the table's \
+                         columns, e.g. --copy-condition='id > 0'",
+                    ));
+                }
+                copy_condition = Some(condition);
             }
             Long("dir") if words.len() >= 2 => dir = Some(PathBuf::from(parser.value()?)),
             Long("max-lag") if words.len() >= 2 => {
@@ -182,6 +189,10 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
                     .into_string()
                     .map_err(|v| usage(format!("argument {v:?} is not valid UTF-8")))?,
             ),
+            // `create-leaf ... --provider=...`: say what is missing, not the option.
+            Long(_) if words.get(1).is_some_and(|w| CASCADE.contains(&w.as_str())) => {
+                return Err(cascade(&words[1]));
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -190,6 +201,13 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             verbosity,
             daemon,
             action,
+        });
+    }
+    if words == ["help"] || (words.len() == 2 && words[1] == "help") {
+        return Ok(Cli {
+            verbosity,
+            daemon,
+            action: Action::Help,
         });
     }
     if words == ["demo"] && control.is_none() && !daemon {
@@ -237,15 +255,10 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             }
             format!("{first} {}", rest.remove(0))
         }
-        "tables" => "subscriber tables".to_string(),
-        "add-table" => "subscriber add".to_string(),
-        "remove-table" => "subscriber remove".to_string(),
-        "execute" => "provider execute".to_string(),
-        "add-seq" => "subscriber add-seq".to_string(),
-        "remove-seq" => "subscriber remove-seq".to_string(),
-        "seqs" => "subscriber seqs".to_string(),
-        "worker" => "replay".to_string(),
-        _ => first,
+        short => match SHORT_FORMS.iter().find(|(word, _)| *word == short) {
+            Some((_, command)) => command.to_string(),
+            None => first,
+        },
     };
     if (dest_table.is_some() || copy_condition.is_some()) && name != "subscriber add" {
         return Err(usage(format!(
@@ -314,9 +327,21 @@ fn pick(current: Option<Control>, new: Control) -> Result<Option<Control>> {
     }
 }
 
-/// Every command name, subcommands spelled out (the Londiste 3 short forms `tables`,
-/// `add-table`, `remove-table`, `add-seq`, `remove-seq`, `seqs` are read as their
-/// `subscriber` commands).
+/// Londiste 3's words for commands, and the command each is read as.
+pub const SHORT_FORMS: &[(&str, &str)] = &[
+    ("tables", "subscriber tables"),
+    ("add-table", "subscriber add"),
+    ("remove-table", "subscriber remove"),
+    ("resync", "subscriber resync"),
+    ("missing", "subscriber missing"),
+    ("add-seq", "subscriber add-seq"),
+    ("remove-seq", "subscriber remove-seq"),
+    ("seqs", "subscriber seqs"),
+    ("execute", "provider execute"),
+    ("worker", "replay"),
+];
+
+/// Every command name, subcommands spelled out (the [`SHORT_FORMS`] are read as these).
 pub const COMMANDS: &[&str] = &[
     "check",
     "install",
@@ -356,9 +381,41 @@ pub const COMMANDS: &[&str] = &[
     "config",
 ];
 
+/// Londiste 3's commands for nodes of a cascade (SPEC §8), refused with an error that says
+/// so rather than as unknown.
+const CASCADE: &[&str] = &[
+    "create-root",
+    "create-branch",
+    "create-leaf",
+    "members",
+    "node-info",
+    "change-provider",
+    "takeover",
+    "tag-dead",
+    "tag-alive",
+    "drop-node",
+    "pause",
+    "resume",
+    "wait-sync",
+    "wait-root",
+    "wait-provider",
+];
+
+/// The error for a command of [`CASCADE`].
+fn cascade(name: &str) -> anyhow::Error {
+    usage(format!(
+        "`{name}` is a command of Londiste 3's cascade, which skyrep does not have yet: \
+         replication goes from `provider_db` to `subscriber_db` of one config (see skyrep \
+         --help)"
+    ))
+}
+
 /// The command `name` (subcommands spelled out) with its arguments and flags, checked by
 /// its group.
 fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
+    if CASCADE.contains(&name) {
+        return Err(cascade(name));
+    }
     if !COMMANDS.contains(&name) {
         return Err(usage(format!(
             "unknown command `{name}` (see skyrep --help)"
@@ -381,7 +438,7 @@ fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Command> {
 mod tests {
     use super::*;
     use crate::base::error::{EXIT_USAGE, exit_code};
-    use crate::replay::subscriber::AddOptions;
+    use crate::replay::subscriber::{AddOptions, Lists};
 
     fn cli(args: &[&str]) -> Result<Cli> {
         parse(args.iter().map(OsString::from))
@@ -401,11 +458,23 @@ mod tests {
         };
         assert_eq!(
             command(&["a.ini", "subscriber", "fkeys"]),
-            Command::Subscriber(subscriber::Command::Fkeys { active: false })
+            Command::Subscriber(subscriber::Command::Fkeys { lists: Lists::Both })
+        );
+        assert_eq!(
+            command(&["a.ini", "subscriber", "fkeys", "pending"]),
+            Command::Subscriber(subscriber::Command::Fkeys {
+                lists: Lists::Pending
+            })
+        );
+        assert_eq!(
+            command(&["a.ini", "subscriber", "triggers"]),
+            Command::Subscriber(subscriber::Command::Triggers { lists: Lists::Both })
         );
         assert_eq!(
             command(&["a.ini", "subscriber", "triggers", "active"]),
-            Command::Subscriber(subscriber::Command::Triggers { active: true })
+            Command::Subscriber(subscriber::Command::Triggers {
+                lists: Lists::Active
+            })
         );
         assert_eq!(
             command(&["a.ini", "subscriber", "restore-triggers", "t", "tr"]),
@@ -416,7 +485,7 @@ mod tests {
         );
         assert!(
             fails(&["a.ini", "subscriber", "fkeys", "all"])
-                .contains("`pending` (the default) or `active`")
+                .contains("takes `pending`, `active` or nothing (both), found `all`")
         );
         assert!(fails(&["a.ini", "subscriber", "restore-triggers"]).contains("takes a table"));
         assert!(
@@ -484,6 +553,15 @@ mod tests {
         );
         assert_eq!(cli(&["-V"]).unwrap().action, Action::Version);
         assert_eq!(cli(&["--ini"]).unwrap().action, Action::SampleConfig);
+        // `help` as a command word, alone or after a config file, as `--help`.
+        assert_eq!(cli(&["help"]).unwrap().action, Action::Help);
+        assert_eq!(cli(&["a.ini", "help"]).unwrap().action, Action::Help);
+        assert_eq!(cli(&["-v", "help"]).unwrap().action, Action::Help);
+        // A config file named `help` still needs its command.
+        assert_eq!(
+            fails(&["help", "fly"]),
+            "unknown command `fly` (see skyrep --help)"
+        );
     }
 
     #[test]
@@ -517,6 +595,24 @@ mod tests {
         assert_eq!(
             run(&["a.ini", "seqs"]),
             Command::Subscriber(subscriber::Command::Seqs)
+        );
+        assert_eq!(
+            run(&["a.ini", "resync", "t", "s.u"]),
+            Command::Subscriber(subscriber::Command::Resync {
+                tables: vec!["t".into(), "s.u".into()]
+            })
+        );
+        assert_eq!(
+            run(&["a.ini", "missing"]),
+            Command::Subscriber(subscriber::Command::Missing)
+        );
+        assert_eq!(
+            fails(&["a.ini", "resync"]),
+            "`subscriber resync` needs at least one table"
+        );
+        assert_eq!(
+            fails(&["a.ini", "missing", "t"]),
+            "`subscriber missing` takes no arguments, found `t`"
         );
         assert_eq!(
             fails(&["a.ini", "subscriber", "add-seq"]),
@@ -652,6 +748,10 @@ mod tests {
             fails(&["a.ini", "subscriber", "add", "t", "--all"]),
             "`subscriber add` takes either tables or --all, not both"
         );
+        assert!(
+            fails(&["a.ini", "add-table", "t", "--copy-condition= "])
+                .starts_with("--copy-condition is empty")
+        );
         assert_eq!(
             fails(&["--all", "a.ini", "tables"]),
             "invalid option '--all' (see skyrep --help)"
@@ -672,6 +772,21 @@ mod tests {
             fails(&["a.ini", "fly"]),
             "unknown command `fly` (see skyrep --help)"
         );
+        for args in [
+            &["a.ini", "create-leaf", "n", "dbname=x"][..],
+            &[
+                "a.ini",
+                "create-leaf",
+                "n",
+                "dbname=x",
+                "--provider=dbname=y",
+            ],
+        ] {
+            assert!(
+                fails(args).starts_with("`create-leaf` is a command of Londiste 3's cascade"),
+                "{args:?}"
+            );
+        }
         assert_eq!(
             fails(&["a.ini", "check", "x"]),
             "`check` takes no arguments, found `x`"

@@ -7,7 +7,7 @@ use super::args::{check_flags, no_args, some_seqs, some_tables};
 use crate::base::error::usage;
 use crate::config::Config;
 use crate::replay::job::Job;
-use crate::replay::subscriber::{self, AddOptions, Subscriber};
+use crate::replay::subscriber::{self, AddOptions, Lists, Subscriber};
 
 /// A `subscriber` command with its arguments.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,15 +47,15 @@ pub enum Command {
     },
     /// List the subscriber's sequences with their values.
     Seqs,
-    /// List foreign keys set aside for a copy, or in place.
+    /// List foreign keys set aside for a copy, in place, or both.
     Fkeys {
-        /// Those in place instead of those set aside.
-        active: bool,
+        /// Which.
+        lists: Lists,
     },
-    /// List triggers set aside for a copy, or in place.
+    /// List triggers set aside for a copy, in place, or both.
     Triggers {
-        /// Those in place instead of those set aside.
-        active: bool,
+        /// Which.
+        lists: Lists,
     },
     /// Put triggers set aside back now.
     RestoreTriggers {
@@ -117,21 +117,21 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
         },
         "subscriber seqs" => no_args(name, &args, Command::Seqs)?,
         "subscriber fkeys" | "subscriber triggers" => {
-            let active = match args.as_slice() {
-                [] => false,
-                [which] if which == "pending" => false,
-                [which] if which == "active" => true,
+            let lists = match args.as_slice() {
+                [] => Lists::Both,
+                [which] if which == "pending" => Lists::Pending,
+                [which] if which == "active" => Lists::Active,
                 _ => {
                     return Err(usage(format!(
-                        "`{name}` takes `pending` (the default) or `active`, found `{}`",
+                        "`{name}` takes `pending`, `active` or nothing (both), found `{}`",
                         args.join(" ")
                     )));
                 }
             };
             if name == "subscriber fkeys" {
-                Command::Fkeys { active }
+                Command::Fkeys { lists }
             } else {
-                Command::Triggers { active }
+                Command::Triggers { lists }
             }
         }
         "subscriber restore-triggers" => match <[String; 2]>::try_from(args) {
@@ -182,8 +182,8 @@ impl Command {
             Command::AddSeq { seqs } => subscriber.add_seqs(&seqs),
             Command::RemoveSeq { seqs } => subscriber.remove_seqs(&seqs),
             Command::Seqs => subscriber.seqs(),
-            Command::Fkeys { active } => subscriber.objects("fkey", active),
-            Command::Triggers { active } => subscriber.objects("trigger", active),
+            Command::Fkeys { lists } => subscriber.objects("fkey", lists),
+            Command::Triggers { lists } => subscriber.objects("trigger", lists),
             Command::RestoreTriggers { table, trigger } => {
                 subscriber.restore_triggers(&table, trigger.as_deref())
             }

@@ -302,7 +302,30 @@ impl Config {
     pub fn require_text(&self, name: &str) -> Result<String> {
         self.text(name)?
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| usage(format!("{}: missing key `{name}`", self.path.display())))
+            .ok_or_else(|| self.missing(name))
+    }
+
+    /// A connection string key that must be set, parsed.
+    pub fn require_connstr(&self, name: &str) -> Result<ConnStr> {
+        self.connstr(name)?.ok_or_else(|| self.missing(name))
+    }
+
+    /// The usage error for a key a command needs that is not set, saying what the key is;
+    /// for a file that names one database with `db` (a ticker config, a Londiste 3 node)
+    /// asked to replicate, what replication needs instead.
+    fn missing(&self, name: &str) -> anyhow::Error {
+        let mut text = format!("{}: missing key `{name}`", self.path.display());
+        if let Some(key) = keys::find(name) {
+            text.push_str(&format!(": {}", key.help));
+        }
+        if matches!(name, "provider_db" | "subscriber_db") && self.entry("db").is_some() {
+            text.push_str(
+                "; this file names one database with `db`, as a ticker config or a Londiste 3 \
+                 node does, but replication reads its two databases from `provider_db` and \
+                 `subscriber_db`",
+            );
+        }
+        usage(text)
     }
 
     /// A connection string key, parsed.
@@ -654,7 +677,22 @@ mod tests {
         assert_eq!(c.require_text("pgq_queue_name").unwrap(), "replika");
         assert_eq!(
             format!("{:#}", c.require_text("provider_db").unwrap_err()),
-            "/etc/skyrep/shop.ini: missing key `provider_db`"
+            "/etc/skyrep/shop.ini: missing key `provider_db`: source database, a libpq \
+             connection string (key=value or postgresql:// URI)"
+        );
+        // A Londiste 3 node file names one database.
+        let c = parse("[londiste3]\ndb = dbname=leaf\nqueue_name = replika\n").unwrap();
+        let err = format!("{:#}", c.require_connstr("subscriber_db").unwrap_err());
+        assert!(
+            err.starts_with("/etc/skyrep/shop.ini: missing key `subscriber_db`: target database")
+                && err.ends_with(
+                    "replication reads its two databases from `provider_db` and `subscriber_db`"
+                ),
+            "{err}"
+        );
+        assert_eq!(
+            exit_code(&c.require_connstr("subscriber_db").unwrap_err()),
+            EXIT_USAGE
         );
     }
 

@@ -49,13 +49,9 @@ impl Job {
         let consumer = config.job_name()?;
         let app = format!("skyrep/{consumer}");
         let resolve = |key: &str| -> Result<Resolved> {
-            let conn = config.connstr(key)?.ok_or_else(|| {
-                crate::base::error::usage(format!(
-                    "{}: missing key `{key}`",
-                    config.path().display()
-                ))
-            })?;
-            conn.resolve_from_env(&app)
+            config
+                .require_connstr(key)?
+                .resolve_from_env(&app)
                 .with_context(|| format!("{key}: bad connection string"))
         };
         Ok(Job {

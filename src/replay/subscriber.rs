@@ -48,6 +48,17 @@ pub struct AddOptions {
     pub copy_condition: Option<String>,
 }
 
+/// Which lists `subscriber fkeys` and `subscriber triggers` show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lists {
+    /// No argument: both, each under a title line.
+    Both,
+    /// `pending`: those set aside for a copy and not back yet.
+    Pending,
+    /// `active`: those in place.
+    Active,
+}
+
 /// A subscriber command's two databases, queue and consumer name.
 pub struct Subscriber {
     /// The connection to `subscriber_db`.
@@ -68,10 +79,9 @@ impl Subscriber {
         let consumer = config.job_name()?;
         let app = format!("skyrep/{consumer}");
         let resolve = |key: &str| -> Result<Resolved> {
-            let conn = config.connstr(key)?.ok_or_else(|| {
-                usage(format!("{}: missing key `{key}`", config.path().display()))
-            })?;
-            conn.resolve_from_env(&app)
+            config
+                .require_connstr(key)?
+                .resolve_from_env(&app)
                 .with_context(|| format!("{key}: bad connection string"))
         };
         let sub = resolve("subscriber_db")?;
@@ -188,7 +198,13 @@ impl Subscriber {
                         ))
                     })?;
             }
-            if create && check_table(&mut tx, dest).is_err() {
+            if !exists(&mut tx, dest)? {
+                if !create {
+                    bail!(
+                        "table {dest} does not exist on the subscriber: create it, or add it \
+                         with --create to create it like the provider's {table}"
+                    );
+                }
                 create_like(&mut tx, provider, table, dest)?;
                 log::info!(
                     "{}: created {dest} like the provider's {table}",
@@ -395,24 +411,51 @@ impl Subscriber {
     }
 
     /// `subscriber fkeys` (`kind` `fkey`) and `subscriber triggers` (`trigger`): those set
-    /// aside for a copy and not back yet, or with `active` those in place; one per line,
-    /// `TABLE  NAME  DEFINITION`.
-    pub fn objects(&mut self, kind: &str, active: bool) -> Result<()> {
+    /// aside for a copy and not back yet, those in place, or both lists under a title line
+    /// each (as Londiste 2 shows them without an argument, read in one snapshot); one per
+    /// line, `TABLE  NAME  DEFINITION`.
+    pub fn objects(&mut self, kind: &str, lists: Lists) -> Result<()> {
         check_installed(&mut self.subscriber)?;
-        let objects = if active {
-            aside::active(&mut self.subscriber, &self.queue, kind)?
-        } else {
-            aside::pending(&mut self.subscriber, &self.queue, kind)?
-        };
-        for object in objects {
-            output::line(&format!(
+        let mut tx = self
+            .subscriber
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let line = |object: &aside::Object| {
+            format!(
                 "{}  {}  {}",
                 object.table,
                 quote_ident(&object.name),
                 object.definition
-            ))?;
+            )
+        };
+        match lists {
+            Lists::Pending | Lists::Active => {
+                let objects = if lists == Lists::Active {
+                    aside::active(&mut tx, &self.queue, kind)?
+                } else {
+                    aside::pending(&mut tx, &self.queue, kind)?
+                };
+                for object in &objects {
+                    output::line(&line(object))?;
+                }
+            }
+            Lists::Both => {
+                let pending = aside::pending(&mut tx, &self.queue, kind)?;
+                let active = aside::active(&mut tx, &self.queue, kind)?;
+                for (title, objects) in [("pending", pending), ("active", active)] {
+                    output::line(&format!("{title} {kind}s:"))?;
+                    if objects.is_empty() {
+                        output::line("  (none)")?;
+                    }
+                    for object in &objects {
+                        output::line(&format!("  {}", line(object)))?;
+                    }
+                }
+            }
         }
-        Ok(())
+        tx.commit().context("ending the read of the lists")
     }
 
     /// `subscriber restore-triggers TABLE [TRIGGER]`: puts the triggers set aside on `table`
@@ -617,6 +660,19 @@ fn registered(
         &[&queue],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Whether a relation named `table` exists (of any kind: [`check_table`] says what is wrong
+/// with one that is not a table with a primary key).
+fn exists(client: &mut impl GenericClient, table: &TableName) -> Result<bool> {
+    Ok(client
+        .query_opt(
+            "select 1 from pg_catalog.pg_class c \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = $1 and c.relname = $2",
+            &[&table.schema, &table.name],
+        )?
+        .is_some())
 }
 
 /// `--create`: creates `dest` on the subscriber with the columns (names, types, NOT NULL) and

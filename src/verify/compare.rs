@@ -72,30 +72,42 @@ enum CompareQuery {
     Custom(String),
 }
 
+/// The name `_TABLE_` stands for in a custom `compare_sql` on a table with a copy condition:
+/// a common table expression holding the rows the condition holds for.
+const CONDITION_ROWS: &str = "\"_skyrep_compare_rows\"";
+
 impl CompareQuery {
     /// The query for `table`, counting only the rows `condition` holds for (the provider's
     /// side of a table added with `--copy-condition`).
     fn sql(&self, table: &TableName, condition: Option<&str>) -> String {
-        let filter = condition
-            .map(|c| format!(" where ({c})"))
-            .unwrap_or_default();
-        match self {
-            // A subquery in place of the name; compare_sql then needs an alias for _TABLE_.
-            CompareQuery::Custom(sql) if condition.is_some() => sql.replace(
-                "_TABLE_",
-                &format!("(select * from only {}{filter})", table.quoted()),
-            ),
-            CompareQuery::Custom(sql) => sql.replace("_TABLE_", &table.quoted()),
-            CompareQuery::Columns(cols) => {
+        match (self, condition) {
+            (CompareQuery::Custom(sql), None) => sql.replace("_TABLE_", &table.quoted()),
+            // `_TABLE_` names a common table expression of the matching rows, so the
+            // user's query works as written: with or without ONLY (which a CTE takes), an
+            // alias, `_TABLE_.column`, or a WITH of its own (it runs as a subquery, where
+            // the outer CTE is seen).
+            (CompareQuery::Custom(sql), Some(condition)) => {
+                let sql = sql.trim_end().trim_end_matches(';');
+                format!(
+                    "with {CONDITION_ROWS} as (select * from only {} where ({condition})) \
+                     select * from ({}\n) as compared",
+                    table.quoted(),
+                    sql.replace("_TABLE_", CONDITION_ROWS)
+                )
+            }
+            (CompareQuery::Columns(cols), _) => {
                 let row: Vec<String> = cols
                     .iter()
                     .map(|(c, _)| format!("t.{}", quote_ident(c)))
                     .collect();
                 format!(
                     "select count(*), coalesce(sum(hashtextextended(row({})::text, 0)), 0) \
-                     from only {} t{filter}",
+                     from only {} t{}",
                     row.join(", "),
-                    table.quoted()
+                    table.quoted(),
+                    condition
+                        .map(|c| format!(" where ({c})"))
+                        .unwrap_or_default()
                 )
             }
         }
@@ -120,4 +132,28 @@ fn count(client: &mut Client, sql: &str) -> Result<String> {
         row.get(0).unwrap_or("0"),
         row.get(1).unwrap_or("None")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_sql_on_a_table_with_a_condition_reads_a_cte_of_its_rows() {
+        let table = TableName::new("My \"Schema\"", "Odd Tab").unwrap();
+        let custom = CompareQuery::Custom(
+            "select count(*), sum(hashtext(t::text)) from only _TABLE_ t;\n".into(),
+        );
+        assert_eq!(
+            custom.sql(&table, None),
+            "select count(*), sum(hashtext(t::text)) from only \"My \"\"Schema\"\"\".\"Odd Tab\" t;\n"
+        );
+        assert_eq!(
+            custom.sql(&table, Some("id > 5")),
+            "with \"_skyrep_compare_rows\" as \
+             (select * from only \"My \"\"Schema\"\"\".\"Odd Tab\" where (id > 5)) \
+             select * from (select count(*), sum(hashtext(t::text)) \
+             from only \"_skyrep_compare_rows\" t\n) as compared"
+        );
+    }
 }
