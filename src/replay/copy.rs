@@ -366,10 +366,7 @@ fn copy_table(
         "{}: copying from the provider (snapshot {snapshot}, tick {tick})",
         table.table
     );
-    // The table's size waits for its lock, as the COPY would: a stop cancels it too.
-    let estimate = until_stopped(stop, &cancel, &job.provider, || {
-        Estimate::read(&mut ptx, &table.table, table.condition.is_some())
-    })?;
+    let estimate = Estimate::read(&mut ptx, &table.table, table.condition.is_some())?;
     // Until the indexes are built again, `status` shows how far the copy is.
     let (bytes, rows) = progress::reporting(job, &table.table, &estimate, |counters| {
         // A stop cancels the COPY (also while it waits for a lock): it is rolled back and

@@ -34,10 +34,11 @@ const STALE_AFTER: f64 = 10.0;
 /// The provider's idea of how big a table is, read when its copy starts.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Estimate {
-    /// Rows, scaled from the last ANALYZE or VACUUM to the table's current size; None where
-    /// the table has no statistics (never analyzed) or looks empty.
+    /// Rows, as of the last ANALYZE or VACUUM; None where the table has no statistics
+    /// (never analyzed) or looks empty.
     pub rows: Option<i64>,
-    /// The table's size on disk (with TOAST), for scale: COPY's text is not the same size.
+    /// The table's size on disk (with TOAST) as of then, for scale: COPY's text is not the
+    /// same size.
     pub bytes: Option<i64>,
     /// A copy condition leaves rows out: `rows` is at most what the copy moves.
     pub upper_bound: bool,
@@ -45,25 +46,24 @@ pub struct Estimate {
 
 impl Estimate {
     /// Reads the estimate of the provider's `table`; `conditional` when a copy condition
-    /// filters it. Its size takes the table's ACCESS SHARE lock: it waits where a COPY would.
+    /// filters it. From the catalog only, so that it takes no lock: a table locked by
+    /// someone else holds up the COPY, not this.
     pub fn read(
         provider: &mut impl GenericClient,
         table: &TableName,
         conditional: bool,
     ) -> Result<Estimate> {
-        // Like the planner: rows per page from the statistics, times the pages there are now.
         // reltuples is -1 before the first ANALYZE (PostgreSQL 14 and later), 0 before it on
         // older servers.
         let row = provider
             .query_opt(
-                "select case when c.reltuples > 0 then nullif(case \
-                          when c.relpages > 0 then (c.reltuples::float8 / c.relpages \
-                              * (pg_catalog.pg_relation_size(c.oid) \
-                                 / pg_catalog.current_setting('block_size')::int8))::int8 \
-                          else c.reltuples::int8 end, 0) end, \
-                        pg_catalog.pg_table_size(c.oid) \
+                "select case when c.reltuples > 0 then c.reltuples::int8 end, \
+                        case when c.relpages > 0 then \
+                            (c.relpages::int8 + coalesce(t.relpages, 0)) \
+                            * pg_catalog.current_setting('block_size')::int8 end \
                  from pg_catalog.pg_class c \
                  join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+                 left join pg_catalog.pg_class t on t.oid = c.reltoastrelid \
                  where n.nspname = $1 and c.relname = $2",
                 &[&table.schema, &table.name],
             )

@@ -70,7 +70,7 @@ create table if not exists londiste.replay_daemons (
 -- Subscriber: how far each running copy is, for `subscriber tables` and `status`. Written
 -- about once a second by a connection of the copy thread's own (the copy's transaction is not
 -- visible until it commits), started afresh by each attempt, deleted when the attempt ends.
--- The estimate is the provider's (pg_class, scaled to the table's current size): NULL where
+-- The estimate is the provider's (pg_class, as of its last ANALYZE or VACUUM): NULL where
 -- it has none (never analyzed); with a copy condition it counts the whole table, so it is an
 -- upper bound (estimate_upper_bound).
 create table if not exists londiste.copy_progress (
