@@ -25,6 +25,11 @@ use crate::replay::job::Job;
 /// The first key of the lock: skyrep's replay jobs, apart from other users of advisory locks.
 const NAMESPACE: &str = "skyrep replay";
 
+/// The second key of the lock, from the queue (`$2`) and the consumer (`$3`). The queue's
+/// length goes first, so that names with spaces cannot run together: job `b c` of queue `a`
+/// and job `c` of queue `a b` have keys of their own.
+const JOB_KEY: &str = "pg_catalog.hashtext(pg_catalog.length($2) || ' ' || $2 || ' ' || $3)";
+
 /// How long the connection is trusted before [`ReplayLock::keep`] asks the server again (and
 /// writes the heartbeat).
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -53,8 +58,9 @@ impl ReplayLock {
         };
         let taken: bool = client
             .query_one(
-                "select pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), \
-                        pg_catalog.hashtext($2 || ' ' || $3))",
+                &format!(
+                    "select pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), {JOB_KEY})"
+                ),
                 &[&NAMESPACE, &job.queue, &job.consumer],
             )
             .with_context(what)?
@@ -164,13 +170,15 @@ impl ReplayLock {
 pub fn holder_pid(client: &mut Client, job: &Job) -> Result<Option<i32>> {
     let row = client
         .query_opt(
-            "select l.pid from pg_catalog.pg_locks l \
-             where l.locktype = 'advisory' and l.granted and l.objsubid = 2 \
-               and l.database = (select oid from pg_catalog.pg_database \
-                                 where datname = pg_catalog.current_database()) \
-               and l.classid = pg_catalog.hashtext($1)::oid \
-               and l.objid = pg_catalog.hashtext($2 || ' ' || $3)::oid \
-             limit 1",
+            &format!(
+                "select l.pid from pg_catalog.pg_locks l \
+                 where l.locktype = 'advisory' and l.granted and l.objsubid = 2 \
+                   and l.database = (select oid from pg_catalog.pg_database \
+                                     where datname = pg_catalog.current_database()) \
+                   and l.classid = pg_catalog.hashtext($1)::oid \
+                   and l.objid = {JOB_KEY}::oid \
+                 limit 1"
+            ),
             &[&NAMESPACE, &job.queue, &job.consumer],
         )
         .with_context(|| format!("looking for the lock of job {}", job.consumer))?;
