@@ -50,23 +50,7 @@ impl ReplayLock {
         let mut conn = job.subscriber.clone();
         conn.application_name.push_str(" lock");
         let mut client = db::connect("subscriber_db", &conn)?;
-        let what = || {
-            format!(
-                "taking the lock of job {} (queue {}) in the subscriber",
-                job.consumer, job.queue
-            )
-        };
-        let taken: bool = client
-            .query_one(
-                &format!(
-                    "select pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), {JOB_KEY})"
-                ),
-                &[&NAMESPACE, &job.queue, &job.consumer],
-            )
-            .with_context(what)?
-            .try_get(0)
-            .with_context(what)?;
-        if !taken {
+        if !try_hold(&mut client, job)? {
             bail!(
                 "job {} (queue {}) is replaying into {} already{}: one replay per job; stop \
                  the other process first",
@@ -163,6 +147,25 @@ impl ReplayLock {
         self.checked = Instant::now();
         Ok(())
     }
+}
+
+/// Takes the lock of `job` on `client`'s session, for as long as that session lives; false
+/// while another session holds it.
+pub fn try_hold(client: &mut Client, job: &Job) -> Result<bool> {
+    let what = || {
+        format!(
+            "taking the lock of job {} (queue {}) in the subscriber",
+            job.consumer, job.queue
+        )
+    };
+    client
+        .query_one(
+            &format!("select pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), {JOB_KEY})"),
+            &[&NAMESPACE, &job.queue, &job.consumer],
+        )
+        .with_context(what)?
+        .try_get(0)
+        .with_context(what)
 }
 
 /// The backend pid of the session that holds the lock of `job` in the database `client` is
