@@ -587,3 +587,30 @@ fn jobs_whose_names_run_together_have_locks_of_their_own() {
     assert_eq!(stop(&mut other_replay, libc::SIGINT), Some(0));
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
+
+/// A subscriber set up before the heartbeat table: replay runs and says what to run, status
+/// sees it run without knowing the process, and `subscriber install` adds the table.
+#[test]
+fn replay_on_a_subscriber_without_the_heartbeat_table_says_to_upgrade() {
+    let pair = Pair::new(SCHEMA);
+    pair.subscriber
+        .execute("drop table londiste.replay_daemons");
+    let mut replay = pair.start_replay();
+    pair.wait_for_log(
+        "the subscriber has no londiste.replay_daemons, so `status` cannot see which process \
+         runs replay: run `subscriber install` to upgrade it",
+    );
+    let out = status_ok(&pair);
+    assert!(
+        node_lines(&out, "login_sub (this subscriber)")[0]
+            .starts_with("Replay: running, process unknown (run `subscriber install` to upgrade)"),
+        "{out}"
+    );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+    pair.ok(&["subscriber", "install"]);
+    let replay_daemons = pair.subscriber.value(
+        "postgres",
+        "select to_regclass('londiste.replay_daemons')::text",
+    );
+    assert_eq!(replay_daemons.as_deref(), Some("londiste.replay_daemons"));
+}

@@ -82,7 +82,8 @@ impl ReplayLock {
             .get(0);
         if !installed {
             log::warn!(
-                "the subscriber has no londiste.replay_daemons, so `status` cannot see that                  replay runs: run `subscriber install` to upgrade it"
+                "the subscriber has no londiste.replay_daemons, so `status` cannot see which \
+                 process runs replay: run `subscriber install` to upgrade it"
             );
             return Ok(());
         }
