@@ -114,6 +114,14 @@ fn usage_errors_exit_2_with_one_line() {
             &["a.ini", "check", "extra"][..],
             "skyrep: `check` takes no arguments, found `extra`",
         ),
+        (
+            &["a.ini", "status", "--max-lag", "-1"][..],
+            "skyrep: --max-lag \"-1\": want a number of seconds, e.g. --max-lag 30",
+        ),
+        (
+            &["a.ini", "status", "--max-lag", "1e20"][..],
+            "skyrep: --max-lag \"1e20\": want a number of seconds, e.g. --max-lag 30",
+        ),
     ] {
         let (code, out, err) = run(args);
         assert_eq!((code, out.as_str()), (2, ""), "{args:?}");
@@ -144,6 +152,20 @@ fn missing_or_broken_config_exits_2_naming_file_and_line() {
         format!(
             "skyrep: {}:3: loop_delay: expected a number of seconds, found `fast`",
             bad.display()
+        )
+    );
+
+    let huge = dir.write(
+        "huge.ini",
+        "[skyrep]\nprovider_db = host=x\nloop_delay = 1e30\n",
+    );
+    let (code, _, err) = run(&[huge.to_str().unwrap(), "check"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        one_error_line(&err),
+        format!(
+            "skyrep: {}:3: loop_delay: expected a number of seconds, found `1e30`",
+            huge.display()
         )
     );
 

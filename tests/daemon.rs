@@ -611,6 +611,65 @@ fn a_consumer_is_registered_only_where_it_is_read_and_unregistered_without_its_s
     assert_eq!(applied().as_deref(), Some("0"));
 }
 
+/// A replay started while `subscriber unregister` works finds the job's lock taken and
+/// stops at once, instead of going on with the job removed under it.
+#[test]
+fn replay_does_not_start_while_the_job_is_unregistered() {
+    let pair = Pair::new("create table t (id int primary key)");
+    pair.ok(&["subscriber", "register"]);
+    // The provider holds `subscriber unregister` up in the middle of its work.
+    let mut blocker = pair.provider.connect("postgres");
+    blocker
+        .batch_execute("begin; lock table pgq.retry_queue in share mode")
+        .unwrap();
+    let unregister = skyrep()
+        .arg(&pair.conf)
+        .args(["subscriber", "unregister"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = || {
+        pair.provider
+            .value(
+                "postgres",
+                "select count(*) from pg_stat_activity where wait_event_type = 'Lock'",
+            )
+            .unwrap()
+            .parse::<i32>()
+            .unwrap()
+    };
+    wait_until(WAIT, "unregister waits for the provider", || waiting() == 1);
+    let mut replay = pair.start_replay();
+    // Either replay stops at once, or it waits behind the unregister too.
+    wait_until(WAIT, "replay stops or waits", || {
+        replay.try_wait().unwrap().is_some() || waiting() == 2
+    });
+    let exited = replay.try_wait().unwrap();
+    if exited.is_none() {
+        stop(&mut replay, libc::SIGKILL);
+    }
+    blocker.batch_execute("rollback").unwrap();
+    let out = unregister.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        exited.and_then(|e| e.code()),
+        Some(1),
+        "{}",
+        pair.replay_log()
+    );
+    assert!(
+        pair.replay_log().contains("is replaying into"),
+        "{}",
+        pair.replay_log()
+    );
+    let registered = pair.provider.query_strings(
+        "postgres",
+        "select co_name from pgq.consumer join pgq.subscription on sub_consumer = co_id",
+    );
+    assert!(registered.is_empty(), "{registered:?}");
+}
+
 #[test]
 fn both_daemons_fail_their_start_with_the_reason_and_the_exit_code_of_the_foreground() {
     let dir = crate::util::TempDir::new("daemon-start");

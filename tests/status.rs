@@ -530,3 +530,87 @@ fn hostname() -> String {
         .trim()
         .to_string()
 }
+
+/// Job `sub one` of queue `login` and job `one` of queue `login sub` are two jobs: replay of
+/// one does not count as replay of the other, and both run at once.
+#[test]
+fn jobs_whose_names_run_together_have_locks_of_their_own() {
+    let pair = Pair::new(SCHEMA);
+    let conf = std::fs::read_to_string(&pair.conf).unwrap();
+    std::fs::write(
+        &pair.conf,
+        conf.replace("job_name = login_sub", "job_name = sub one"),
+    )
+    .unwrap();
+    let other = pair.dir.write(
+        "other.ini",
+        &conf
+            .replace("job_name = login_sub", "job_name = one")
+            .replace("pgq_queue_name = login", "pgq_queue_name = login sub"),
+    );
+    let run = |args: &[&str]| {
+        let out = skyrep().arg(&other).args(args).output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for side in ["provider", "subscriber"] {
+        let (code, _, err) = run(&[side, "install"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let mut replay = pair.start_replay();
+    wait_until(WAIT, "status sees replay of `sub one`", || {
+        let (code, json) = status_json(&pair);
+        code == 0 && json["subscriber"]["replay"]["pid"] == replay.id()
+    });
+    let (code, out, err) = run(&["status"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        one_error_line(&err).contains("replay of job one is not running"),
+        "{err}"
+    );
+    let mut other_replay = skyrep()
+        .arg(&other)
+        .arg("replay")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(WAIT, "status sees replay of `one`", || {
+        let (code, out, _) = run(&["status", "--json"]);
+        code == 0
+            && serde_json::from_str::<Value>(&out).unwrap()["subscriber"]["replay"]["pid"]
+                == other_replay.id()
+    });
+    assert_eq!(stop(&mut other_replay, libc::SIGINT), Some(0));
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
+/// A subscriber set up before the heartbeat table: replay runs and says what to run, status
+/// sees it run without knowing the process, and `subscriber install` adds the table.
+#[test]
+fn replay_on_a_subscriber_without_the_heartbeat_table_says_to_upgrade() {
+    let pair = Pair::new(SCHEMA);
+    pair.subscriber
+        .execute("drop table londiste.replay_daemons");
+    let mut replay = pair.start_replay();
+    pair.wait_for_log(
+        "the subscriber has no londiste.replay_daemons, so `status` cannot see which process \
+         runs replay: run `subscriber install` to upgrade it",
+    );
+    let out = status_ok(&pair);
+    assert!(
+        node_lines(&out, "login_sub (this subscriber)")[0]
+            .starts_with("Replay: running, process unknown (run `subscriber install` to upgrade)"),
+        "{out}"
+    );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+    pair.ok(&["subscriber", "install"]);
+    let replay_daemons = pair.subscriber.value(
+        "postgres",
+        "select to_regclass('londiste.replay_daemons')::text",
+    );
+    assert_eq!(replay_daemons.as_deref(), Some("londiste.replay_daemons"));
+}

@@ -311,8 +311,8 @@ fn text_value(parser: &mut lexopt::Parser, name: &str) -> Result<String> {
 
 /// `--max-lag`'s value: a number of seconds, not negative.
 fn seconds_value(text: &str) -> Result<Duration> {
-    match text.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+    match text.trim().parse::<f64>().map(Duration::try_from_secs_f64) {
+        Ok(Ok(limit)) => Ok(limit),
         _ => Err(usage(format!(
             "--max-lag {text:?}: want a number of seconds, e.g. --max-lag 30"
         ))),

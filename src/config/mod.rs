@@ -362,8 +362,8 @@ impl Config {
     /// A duration in seconds (fractions allowed).
     pub fn seconds(&self, name: &str) -> Result<Duration> {
         let text = self.text_with_default(name)?;
-        match text.parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        match text.parse::<f64>().map(Duration::try_from_secs_f64) {
+            Ok(Ok(duration)) => Ok(duration),
             _ => Err(self.value_error(
                 name,
                 format!("expected a number of seconds, found `{text}`"),

@@ -25,6 +25,11 @@ use crate::replay::job::Job;
 /// The first key of the lock: skyrep's replay jobs, apart from other users of advisory locks.
 const NAMESPACE: &str = "skyrep replay";
 
+/// The second key of the lock, from the queue (`$2`) and the consumer (`$3`). The queue's
+/// length goes first, so that names with spaces cannot run together: job `b c` of queue `a`
+/// and job `c` of queue `a b` have keys of their own.
+const JOB_KEY: &str = "pg_catalog.hashtext(pg_catalog.length($2) || ' ' || $2 || ' ' || $3)";
+
 /// How long the connection is trusted before [`ReplayLock::keep`] asks the server again (and
 /// writes the heartbeat).
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -45,22 +50,7 @@ impl ReplayLock {
         let mut conn = job.subscriber.clone();
         conn.application_name.push_str(" lock");
         let mut client = db::connect("subscriber_db", &conn)?;
-        let what = || {
-            format!(
-                "taking the lock of job {} (queue {}) in the subscriber",
-                job.consumer, job.queue
-            )
-        };
-        let taken: bool = client
-            .query_one(
-                "select pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), \
-                        pg_catalog.hashtext($2 || ' ' || $3))",
-                &[&NAMESPACE, &job.queue, &job.consumer],
-            )
-            .with_context(what)?
-            .try_get(0)
-            .with_context(what)?;
-        if !taken {
+        if !try_hold(&mut client, job)? {
             bail!(
                 "job {} (queue {}) is replaying into {} already{}: one replay per job; stop \
                  the other process first",
@@ -92,7 +82,8 @@ impl ReplayLock {
             .get(0);
         if !installed {
             log::warn!(
-                "the subscriber has no londiste.replay_daemons, so `status` cannot see that                  replay runs: run `subscriber install` to upgrade it"
+                "the subscriber has no londiste.replay_daemons, so `status` cannot see which \
+                 process runs replay: run `subscriber install` to upgrade it"
             );
             return Ok(());
         }
@@ -159,18 +150,39 @@ impl ReplayLock {
     }
 }
 
+/// Takes the lock of `job` on `client`'s session, for as long as that session lives; false
+/// while another session holds it.
+pub fn try_hold(client: &mut Client, job: &Job) -> Result<bool> {
+    let what = || {
+        format!(
+            "taking the lock of job {} (queue {}) in the subscriber",
+            job.consumer, job.queue
+        )
+    };
+    client
+        .query_one(
+            &format!("select pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext($1), {JOB_KEY})"),
+            &[&NAMESPACE, &job.queue, &job.consumer],
+        )
+        .with_context(what)?
+        .try_get(0)
+        .with_context(what)
+}
+
 /// The backend pid of the session that holds the lock of `job` in the database `client` is
 /// connected to (the job's subscriber), None while no process runs its replay.
 pub fn holder_pid(client: &mut Client, job: &Job) -> Result<Option<i32>> {
     let row = client
         .query_opt(
-            "select l.pid from pg_catalog.pg_locks l \
-             where l.locktype = 'advisory' and l.granted and l.objsubid = 2 \
-               and l.database = (select oid from pg_catalog.pg_database \
-                                 where datname = pg_catalog.current_database()) \
-               and l.classid = pg_catalog.hashtext($1)::oid \
-               and l.objid = pg_catalog.hashtext($2 || ' ' || $3)::oid \
-             limit 1",
+            &format!(
+                "select l.pid from pg_catalog.pg_locks l \
+                 where l.locktype = 'advisory' and l.granted and l.objsubid = 2 \
+                   and l.database = (select oid from pg_catalog.pg_database \
+                                     where datname = pg_catalog.current_database()) \
+                   and l.classid = pg_catalog.hashtext($1)::oid \
+                   and l.objid = {JOB_KEY}::oid \
+                 limit 1"
+            ),
             &[&NAMESPACE, &job.queue, &job.consumer],
         )
         .with_context(|| format!("looking for the lock of job {}", job.consumer))?;

@@ -519,7 +519,8 @@ impl Subscriber {
 
 /// `subscriber unregister`: removes the job's consumer, and the copy consumers working for it,
 /// from the provider's queue, and then forgets the position applied up to in the subscriber,
-/// so that a later registration starts afresh. Refuses while the job's replay runs. Works
+/// so that a later registration starts afresh. Refuses while the job's replay runs, and holds
+/// the job's lock while it works, so that replay cannot start meanwhile. Works
 /// with the subscriber unreachable (a consumer registered by mistake, or whose subscriber is
 /// gone, would make the queue keep every event): the subscriber's record is then left, with
 /// a warning saying to run this again once it is reachable.
@@ -532,12 +533,17 @@ pub fn unregister(job: &Job) -> Result<()> {
             None
         }
     };
+    // The job's lock, held by this session until the end, keeps replay from starting (and
+    // registering the consumer again) while the job is unregistered.
     if let Some(client) = &mut subscriber
-        && let Some(pid) = lock::holder_pid(client, job)?
+        && !lock::try_hold(client, job)?
     {
+        let pid = lock::holder_pid(client, job)?.map_or(String::new(), |pid| {
+            format!(" (the subscriber's backend pid {pid} holds its lock)")
+        });
         bail!(
-            "replay of job {consumer} is running (the subscriber's backend pid {pid} holds its \
-             lock): stop it first (`skyrep -s CONFIG`, or stop its service)"
+            "replay of job {consumer} is running{pid}: stop it first (`skyrep -s CONFIG`, or \
+             stop its service)"
         );
     }
     let mut provider = db::connect("provider_db", &job.provider)?;
