@@ -456,6 +456,32 @@ fn status_knows_whether_replay_runs_counts_unticked_events_and_checks_the_lag() 
     assert_eq!(json["subscriber"]["replay"]["running"], false, "{json}");
     assert_eq!(json["subscriber"]["replay"]["pid"], pid, "{json}");
 
+    // The job's lock taken by a process that has written no heartbeat yet (a daemon starting):
+    // the heartbeat left by the killed one is not taken for it.
+    let mut starting = pair.subscriber.connect("postgres");
+    starting
+        .batch_execute(
+            "select pg_advisory_lock(hashtext('skyrep replay'), \
+                    hashtext(length('login') || ' login login_sub'))",
+        )
+        .unwrap();
+    let backend: i32 = starting
+        .query_one("select pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let out = status_ok(&pair);
+    let local = node_lines(&out, "login_sub (this subscriber)");
+    assert_eq!(
+        local[0],
+        format!(
+            "Replay: starting (backend pid {backend} holds the job's lock; no heartbeat from it yet)"
+        ),
+        "{out}"
+    );
+    let json = status_json(&pair).1;
+    assert_eq!(json["subscriber"]["replay"]["starting"], true, "{json}");
+    drop(starting);
+
     // Events written since are pending, though no ticker runs to tick them.
     pair.provider
         .execute("insert into ledger values (2, 'two'), (3, 'three')");

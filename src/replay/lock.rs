@@ -101,11 +101,14 @@ impl ReplayLock {
         self.client
             .execute(
                 "insert into londiste.replay_daemons as d \
-                        (queue_name, consumer_name, host, pid, version, started_at, beat_at) \
-                 values ($1, $2, $3, $4, $5, $6, pg_catalog.clock_timestamp()) \
+                        (queue_name, consumer_name, host, pid, version, started_at, beat_at, \
+                         backend_pid) \
+                 values ($1, $2, $3, $4, $5, $6, pg_catalog.clock_timestamp(), \
+                         pg_catalog.pg_backend_pid()) \
                  on conflict (queue_name, consumer_name) do update \
                  set host = excluded.host, pid = excluded.pid, version = excluded.version, \
-                     started_at = excluded.started_at, beat_at = excluded.beat_at",
+                     started_at = excluded.started_at, beat_at = excluded.beat_at, \
+                     backend_pid = excluded.backend_pid",
                 &[
                     &job.queue,
                     &job.consumer,

@@ -240,6 +240,8 @@ fn read_provider(client: &mut Client, job: &Job) -> Result<ProviderInfo> {
 struct SubscriberInfo {
     /// The backend pid of the session that holds the job's lock: Some while replay runs.
     lock_holder: Option<i32>,
+    /// `londiste.replay_daemons` is there (a subscriber set up by an older version lacks it).
+    heartbeats: bool,
     /// The job's heartbeat row, where one was written.
     daemon: Option<Daemon>,
     counts: Counts,
@@ -255,6 +257,15 @@ struct SubscriberInfo {
     copies: Vec<Progress>,
 }
 
+impl SubscriberInfo {
+    /// Whether the heartbeat row is the lock holder's own (written by the process that runs
+    /// the job now, not by an earlier run).
+    fn current(&self) -> bool {
+        self.lock_holder.is_some()
+            && self.daemon.as_ref().and_then(|d| d.backend_pid) == self.lock_holder
+    }
+}
+
 /// A row of `londiste.replay_daemons`: the process that runs, or last ran, the job.
 struct Daemon {
     host: String,
@@ -264,6 +275,8 @@ struct Daemon {
     started_at: String,
     /// Seconds since the last heartbeat.
     beat_age: f64,
+    /// The server's pid of the connection that wrote it (and held the job's lock).
+    backend_pid: Option<i32>,
 }
 
 impl Daemon {
@@ -303,18 +316,20 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
         bail!("londiste is not installed: run `subscriber install`");
     }
     let lock_holder = lock::holder_pid(client, job)?;
-    let has_daemons: bool = client
+    let heartbeats: bool = client
         .query_one(
             "select pg_catalog.to_regclass('londiste.replay_daemons') is not null",
             &[],
         )?
         .get(0);
-    let daemon = if has_daemons {
+    let daemon = if heartbeats {
         client
             .query_opt(
                 "select host, pid, version, to_json(started_at) #>> '{}', \
-                        extract(epoch from now() - beat_at)::float8 \
-                 from londiste.replay_daemons where queue_name = $1 and consumer_name = $2",
+                        extract(epoch from now() - beat_at)::float8, \
+                        (pg_catalog.to_jsonb(d) ->> 'backend_pid')::int4 \
+                 from londiste.replay_daemons d \
+                 where queue_name = $1 and consumer_name = $2",
                 &[&job.queue, &job.consumer],
             )
             .context("reading the heartbeat")?
@@ -324,6 +339,7 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
                 version: r.get(2),
                 started_at: r.get(3),
                 beat_age: r.get::<_, f64>(4).max(0.0),
+                backend_pid: r.get(5),
             })
     } else {
         None
@@ -385,6 +401,7 @@ fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
     };
     Ok(SubscriberInfo {
         lock_holder,
+        heartbeats,
         daemon,
         counts,
         applied_tick: applied.as_ref().map(|r| r.get(0)),
@@ -658,6 +675,12 @@ impl Report {
         if s.lock_holder.is_none() {
             return format!("Replay: not running ({})", last_seen(s.daemon.as_ref()));
         }
+        if s.heartbeats && !s.current() {
+            return format!(
+                "Replay: starting (backend pid {} holds the job's lock; no heartbeat from it yet)",
+                s.lock_holder.unwrap_or_default()
+            );
+        }
         let process = match &s.daemon {
             Some(d) if d.beat_age > STALE_BEAT => format!(
                 "{}, no heartbeat for {}: busy with a long batch, or stuck",
@@ -727,6 +750,7 @@ impl Report {
         let replay = subscriber.map(|s| {
             json!({
                 "running": s.lock_holder.is_some(),
+                "starting": s.lock_holder.is_some() && s.heartbeats && !s.current(),
                 "host": s.daemon.as_ref().map(|d| &d.host),
                 "pid": s.daemon.as_ref().map(|d| d.pid),
                 "version": s.daemon.as_ref().map(|d| &d.version),

@@ -66,6 +66,9 @@ create table if not exists londiste.replay_daemons (
     beat_at       timestamptz not null,  -- the last heartbeat
     primary key (queue_name, consumer_name)
 );
+-- The server's pid of the connection that holds the job's lock and writes the row: while
+-- another session holds the lock, the row is an earlier run's (the daemon is starting).
+alter table londiste.replay_daemons add column if not exists backend_pid integer;
 
 -- Subscriber: how far each running copy is, for `subscriber tables` and `status`. Written
 -- about once a second by a connection of the copy thread's own (the copy's transaction is not
