@@ -122,7 +122,8 @@ impl Syncer {
 
     fn sync_locked(&mut self, table: &SubscriberTable, hold_subscriber: bool) -> Result<()> {
         let locked_at = Instant::now();
-        let deadline = locked_at + self.lock_timeout;
+        // None: a lock_timeout too long to count to, so never.
+        let deadline = locked_at.checked_add(self.lock_timeout);
         log::info!("Syncing {}", table.table);
         let queue = &self.job.queue;
         let before: Option<i64> = self
@@ -141,7 +142,7 @@ impl Syncer {
             if let Some(last) = last.filter(|&l| l > before) {
                 break last;
             }
-            if Instant::now() > deadline {
+            if deadline.is_some_and(|d| Instant::now() > d) {
                 bail!(
                     "no new tick on queue {queue} within lock_timeout ({} s): is the ticker \
                      running (replay with ticker = on, or pgqd)?",
@@ -169,7 +170,7 @@ impl Syncer {
                     self.job.consumer
                 );
             }
-            if Instant::now() > deadline {
+            if deadline.is_some_and(|d| Instant::now() > d) {
                 bail!(
                     "replay did not apply tick {tick} within lock_timeout ({} s), though it \
                      runs; lock released: `status` shows its lag and errors",
