@@ -33,6 +33,7 @@ use crate::base::output::{self, number, rounded, seconds};
 use crate::config::Config;
 use crate::db;
 use crate::db::connstr::Resolved;
+use crate::queue::consumer::{ConsumerInfo, consumer_info};
 
 /// What kind of value a queue setting takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -477,26 +478,14 @@ struct QueueStatus {
     new_events: Option<i64>,
     paused: bool,
     external: bool,
-    consumers: Vec<ConsumerStatus>,
-}
-
-/// A consumer as `status` shows it (`pgq.get_consumer_info`).
-struct ConsumerStatus {
-    name: String,
-    lag: Option<f64>,
-    last_seen: Option<f64>,
-    last_tick: Option<i64>,
-    current_batch: Option<i64>,
-    next_tick: Option<i64>,
-    /// Events ticked since its position (PgQ's `pending_events`).
-    ticked: Option<i64>,
+    consumers: Vec<ConsumerInfo>,
 }
 
 impl QueueStatus {
     /// What `consumer` has yet to read: the events ticked since its position and those not
     /// yet ticked.
-    fn pending(&self, consumer: &ConsumerStatus) -> Option<i64> {
-        Some(consumer.ticked? + self.new_events?)
+    fn pending(&self, consumer: &ConsumerInfo) -> Option<i64> {
+        Some(consumer.pending_events? + self.new_events?)
     }
 
     /// What the consumer furthest behind has yet to read (without consumers: the events
@@ -505,7 +494,7 @@ impl QueueStatus {
         let ticked = self
             .consumers
             .iter()
-            .map(|c| c.ticked)
+            .map(|c| c.pending_events)
             .try_fold(0, |most, t| t.map(|t| most.max(t)))?;
         Some(ticked + self.new_events?)
     }
@@ -607,27 +596,11 @@ fn read_status(db: &mut Db) -> Result<Status> {
             consumers: Vec::new(),
         })
         .collect();
-    let consumers = tx
-        .query(
-            "select queue_name, consumer_name, extract(epoch from lag)::float8, \
-                    extract(epoch from last_seen)::float8, last_tick, current_batch, \
-                    next_tick, pending_events \
-             from pgq.get_consumer_info() order by queue_name, consumer_name",
-            &[],
-        )
-        .with_context(|| format!("{name}: reading the consumers"))?;
-    for r in consumers {
-        let queue: String = r.get(0);
-        if let Some(q) = queues.iter_mut().find(|q| q.name == queue) {
-            q.consumers.push(ConsumerStatus {
-                name: r.get(1),
-                lag: r.get(2),
-                last_seen: r.get(3),
-                last_tick: r.get(4),
-                current_batch: r.get(5),
-                next_tick: r.get(6),
-                ticked: r.get(7),
-            });
+    for consumer in
+        consumer_info(&mut tx, None).with_context(|| format!("{name}: reading the consumers"))?
+    {
+        if let Some(q) = queues.iter_mut().find(|q| q.name == consumer.queue) {
+            q.consumers.push(consumer);
         }
     }
     tx.commit().context("ending the read")?;
@@ -772,14 +745,15 @@ mod tests {
 
     #[test]
     fn a_queue_is_as_far_behind_as_its_slowest_consumer() {
-        let consumer = |ticked| ConsumerStatus {
+        let consumer = |pending_events| ConsumerInfo {
+            queue: "q".into(),
             name: "c".into(),
             lag: None,
             last_seen: None,
             last_tick: None,
             current_batch: None,
             next_tick: None,
-            ticked,
+            pending_events,
         };
         let mut q = QueueStatus {
             name: "q".into(),

@@ -14,6 +14,67 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row, RowIter, Transaction};
 
+/// How far one consumer of a queue is: a row of `pgq.get_consumer_info`, durations in
+/// seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsumerInfo {
+    /// The queue.
+    pub queue: String,
+    /// The consumer.
+    pub name: String,
+    /// The age of the last tick it finished.
+    pub lag: Option<f64>,
+    /// Since it last asked for or finished a batch.
+    pub last_seen: Option<f64>,
+    /// The last tick it finished.
+    pub last_tick: Option<i64>,
+    /// Its open batch.
+    pub current_batch: Option<i64>,
+    /// The tick its open batch ends at.
+    pub next_tick: Option<i64>,
+    /// Events ticked since its last tick (not those not yet ticked).
+    pub pending_events: Option<i64>,
+}
+
+/// The consumers of `queue` (of every queue: None), by queue and name.
+pub fn consumer_info(
+    client: &mut impl GenericClient,
+    queue: Option<&str>,
+) -> Result<Vec<ConsumerInfo>> {
+    let columns = "select queue_name, consumer_name, extract(epoch from lag)::float8, \
+                          extract(epoch from last_seen)::float8, last_tick, current_batch, \
+                          next_tick, pending_events";
+    let rows = match queue {
+        Some(queue) => client.query(
+            &format!("{columns} from pgq.get_consumer_info($1) order by 1, 2"),
+            &[&queue],
+        ),
+        None => client.query(
+            &format!("{columns} from pgq.get_consumer_info() order by 1, 2"),
+            &[],
+        ),
+    }
+    .with_context(|| match queue {
+        Some(queue) => format!("reading the consumers of queue {queue}"),
+        None => "reading the consumers".to_string(),
+    })?;
+    rows.iter()
+        .map(|r| {
+            Ok(ConsumerInfo {
+                queue: r.try_get(0)?,
+                name: r.try_get(1)?,
+                lag: r.try_get(2)?,
+                last_seen: r.try_get(3)?,
+                last_tick: r.try_get(4)?,
+                current_batch: r.try_get(5)?,
+                next_tick: r.try_get(6)?,
+                pending_events: r.try_get(7)?,
+            })
+        })
+        .collect::<Result<_, postgres::Error>>()
+        .context("reading pgq.get_consumer_info")
+}
+
 /// Name of the cursor that streams a batch's events.
 const CURSOR: &str = "skyrep_batch_events";
 

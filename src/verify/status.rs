@@ -28,6 +28,7 @@ use crate::base::error::one_line;
 use crate::base::output::{self, number, rounded, seconds};
 use crate::config::Config;
 use crate::db;
+use crate::queue::consumer::{ConsumerInfo, consumer_info};
 use crate::replay::apply::{fire_on_replay, may_set_replica_role};
 use crate::replay::job::Job;
 use crate::replay::lock;
@@ -156,17 +157,6 @@ impl Ticker {
     }
 }
 
-/// One row of `pgq.get_consumer_info`.
-struct ConsumerInfo {
-    name: String,
-    lag: Option<f64>,
-    last_seen: Option<f64>,
-    last_tick: Option<i64>,
-    current_batch: Option<i64>,
-    next_tick: Option<i64>,
-    pending_events: Option<i64>,
-}
-
 fn read_provider(client: &mut Client, job: &Job) -> Result<ProviderInfo> {
     let row = client.query_one(
         "select pg_catalog.to_regprocedure('pgq.get_queue_info(text)') is not null, \
@@ -195,26 +185,7 @@ fn read_provider(client: &mut Client, job: &Job) -> Result<ProviderInfo> {
         paused: row.get(4),
         max_lag: row.get(5),
     };
-    let consumers = client
-        .query(
-            "select consumer_name, extract(epoch from lag)::float8, \
-                    extract(epoch from last_seen)::float8, last_tick, current_batch, next_tick, \
-                    pending_events \
-             from pgq.get_consumer_info($1) order by consumer_name",
-            &[queue],
-        )
-        .with_context(|| format!("reading the consumers of queue {queue}"))?
-        .iter()
-        .map(|r| ConsumerInfo {
-            name: r.get(0),
-            lag: r.get(1),
-            last_seen: r.get(2),
-            last_tick: r.get(3),
-            current_batch: r.get(4),
-            next_tick: r.get(5),
-            pending_events: r.get(6),
-        })
-        .collect();
+    let consumers = consumer_info(client, Some(queue))?;
     let tables = if has_londiste {
         Some(
             client
