@@ -1418,6 +1418,13 @@ fn fuzz(ticks: Ticks, role: bool) {
         .open(&pair.conf)
         .and_then(|mut conf| conf.write_all(b"ticker = off\nloop_delay = 0.05\n"))
         .expect("config written");
+    // Batches of one tick, or of several (a forced tick counts for some 2,000 events).
+    let batch_events = setup.pick(&["1", "2500", "6000", "20000"]);
+    OpenOptions::new()
+        .append(true)
+        .open(&pair.conf)
+        .and_then(|mut conf| writeln!(conf, "batch_events = {batch_events}"))
+        .expect("config written");
     let monetary = plan.settings
         && pair
             .provider
@@ -1433,6 +1440,7 @@ fn fuzz(ticks: Ticks, role: bool) {
         pair.subscriber.execute(&subscriber);
         setting = format!("provider: {provider}\nsubscriber: {subscriber}\n");
     }
+    writeln!(setting, "batch_events = {batch_events}").unwrap();
     if role {
         let how = ordinary_role(&pair, &mut setup, plan.settings, monetary);
         writeln!(setting, "{how}").unwrap();

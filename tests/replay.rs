@@ -558,6 +558,67 @@ fn replay_killed_mid_batch_and_between_apply_and_finish_applies_each_batch_once(
     assert_eq!(counts[0][1].as_deref(), Some(last.to_string().as_str()));
 }
 
+/// A backlog of many small ticks is drained in batches of several ticks (`batch_events`),
+/// each applied once: killed mid-way and started again, replay ends with every row once, and
+/// its statistics show batches of more events than any one tick holds.
+#[test]
+fn a_backlog_drains_in_batches_of_several_ticks_exactly_once() {
+    let pair = Pair::new("create table ledger (id bigint primary key, note text);");
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger", "--expect-sync"]);
+    let conf = std::fs::read_to_string(&pair.conf).unwrap();
+    std::fs::write(
+        &pair.conf,
+        conf + "ticker = off\nloop_delay = 0.05\nbatch_events = 100\n",
+    )
+    .unwrap();
+    // Registered, then stopped: what follows waits in the queue.
+    let mut replay = pair.start_replay();
+    pair.wait_for_log("replaying queue login");
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+    let mut provider = pair.provider.connect("postgres");
+    // A tick whenever an event waits (force_tick would make the queue's event counter leap).
+    provider
+        .batch_execute("select pgq.set_queue_config('login', 'ticker_max_count', '1')")
+        .unwrap();
+    // 60 ticks of 11 or 12 events each: inserts, an update and a delete among them.
+    for t in 0..60 {
+        provider
+            .batch_execute(&format!(
+                "begin; \
+                 insert into ledger select g, 'v' || g from generate_series({0} * 10, {0} * 10 + 9) g; \
+                 update ledger set note = note || '+' where id = {0} * 10; \
+                 delete from ledger where id = {0} * 10 + 9 and {0} % 2 = 0; \
+                 commit; \
+                 select pgq.ticker('login')",
+                t
+            ))
+            .unwrap();
+    }
+    // Killed while draining, then started again: each batch once all the same.
+    let mut replay = pair.start_replay();
+    pair.wait_for_log("{count: ");
+    assert_eq!(stop(&mut replay, libc::SIGKILL), None);
+    let mut replay = pair.start_replay();
+    pair.wait_equal(&[("ledger", "id")]);
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+    let counts: Vec<u64> = pair
+        .replay_log()
+        .lines()
+        .filter_map(|l| l.split("{count: ").nth(1))
+        .filter_map(|rest| rest.split(',').next()?.parse().ok())
+        .collect();
+    assert!(
+        counts.iter().any(|&n| n >= 100),
+        "no batch spanned several ticks: {counts:?}"
+    );
+    let rows = pair
+        .subscriber
+        .value("postgres", "select count(*) from ledger")
+        .unwrap();
+    assert_eq!(rows, "570");
+}
+
 #[test]
 fn primary_key_updates_move_rows_on_the_subscriber() {
     let pair =

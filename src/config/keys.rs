@@ -157,6 +157,13 @@ pub const KEYS: &[Key] = &[
         "how many tables are copied at the same time",
     ),
     key(
+        "batch_events",
+        Kind::Count,
+        Some("20000"),
+        REPLAY,
+        "when more events than this wait, replay takes several ticks as one batch of about this many",
+    ),
+    key(
         "exception_sleep",
         Kind::Seconds,
         Some("20"),

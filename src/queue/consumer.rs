@@ -246,14 +246,55 @@ impl Consumer {
     /// The next batch, or the unfinished one handed out before; `None` when no tick is
     /// waiting.
     pub fn next_batch(&self, client: &mut impl GenericClient) -> Result<Option<Batch>> {
+        self.batch_row(
+            client,
+            "select batch_id, prev_tick_id, cur_tick_id, cur_tick_time \
+             from pgq.next_batch_info($1, $2)",
+            &[(&self.queue, Type::TEXT), (&self.name, Type::TEXT)],
+        )
+    }
+
+    /// Like [`Consumer::next_batch`], but when at least `events` events wait past the
+    /// consumer's position, the batch spans several ticks: up to the first tick with that
+    /// many events after the position (the newest tick where that is at most twice as
+    /// many), PgQ's `next_batch_custom` with a minimum count. Behind, one batch then does
+    /// the work of many, each with its fixed cost; caught up, a batch is one tick as before.
+    /// Exactly once all the same: a batch is still the events between two ticks' snapshots,
+    /// handed out again until finished.
+    pub fn next_batch_of(
+        &self,
+        client: &mut impl GenericClient,
+        events: u32,
+    ) -> Result<Option<Batch>> {
+        let at_least = i32::try_from(events).unwrap_or(i32::MAX);
+        let merged = self.batch_row(
+            client,
+            "select batch_id, prev_tick_id, cur_tick_id, cur_tick_time \
+             from pgq.next_batch_custom($1, $2, null, $3, null)",
+            &[
+                (&self.queue, Type::TEXT),
+                (&self.name, Type::TEXT),
+                (&at_least, Type::INT4),
+            ],
+        )?;
+        match merged {
+            Some(batch) => Ok(Some(batch)),
+            None => self.next_batch(client),
+        }
+    }
+
+    /// Runs `sql`, a query for one batch row (id, previous tick, tick, tick time), with
+    /// `params`; `None` when it answers no batch.
+    fn batch_row(
+        &self,
+        client: &mut impl GenericClient,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Option<Batch>> {
         let row = client
             // Typed: one round trip instead of two (a prepare, then the query). The same for
             // the other queries made for every batch.
-            .query_typed_one(
-                "select batch_id, prev_tick_id, cur_tick_id, cur_tick_time \
-                 from pgq.next_batch_info($1, $2)",
-                &[(&self.queue, Type::TEXT), (&self.name, Type::TEXT)],
-            )
+            .query_typed_one(sql, params)
             .with_context(|| {
                 format!(
                     "asking queue {} for the next batch of {}",

@@ -41,6 +41,9 @@ pub struct Job {
     pub connection_lifetime: Duration,
     /// Copy threads at work: tables copied at the same time (changes on reload).
     pub parallel_copies: Live<u32>,
+    /// With at least this many events waiting, a batch spans several ticks
+    /// ([`crate::queue::consumer::Consumer::next_batch_of`]).
+    pub batch_events: u32,
 }
 
 impl Job {
@@ -63,6 +66,7 @@ impl Job {
             exception_sleep: config.seconds("exception_sleep")?,
             connection_lifetime: config.seconds("connection_lifetime")?,
             parallel_copies: Live::new(config.count("parallel_copies")?),
+            batch_events: config.count("batch_events")?,
         })
     }
 }

@@ -193,7 +193,7 @@ fn replay_session(
             }
             continue;
         }
-        let Some(batch) = consumer.next_batch(provider)? else {
+        let Some(batch) = consumer.next_batch_of(provider, job.batch_events)? else {
             // Caught up with the queue.
             last_error.succeeded(subscriber)?;
             if wait_for_tick(stop, woken, job.loop_delay.get()) {
