@@ -59,6 +59,15 @@ impl Drop for Reaper {
     }
 }
 
+/// `skyrep -d CONF replay`, which must start: its output, the daemon's pid from `pidfile`,
+/// and what kills it when the test ends.
+fn detach(conf: &Path, pidfile: &Path) -> (Output, i32, Reaper) {
+    let out = run(&["-d"], conf, &["replay"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pid = pid_in(pidfile);
+    (out, pid, Reaper(pid))
+}
+
 fn pid_in(pidfile: &Path) -> i32 {
     std::fs::read_to_string(pidfile)
         .unwrap()
@@ -74,10 +83,7 @@ fn read(path: &Path) -> String {
 #[test]
 fn daemon_starts_refuses_a_second_reloads_and_stops() {
     let (pair, pidfile, logfile) = service();
-    let out = run(&["-d"], &pair.conf, &["replay"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let pid = pid_in(&pidfile);
-    let _reaper = Reaper(pid);
+    let (out, pid, _reaper) = detach(&pair.conf, &pidfile);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("started, pid {pid}")
@@ -140,10 +146,7 @@ maint_period = 60
 #[test]
 fn a_second_daemon_of_the_job_is_refused_whatever_its_pidfile() {
     let (pair, pidfile, logfile) = service();
-    let out = run(&["-d"], &pair.conf, &["replay"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let pid = pid_in(&pidfile);
-    let _reaper = Reaper(pid);
+    let (_, pid, _reaper) = detach(&pair.conf, &pidfile);
     pair.provider
         .execute("insert into ledger values (1, 'first')");
     pair.wait_equal(&[("ledger", "id")]);
@@ -218,10 +221,7 @@ fn only_skyrep_running_the_config_is_signalled() {
     }
 
     // A daemon takes such a pidfile over; skyrep running another config is not signalled.
-    let out = run(&["-d"], &pair.conf, &["replay"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let pid = pid_in(&pidfile);
-    let _reaper = Reaper(pid);
+    let (_, pid, _reaper) = detach(&pair.conf, &pidfile);
     assert!(
         read(&logfile).contains(&format!("which is {}", program.display())),
         "{}",
@@ -253,10 +253,7 @@ fn a_stale_pidfile_is_taken_over_and_k_stops_at_once() {
     let gone_pid = gone.id();
     gone.wait().unwrap();
     std::fs::write(&pidfile, format!("{gone_pid}\n")).unwrap();
-    let out = run(&["-d"], &pair.conf, &["replay"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let pid = pid_in(&pidfile);
-    let _reaper = Reaper(pid);
+    let (_, pid, _reaper) = detach(&pair.conf, &pidfile);
     assert_ne!(pid, gone_pid as i32);
     assert!(
         read(&logfile).contains(&format!("taking over pidfile {}", pidfile.display())),
