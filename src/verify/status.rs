@@ -279,20 +279,16 @@ struct RecordedError {
 fn read_subscriber(client: &mut Client, job: &Job) -> Result<SubscriberInfo> {
     let row = client.query_one(
         "select pg_catalog.to_regclass('londiste.subscriber_tables') is not null, \
-                pg_catalog.to_regclass('londiste.replay_status') is not null",
+                pg_catalog.to_regclass('londiste.replay_status') is not null, \
+                pg_catalog.to_regclass('londiste.replay_daemons') is not null",
         &[],
     )?;
-    let (has_londiste, has_status): (bool, bool) = (row.get(0), row.get(1));
+    let (has_londiste, has_status, heartbeats): (bool, bool, bool) =
+        (row.get(0), row.get(1), row.get(2));
     if !has_londiste {
         bail!("londiste is not installed: run `subscriber install`");
     }
     let lock_holder = lock::holder_pid(client, job)?;
-    let heartbeats: bool = client
-        .query_one(
-            "select pg_catalog.to_regclass('londiste.replay_daemons') is not null",
-            &[],
-        )?
-        .get(0);
     let daemon = if heartbeats {
         client
             .query_opt(
