@@ -18,13 +18,13 @@ use crate::capture::provider::{EXECUTE_EVENT, REMOVE_TABLE_EVENT};
 use crate::capture::script::{Script, script_record};
 use crate::db;
 use crate::queue::consumer::Event;
-use crate::replay::state::restart_copies;
+use crate::replay::state::{empty_copies, restart_copies};
 use crate::replay::subscriber;
 
 /// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
 /// provider's `schema.table`) mapped to their local names, and records it in
-/// `londiste.executed_scripts`. Tables being copied are sent back to be copied again from
-/// the start ([`restart_copies`]). A script marked by `subscriber skip-execute`, or run here
+/// `londiste.executed_scripts`. Tables being copied are emptied before it ([`empty_copies`])
+/// and sent back to be copied again from the start after it ([`restart_copies`]). A script marked by `subscriber skip-execute`, or run here
 /// before, is passed over; any other runs only once `vouch` (see [`vouch`]) accepts it. A
 /// failing script fails the batch: replay stops there.
 pub fn run_script(
@@ -67,6 +67,11 @@ pub fn run_script(
         log::info!("{name}: {from} is {to} here");
     }
     log::info!("{name}: executing ({} statements)", script.len());
+    // Emptied before the script runs (waiting for a COPY still running; the tables stay locked
+    // until the batch commits), sent back to `new` after it.
+    for table in empty_copies(tx, queue)? {
+        log::info!("{table}: emptied before {name}, to be copied again after it");
+    }
     tx.batch_execute(&sql)
         .with_context(|| format!("{name} failed on the subscriber; {}", skip_hint()))?;
     // Settings the script made (a search path, a timeout) must not outlive it in replay's
