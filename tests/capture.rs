@@ -1580,3 +1580,61 @@ fn generated_trigger_follows_its_queue_dropped_and_created_again() {
         ]
     );
 }
+
+#[test]
+fn generated_trigger_on_skyreps_queue_takes_the_sessions_table_for_a_guess_only() {
+    // The session remembers the current event table (skyrep.capture_table_<queue id>);
+    // whatever that setting says, stale after a rotation or set by hand, every event lands
+    // in the table that is current.
+    let cluster = Cluster::start();
+    let mut db = core_db(&cluster, "guess");
+    exec(
+        &mut db.client,
+        "create table t (id int primary key, v int); \
+         select pgq.set_queue_config('q', 'rotation_period', '0')",
+    );
+    db.capture("t", &[]);
+    let mut id = 0;
+    for rotation in 0..4 {
+        let before = db.query("select coalesce(max(ev_id), 0) from pgq.event_1")[0][0]
+            .clone()
+            .unwrap();
+        for guess in [
+            None,
+            Some("0"),
+            Some("1"),
+            Some("2"),
+            Some("junk"),
+            Some(""),
+        ] {
+            id += 1;
+            if let Some(guess) = guess {
+                exec(
+                    &mut db.client,
+                    &format!("set skyrep.capture_table_1 = {}", literal(guess)),
+                );
+            }
+            exec(
+                &mut db.client,
+                &format!("insert into t values ({id}, 0); update t set v = 1 where id = {id}"),
+            );
+        }
+        let placed = db.query(&format!(
+            "select count(*), count(*) filter (where e.tableoid = \
+                    format('pgq.event_1_%s', q.queue_cur_table)::regclass) \
+               from pgq.event_1 e, pgq.queue q where e.ev_id > {before}"
+        ));
+        assert_eq!(
+            placed,
+            [[Some("12".to_string()), Some("12".to_string())]],
+            "rotation {rotation}: events, in the current table"
+        );
+        exec(&mut db.client, "select pgq.maint_rotate_tables_step1('q')");
+        exec(&mut db.client, "select pgq.maint_rotate_tables_step2()");
+        assert_eq!(
+            db.query("select queue_cur_table from pgq.queue"),
+            [[Some(((rotation + 1) % 3).to_string())]]
+        );
+        exec(&mut db.client, "truncate t");
+    }
+}

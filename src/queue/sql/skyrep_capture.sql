@@ -14,9 +14,22 @@
 --             (lowercase hex) of each byte in the database encoding; TRUNCATE -> ''
 --   ev_extra1 'schema.table', unquoted
 --   ev_extra2 with 'backup': the old row, url-encoded (UPDATE only)
--- and are inserted with pgq.insert_event(queue, type, data, extra1, extra2, extra3, extra4),
--- or, where that is PgQ's own forwarder to its C function pgq.insert_event_raw, with the C
--- function directly (the same event, one PL/pgSQL call less).
+-- How an event is queued is decided when the function is generated, for the cheapest way
+-- that gives the event pgq.insert_event(queue, type, data, extra1, extra2, extra3, extra4)
+-- would give:
+--   * on skyrep's own queue (pgq_core.sql), where the function's owner may insert into the
+--     queue's event tables: the function writes the event itself, so a captured row costs
+--     one PL/pgSQL call (the generated function) instead of three (it, pgq.insert_event and
+--     pgq._insert_event_static).  It looks up the queue row (one statement, plan cached)
+--     and inserts into the current event table through one compiled INSERT per event table
+--     of the queue (each plan cached).  Whatever those do not cover goes through
+--     pgq.insert_event: inserts disabled or a per-transaction limit set (its checks), the
+--     queue dropped (its error), dropped and created again or with another number of
+--     tables (the compiled tables are not the queue's any more; a refresh compiles the new
+--     ones).  See skyrep_capture_insert_stmts for why this is safe under rotation;
+--   * on PgQ's C extension, where pgq.insert_event is PgQ's own forwarder to its C function
+--     pgq.insert_event_raw: the C function directly (one PL/pgSQL call less);
+--   * otherwise pgq.insert_event.
 --
 -- Why the generated code looks the way it does: PL/pgSQL prepares every expression it
 -- evaluates once per transaction, and that costs about as much per function call in the
@@ -46,6 +59,11 @@
 --       the table or its schema: the generated code knows the table name as it was.
 --   pgq.skyrep_capture_refresh(i_table regclass) returns integer
 --       Refreshes every skyrep capture trigger on the table; returns how many.
+--   pgq.skyrep_capture_regenerate() returns integer
+--       Regenerates the function of every capture trigger in place (not the triggers, so no
+--       table is locked), for the columns and privileges of now; skyrep's install runs it
+--       after it has set the privileges.  Returns how many it regenerated (see there for
+--       those it leaves).
 --   pgq.skyrep_capture_list() returns setof (table_name, trigger_name, queue_name, args,
 --       function_name): the registered capture triggers.
 --   pgq.skyrep_capture_source(i_table regclass, i_queue text, i_trigger text,
@@ -126,7 +144,13 @@
 -- but its owner may execute it, and CREATE TRIGGER asks for that, so nobody else can attach
 -- it to another table.  Its search_path is fixed (pg_catalog, pg_temp) so that the caller's
 -- search_path cannot put other functions or operators in its way.  The functions of this
--- file are the owner's alone (the generated functions call them as the owner).
+-- file are the owner's alone (the generated functions call them as the owner).  Writing
+-- into the event tables itself needs the owner's INSERT on them and USAGE on the queue's
+-- event sequence (the schema's owner and pgq_admin have them); that is checked when the
+-- function is generated, for the role that owns it (the one that registered the trigger;
+-- a refresh by another role keeps the owner), and without them the function calls
+-- pgq.insert_event.  If the owner's privileges change later, regenerate (skyrep's install
+-- does).
 --
 -- Requires PostgreSQL 12 or newer.  Idempotent: every object is created with
 -- CREATE OR REPLACE.
@@ -650,10 +674,16 @@ $$;
 --
 -- On skyrep's own queue, where the owner may insert into the event tables (see
 -- skyrep_capture_direct_queue), the statements do what pgq.insert_event does without calling
--- it: one look-up of the queue row (a plan cached per session), then a plain INSERT into the
--- current event table, one compiled branch per event table so that each INSERT's plan is
--- cached too.  The row has the fields pgq.insert_event gives it (ev_time now(), ev_txid and
--- ev_id from the table's defaults).  Anything the compiled branches do not cover goes to
+-- it, with one compiled branch per event table so that each statement's plan is cached.
+-- Usually one statement: the session remembers which table was current last time (a
+-- setting, skyrep.capture_table_<queue id>), and an INSERT ... SELECT into that table writes
+-- the event only if the queue row says, in that same statement, that the table is current
+-- and nothing unusual is set.  A look-up of the queue row costs about as much as the insert
+-- itself, and the table changes only at a rotation.  The setting is a guess and never more:
+-- when it is missing, stale or set to anything else (by anyone), nothing is written, and the
+-- statements look the queue row up, remember the table and insert into it.  The row has the
+-- fields pgq.insert_event gives it (ev_time now(), ev_txid and ev_id from the table's
+-- defaults).  Anything the compiled branches do not cover goes to
 -- pgq.insert_event, which decides as always: inserts disabled or a per-transaction limit
 -- (its checks), the queue dropped (its error), or dropped and created again, or with
 -- another number of tables (another id, prefix or count: the compiled tables are not the
@@ -661,8 +691,9 @@ $$;
 --
 -- Rotation: pgq.insert_event takes the transaction id before it looks up the current table,
 -- so a writer that still sees the table of before a rotation has an id below the rotation's
--- step2 mark, and readers may rely on that mark.  The look-up here needs the same: its
--- snapshot must be taken after the transaction has its id.  In an AFTER row trigger on a
+-- step2 mark, and readers may rely on that mark.  The statement that reads the queue row
+-- here (the guessing INSERT or the look-up) needs the same: its snapshot must be taken
+-- after the transaction has its id.  In an AFTER row trigger on a
 -- table the row change has taken it already (a heap insert, update or delete always does,
 -- and the top-level id comes with a subtransaction's), before the trigger's first statement
 -- takes its snapshot.  Where no row of a plain table has been written when the look-up runs
@@ -682,6 +713,8 @@ declare
         pgq.skyrep_capture_insert_sql(i_queue, i_var || '[1]', i_var || '[2]', i_var || '[3]',
                                       i_var || '[4]', i_var || '[5]', i_var || '[6]'));
     v_res text := '';
+    v_checks text;               -- the queue row is still the one compiled in, and plain
+    v_guc text;                  -- the session's guess of the current table
     i int;
 begin
     select * into q from pgq.skyrep_capture_direct_queue(i_queue, i_owner);
@@ -691,21 +724,44 @@ begin
     if i_txid then
         v_res := i_indent || E'_skyrep_ev := pg_catalog.txid_current();\n';
     end if;
+    v_checks := pg_catalog.format(
+        'q.queue_id = %s AND q.queue_data_pfx = %L AND q.queue_ntables = %s'
+        ' AND NOT q.queue_disable_insert AND q.queue_per_tx_limit IS NULL',
+        q.queue_id, q.data_pfx, q.ntables);
+    v_guc := 'skyrep.capture_table_' || q.queue_id;
+    -- the guess: one INSERT ... SELECT that writes only if the guessed table is current
     v_res := v_res || pg_catalog.format(
-        E'%1$sSELECT CASE WHEN q.queue_id = %2$s AND q.queue_data_pfx = %3$L AND q.queue_ntables = %4$s\n' ||
-        E'%1$s                 AND NOT q.queue_disable_insert AND q.queue_per_tx_limit IS NULL\n' ||
-        E'%1$s            THEN q.queue_cur_table END\n' ||
-        E'%1$s  INTO _skyrep_cur FROM pgq.queue q WHERE q.queue_name = %5$L;\n',
-        i_indent, q.queue_id, q.data_pfx, q.ntables, i_queue);
+        E'%1$s_skyrep_guess := pg_catalog.current_setting(%2$L, true);\n%1$s_skyrep_hit := false;\n',
+        i_indent, v_guc);
     for i in 0 .. q.ntables - 1 loop
         v_res := v_res || pg_catalog.format(
-            E'%1$s%2$s _skyrep_cur = %3$s THEN\n' ||
+            E'%1$s%2$s _skyrep_guess = %3$L THEN\n' ||
             E'%1$s    INSERT INTO %4$s (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)\n' ||
-            E'%1$s    VALUES (pg_catalog.now(), %5$s);\n',
+            E'%1$s    SELECT pg_catalog.now(), %5$s\n' ||
+            E'%1$s      FROM pgq.queue q\n' ||
+            E'%1$s     WHERE q.queue_name = %6$L AND q.queue_cur_table = %3$s\n' ||
+            E'%1$s       AND %7$s;\n' ||
+            E'%1$s    _skyrep_hit := FOUND;\n',
             i_indent, case when i = 0 then 'IF' else 'ELSIF' end, i,
-            pgq.quote_fqname(q.data_pfx || '_' || i), v_fields);
+            pgq.quote_fqname(q.data_pfx || '_' || i), v_fields, i_queue, v_checks);
     end loop;
-    return v_res || pg_catalog.format(E'%1$sELSE\n%1$s    %2$s\n%1$sEND IF;\n', i_indent, v_call);
+    -- missed: look the table up, remember it for the session, insert
+    v_res := v_res || pg_catalog.format(
+        E'%1$sEND IF;\n%1$sIF NOT _skyrep_hit THEN\n' ||
+        E'%1$s    SELECT CASE WHEN %2$s THEN q.queue_cur_table END\n' ||
+        E'%1$s      INTO _skyrep_cur FROM pgq.queue q WHERE q.queue_name = %3$L;\n',
+        i_indent, v_checks, i_queue);
+    for i in 0 .. q.ntables - 1 loop
+        v_res := v_res || pg_catalog.format(
+            E'%1$s    %2$s _skyrep_cur = %3$s THEN\n' ||
+            E'%1$s        _skyrep_guess := pg_catalog.set_config(%6$L, %3$L, false);\n' ||
+            E'%1$s        INSERT INTO %4$s (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)\n' ||
+            E'%1$s        VALUES (pg_catalog.now(), %5$s);\n',
+            i_indent, case when i = 0 then 'IF' else 'ELSIF' end, i,
+            pgq.quote_fqname(q.data_pfx || '_' || i), v_fields, v_guc);
+    end loop;
+    return v_res || pg_catalog.format(E'%1$s    ELSE\n%1$s        %2$s\n%1$s    END IF;\n%1$sEND IF;\n',
+                                      i_indent, v_call);
 end;
 $$;
 
@@ -970,7 +1026,7 @@ begin
                  || E'        END IF;\n';
         v_lookup := pg_catalog.strpos(v_insert, 'INTO _skyrep_cur') > 0;
         if v_lookup then
-            v_body := v_body || E'    _skyrep_cur int4;\n';
+            v_body := v_body || E'    _skyrep_cur int4;\n    _skyrep_guess text;\n    _skyrep_hit boolean;\n';
         end if;
     end if;
     if v_fixed is not null then
