@@ -20,9 +20,11 @@
 --   * on skyrep's own queue (pgq_core.sql), where the function's owner may insert into the
 --     queue's event tables: the function writes the event itself, so a captured row costs
 --     one PL/pgSQL call (the generated function) instead of three (it, pgq.insert_event and
---     pgq._insert_event_static).  It looks up the queue row (one statement, plan cached)
---     and inserts into the current event table through one compiled INSERT per event table
---     of the queue (each plan cached).  Whatever those do not cover goes through
+--     pgq._insert_event_static).  It inserts into the current event table through
+--     compiled statements, one per event table of the queue (each plan cached): usually
+--     one INSERT ... SELECT into the table the session found current last time, which
+--     writes only if the queue row says it still is; else it looks the queue row up
+--     first.  Whatever those do not cover goes through
 --     pgq.insert_event: inserts disabled or a per-transaction limit set (its checks), the
 --     queue dropped (its error), dropped and created again or with another number of
 --     tables (the compiled tables are not the queue's any more; a refresh compiles the new
