@@ -1342,3 +1342,299 @@ fn wide_tables_are_captured_like_pgq() {
         ],
     );
 }
+
+/// A database of `cluster` with skyrep's own queue (pgq_core.sql, the capture triggers and
+/// the privileges, as `provider install` puts them) and the queue.
+fn core_db(cluster: &Cluster, name: &str) -> Db {
+    const PGQ_GRANTS: &str = include_str!("../src/queue/sql/pgq_grants.sql");
+    cluster.create_database(name);
+    let mut client = cluster.connect(name);
+    let mut tx = client.transaction().unwrap();
+    for sql in [PGQ_CORE, PGQ_TRIGGERS, CAPTURE, PGQ_GRANTS] {
+        tx.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("installing: {}", error_chain(&e)));
+    }
+    tx.commit().unwrap();
+    exec(&mut client, &format!("select pgq.create_queue('{QUEUE}')"));
+    Db {
+        client,
+        capture: Capture::Generated,
+    }
+}
+
+/// Every event of queue `q` (all its tables) with every field, ev_time and ev_txid as
+/// whether they are the writing transaction's (`tx` and `now` of the events' transaction
+/// are looked up by `ev_txid` in `txs`, a table of (txid, now) rows).
+const ALL_FIELDS: &str = "select e.ev_id, e.ev_type, e.ev_data, e.ev_extra1, e.ev_extra2, \
+     e.ev_extra3, e.ev_extra4, e.ev_owner, e.ev_retry, e.ev_time = x.now as at_tx_time, \
+     x.txid is not null as known_tx, e.tableoid::regclass \
+     from pgq.event_1 e left join txs x on x.txid = e.ev_txid order by e.ev_id";
+
+/// The PL/pgSQL functions the current transaction called, with their number of calls (and
+/// those of earlier transactions of the session whose counts were not flushed yet).
+const CALLS: &str = "select funcname, calls from pg_stat_xact_user_functions order by 1";
+
+#[test]
+fn generated_trigger_on_skyreps_queue_is_the_only_plpgsql_call_and_queues_the_same_events() {
+    // On skyrep's own queue a captured row costs one PL/pgSQL call, the generated function,
+    // which writes the event itself. A queue with a per-transaction limit takes the path
+    // through pgq.insert_event (the one every row took before): the events are the same,
+    // field for field.
+    let cluster = Cluster::start();
+    let setup = "create table txs (txid bigint, now timestamptz); \
+         create table a (id int primary key, n numeric, ts timestamp, t text); \
+         create table b (id int primary key, t text)";
+    let statements = "begin; set local track_functions = 'pl'; \
+         insert into txs values (txid_current(), now()); \
+         insert into a values (1, 1.5, '2020-01-02 03:04:05', 'one'), (2, null, null, 'two'), \
+                              (3, -2, '1999-12-31 23:59:59', 'three x'); \
+         update a set n = 7, t = 'seven' where id = 2; delete from a where id = 3; \
+         insert into b values (1, 'skipped row'), (2, 'another'); \
+         update a set id = 10 where id = 1; truncate a";
+    let mut results = Vec::new();
+    for (name, limit) in [("direct", false), ("through_insert_event", true)] {
+        let mut db = core_db(&cluster, name);
+        exec(&mut db.client, setup);
+        exec(
+            &mut db.client,
+            &format!(
+                "select pgq.skyrep_capture_create('a', '{QUEUE}', '_cap', array['backup', 'keymove']); \
+                 select pgq.skyrep_capture_create('b', '{QUEUE}', '_cap', array['SKIP'])"
+            ),
+        );
+        if limit {
+            exec(
+                &mut db.client,
+                "update pgq.queue set queue_per_tx_limit = 1000",
+            );
+        }
+        exec(&mut db.client, statements);
+        let calls = db.query(CALLS);
+        exec(&mut db.client, "commit");
+        let functions: Vec<&str> = calls.iter().map(|row| row[0].as_deref().unwrap()).collect();
+        let total: usize = calls
+            .iter()
+            .map(|row| row[1].as_deref().unwrap().parse::<usize>().unwrap())
+            .sum();
+        if limit {
+            assert!(functions.contains(&"insert_event"), "{calls:?}");
+        } else {
+            // 3 inserts, 1 update, 1 delete, 2 skipped inserts, 1 key update, 1 truncate
+            assert!(
+                functions.iter().all(|f| f.starts_with("skyrep_cap_")),
+                "only the generated functions run: {calls:?}"
+            );
+            assert_eq!(total, 9, "one call per row and one for TRUNCATE: {calls:?}");
+        }
+        results.push(db.query(ALL_FIELDS));
+    }
+    assert_eq!(results[0].len(), 10, "{:?}", results[0]);
+    for row in &results[0] {
+        assert_eq!(row[9].as_deref(), Some("t"), "ev_time is now(): {row:?}");
+        assert_eq!(
+            row[10].as_deref(),
+            Some("t"),
+            "ev_txid is the writer's: {row:?}"
+        );
+    }
+    assert_eq!(
+        results[0], results[1],
+        "the events differ from those pgq.insert_event queues"
+    );
+}
+
+#[test]
+fn generated_trigger_on_skyreps_queue_matches_insert_event_for_many_types() {
+    // Every type and odd name of MANY_TYPES, in odd session settings: the same events
+    // (ev_id and every field) as through pgq.insert_event.
+    let cluster = Cluster::start();
+    let statements = many_types_statements();
+    let mut results = Vec::new();
+    for (name, limit) in [("direct", false), ("through_insert_event", true)] {
+        let mut db = core_db(&cluster, name);
+        exec(
+            &mut db.client,
+            &format!("{MANY_TYPES}; create table txs (txid bigint, now timestamptz)"),
+        );
+        db.capture(MANY_TYPES_TABLE, &["backup"]);
+        if limit {
+            exec(
+                &mut db.client,
+                "update pgq.queue set queue_per_tx_limit = 1000",
+            );
+        }
+        for sql in &statements {
+            exec(&mut db.client, sql);
+        }
+        let rows = db.query(ALL_FIELDS);
+        assert!(rows.len() > 20, "only {} events", rows.len());
+        // (ev_time and ev_txid are the writers', checked above; here the rest)
+        results.push(
+            rows.into_iter()
+                .map(|row| row[..9].to_vec())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(results[0], results[1]);
+}
+
+#[test]
+fn generated_trigger_on_skyreps_queue_keeps_disabled_queue_and_per_tx_limit() {
+    let cluster = Cluster::start();
+    let mut db = core_db(&cluster, "limits");
+    exec(&mut db.client, "create table t (id int primary key)");
+    db.capture("t", &[]);
+    exec(
+        &mut db.client,
+        "update pgq.queue set queue_disable_insert = true",
+    );
+    assert_eq!(
+        db.run(&["insert into t values (1)"]),
+        [Err("Insert into queue disallowed".to_string())]
+    );
+    exec(
+        &mut db.client,
+        "update pgq.queue set queue_disable_insert = false, queue_per_tx_limit = 2",
+    );
+    assert_eq!(
+        db.run(&[
+            "insert into t values (1), (2)",
+            "insert into t values (3), (4), (5)",
+            "begin; insert into t values (6); insert into t values (7); \
+             insert into t values (8); commit",
+        ]),
+        [
+            Ok(()),
+            Err("Queue 'q' allows max 2 events from one TX".to_string()),
+            Err("Queue 'q' allows max 2 events from one TX".to_string()),
+        ]
+    );
+    exec(&mut db.client, "rollback");
+    exec(
+        &mut db.client,
+        "update pgq.queue set queue_per_tx_limit = null; insert into t values (9)",
+    );
+    let datas: Vec<String> = db
+        .events()
+        .into_iter()
+        .map(|e| e[1].clone().unwrap())
+        .collect();
+    assert_eq!(datas, ["id=1", "id=2", "id=9"]);
+}
+
+#[test]
+fn generated_trigger_follows_its_queue_dropped_and_created_again() {
+    // The compiled event tables are those of the queue as it was; a queue created again
+    // (another id and tables) is written through pgq.insert_event until a refresh.
+    let cluster = Cluster::start();
+    let mut db = core_db(&cluster, "recreated");
+    exec(
+        &mut db.client,
+        "create table t (id int primary key, v int); insert into t values (0, 0)",
+    );
+    db.capture("t", &[]);
+    exec(&mut db.client, &format!("select pgq.drop_queue('{QUEUE}')"));
+    assert_eq!(
+        db.run(&["insert into t values (1)"]),
+        [Err("No such queue".to_string())]
+    );
+    exec(
+        &mut db.client,
+        &format!("select pgq.create_queue('{QUEUE}')"),
+    );
+    // (in a new session each time: the counts of earlier transactions may not be flushed)
+    let calls_of = |sql: &str| -> Vec<String> {
+        let mut client = cluster.connect("recreated");
+        exec(
+            &mut client,
+            &format!("begin; set local track_functions = 'pl'; {sql}"),
+        );
+        let calls = strings(&mut client, CALLS);
+        exec(&mut client, "commit");
+        calls
+            .into_iter()
+            .map(|row| row[0].clone().unwrap())
+            .filter(|f| !f.starts_with("skyrep_cap_"))
+            .collect()
+    };
+    assert_eq!(
+        calls_of("insert into t values (2); update t set v = 3 where id = 0"),
+        ["_insert_event_static", "insert_event"]
+    );
+    exec(&mut db.client, "select pgq.skyrep_capture_refresh('t')");
+    assert_eq!(calls_of("insert into t values (4)"), Vec::<String>::new());
+    let events: Vec<String> = db
+        .query(
+            "select tableoid::regclass || ' ' || ev_type || ' ' || ev_data \
+             from pgq.event_2 order by ev_id",
+        )
+        .into_iter()
+        .map(|row| row[0].clone().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "pgq.event_2_0 I:id id=2&v",
+            "pgq.event_2_0 U:id id=0&v=3",
+            "pgq.event_2_0 I:id id=4&v"
+        ]
+    );
+}
+
+#[test]
+fn generated_trigger_on_skyreps_queue_takes_the_sessions_table_for_a_guess_only() {
+    // The session remembers the current event table (skyrep.capture_table_<queue id>);
+    // whatever that setting says, stale after a rotation or set by hand, every event lands
+    // in the table that is current.
+    let cluster = Cluster::start();
+    let mut db = core_db(&cluster, "guess");
+    exec(
+        &mut db.client,
+        "create table t (id int primary key, v int); \
+         select pgq.set_queue_config('q', 'rotation_period', '0')",
+    );
+    db.capture("t", &[]);
+    let mut id = 0;
+    for rotation in 0..4 {
+        let before = db.query("select coalesce(max(ev_id), 0) from pgq.event_1")[0][0]
+            .clone()
+            .unwrap();
+        for guess in [
+            None,
+            Some("0"),
+            Some("1"),
+            Some("2"),
+            Some("junk"),
+            Some(""),
+        ] {
+            id += 1;
+            if let Some(guess) = guess {
+                exec(
+                    &mut db.client,
+                    &format!("set skyrep.capture_table_1 = {}", literal(guess)),
+                );
+            }
+            exec(
+                &mut db.client,
+                &format!("insert into t values ({id}, 0); update t set v = 1 where id = {id}"),
+            );
+        }
+        let placed = db.query(&format!(
+            "select count(*), count(*) filter (where e.tableoid = \
+                    format('pgq.event_1_%s', q.queue_cur_table)::regclass) \
+               from pgq.event_1 e, pgq.queue q where e.ev_id > {before}"
+        ));
+        assert_eq!(
+            placed,
+            [[Some("12".to_string()), Some("12".to_string())]],
+            "rotation {rotation}: events, in the current table"
+        );
+        exec(&mut db.client, "select pgq.maint_rotate_tables_step1('q')");
+        exec(&mut db.client, "select pgq.maint_rotate_tables_step2()");
+        assert_eq!(
+            db.query("select queue_cur_table from pgq.queue"),
+            [[Some(((rotation + 1) % 3).to_string())]]
+        );
+        exec(&mut db.client, "truncate t");
+    }
+}

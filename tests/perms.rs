@@ -378,6 +378,50 @@ fn a_role_with_only_login_cannot_forge_events_or_touch_the_consumer() {
     }
     let err = nobody.query("select * from pgq.event_1", &[]).unwrap_err();
     assert!(error_chain(&err).contains("permission denied for table event_1"));
+    // Nor through the event tables the capture triggers write into, nor by attaching a
+    // capture trigger's function (which runs as its owner) to a table of its own.
+    let function: String = owner
+        .query_one(
+            "select p.proname::text from pg_trigger g join pg_proc p on p.oid = g.tgfoid \
+              where g.tgrelid = 't'::regclass and not g.tgisinternal limit 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    pair.provider
+        .execute("create schema own; grant usage, create on schema own to nobody");
+    nobody
+        .batch_execute("create table own.mine (id int primary key)")
+        .unwrap();
+    for (sql, denied) in [
+        (
+            "insert into pgq.event_1_0 (ev_time, ev_type, ev_data) values (now(), 'I:id', 'id=2')"
+                .to_string(),
+            "permission denied for table event_1_0".to_string(),
+        ),
+        (
+            format!(
+                "create trigger x after insert on own.mine for each row \
+                 execute function pgq.{function}('login')"
+            ),
+            format!("permission denied for function pgq.{function}"),
+        ),
+        (
+            "select pgq.skyrep_capture_create('own.mine', 'login', 'x')".to_string(),
+            "permission denied for function skyrep_capture_create".to_string(),
+        ),
+    ] {
+        let err = nobody.batch_execute(&sql).expect_err(&sql);
+        assert_eq!(
+            err.as_db_error().map(|e| e.message()),
+            Some(denied.as_str()),
+            "{sql}: {}",
+            error_chain(&err)
+        );
+    }
+    nobody
+        .batch_execute("insert into own.mine values (1)")
+        .unwrap();
     // What PgQ leaves to everyone still works.
     nobody
         .query("select * from pgq.get_queue_info('login')", &[])
@@ -424,6 +468,93 @@ fn writes_of_a_role_without_pgq_roles_are_captured_and_replayed() {
         [[Some("15".to_string()), Some("5".to_string())]]
     );
     stop(&mut replay, libc::SIGINT);
+}
+
+/// The source of the capture function of table `table`.
+fn capture_source(client: &mut Client, table: &str) -> String {
+    client
+        .query_one(
+            "select p.prosrc from pg_trigger g join pg_proc p on p.oid = g.tgfoid \
+              where g.tgrelid = $1::text::regclass and not g.tgisinternal \
+                and (g.tgtype & 32) = 0",
+            &[&table],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn capture_functions_write_into_event_tables_only_where_their_owner_may() {
+    // A capture function writes its events into the event tables itself only when its
+    // owner may insert there (pgq_admin, the schema's owner); otherwise through
+    // pgq.insert_event (pgq_writer). It is decided for the function's owner, also when
+    // another role regenerates it, and `provider install` regenerates it for the
+    // privileges of the time. Either way an application role without pgq roles is captured.
+    let pair = Pair::new(
+        "create table t (id int primary key, v text); create table w (id int primary key, v text);",
+    );
+    pair.ok(&["provider", "add", "t", "w"]);
+    pair.provider.execute(
+        // (x may run the capture helpers the generated code calls, which are the
+        // schema owner's alone otherwise)
+        "create role x nologin in role pgq_writer; \
+         grant execute on all functions in schema pgq to x; \
+         create role app login; grant insert on t, w to app; \
+         do $$ begin execute format('alter function pgq.%I() owner to x', \
+             (select p.proname from pg_trigger g join pg_proc p on p.oid = g.tgfoid \
+               where g.tgrelid = 'w'::regclass and not g.tgisinternal limit 1)); end $$; \
+         select pgq.skyrep_capture_refresh('w')",
+    );
+    let mut owner = pair.provider.connect("postgres");
+    let direct = |source: &str| source.contains("INSERT INTO pgq.event_1_0 ");
+    assert!(direct(&capture_source(&mut owner, "t")), "the superuser's");
+    let source = capture_source(&mut owner, "w");
+    assert!(
+        !direct(&source),
+        "x may not insert into the event tables:\n{source}"
+    );
+    assert!(source.contains("pgq.insert_event('login', "), "{source}");
+
+    let mut app = connect_as(&pair.provider, "app");
+    let captured = |owner: &mut Client, app: &mut Client, id: i32| {
+        app.execute("insert into t values ($1, 'a')", &[&id])
+            .unwrap();
+        app.execute("insert into w values ($1, 'b')", &[&id])
+            .unwrap();
+        let events: Vec<String> = owner
+            .query(
+                "select ev_extra1 || ' ' || ev_data from pgq.event_1 \
+                  where ev_data like $1 order by ev_id",
+                &[&format!("id={id}&%")],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                format!("public.t id={id}&v=a"),
+                format!("public.w id={id}&v=b")
+            ]
+        );
+    };
+    captured(&mut owner, &mut app, 1);
+
+    // x becomes an admin: install regenerates its function, which now writes directly.
+    pair.provider.execute("grant pgq_admin to x");
+    pair.ok(&["provider", "install"]);
+    assert!(direct(&capture_source(&mut owner, "w")));
+    captured(&mut owner, &mut app, 2);
+    let owner_of_w: String = owner
+        .query_one(
+            "select p.proowner::regrole::text from pg_trigger g join pg_proc p on p.oid = g.tgfoid \
+              where g.tgrelid = 'w'::regclass and not g.tgisinternal limit 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(owner_of_w, "x", "regenerating keeps the owner");
 }
 
 #[test]

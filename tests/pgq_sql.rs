@@ -13,6 +13,7 @@ use crate::util::error_chain;
 
 const PGQ_CORE: &str = include_str!("../src/queue/sql/pgq_core.sql");
 const PGQ_GRANTS: &str = include_str!("../src/queue/sql/pgq_grants.sql");
+const CAPTURE: &str = include_str!("../src/queue/sql/skyrep_capture.sql");
 
 /// Upper bound for every loop that waits for other threads.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -808,12 +809,57 @@ fn run_maintenance(client: &mut Client) {
     }
 }
 
+/// How the producers of [`rotation_loses_nothing`] queue their events.
+#[derive(Clone, Copy)]
+enum Producer {
+    /// `pgq.insert_event`.
+    InsertEvent,
+    /// Rows of tables captured by skyrep's generated triggers, which write the events into
+    /// the event tables themselves: `after_t` (AFTER trigger) and `skip_t` (SKIP, a BEFORE
+    /// trigger that queues the event and drops the row, so nothing has taken a transaction
+    /// id yet when it looks up the queue), alternately.
+    Captured,
+}
+
 #[test]
 fn rotation_under_inserts_loses_nothing() {
+    rotation_loses_nothing(Producer::InsertEvent);
+}
+
+#[test]
+fn rotation_under_captured_writes_loses_nothing() {
+    rotation_loses_nothing(Producer::Captured);
+}
+
+/// Producers write (short transactions, and transactions held open over rotations) while
+/// the queue rotates as fast as it can; two consumers each see every committed event once.
+fn rotation_loses_nothing(producer: Producer) {
     const MIN_ROTATIONS: usize = 12;
     let (cluster, mut admin) = start();
     let cluster = Arc::new(cluster);
     create_eager_queue(&mut admin, "q");
+    if let Producer::Captured = producer {
+        admin
+            .batch_execute(CAPTURE)
+            .unwrap_or_else(|e| panic!("installing skyrep_capture.sql: {}", error_chain(&e)));
+        admin
+            .batch_execute(
+                "create table after_t (v text primary key); create table skip_t (v text); \
+                 select pgq.skyrep_capture_create('after_t', 'q', 'cap'); \
+                 select pgq.skyrep_capture_create('skip_t', 'q', 'cap', array['SKIP'])",
+            )
+            .unwrap();
+        let direct: i64 = one(
+            &mut admin,
+            "select count(*) from pg_proc where proname like 'skyrep\\_cap\\_%' \
+                and prosrc like '%INSERT INTO pgq.event\\_1\\_2 %'",
+            &[],
+        );
+        assert_eq!(
+            direct, 2,
+            "the triggers write into the event tables themselves"
+        );
+    }
     exec(
         &mut admin,
         "select pgq.set_queue_config('q', 'rotation_period', '0')",
@@ -828,7 +874,7 @@ fn rotation_under_inserts_loses_nothing() {
 
     // Short transactions, and transactions kept open for a while so that rotations happen
     // while they still write to the table they looked up.
-    let producers: Vec<_> = [(0u64, 20usize), (3, 3)]
+    let producers: Vec<_> = [(0u64, 20usize), (3, 3), (0, 5), (1, 4)]
         .into_iter()
         .enumerate()
         .map(|(p, (hold_ms, per_tx))| {
@@ -846,15 +892,21 @@ fn rotation_under_inserts_loses_nothing() {
                     let mut tx = client.transaction().unwrap();
                     let data: Vec<String> =
                         (0..per_tx).map(|i| format!("p{p}-t{t}-e{i}")).collect();
+                    let table = if t % 2 == 0 { "after_t" } else { "skip_t" };
+                    let statement = match producer {
+                        Producer::InsertEvent => {
+                            "select pgq.insert_event('q', 't', d) from unnest($1::text[]) d"
+                                .to_string()
+                        }
+                        Producer::Captured => {
+                            format!("insert into {table} select unnest($1::text[])")
+                        }
+                    };
                     if hold_ms == 0 {
-                        exec(
-                            &mut tx,
-                            "select pgq.insert_event('q', 't', d) from unnest($1::text[]) d",
-                            &[&data],
-                        );
+                        exec(&mut tx, &statement, &[&data]);
                     } else {
                         for d in &data {
-                            insert(&mut tx, "q", "t", d);
+                            exec(&mut tx, &statement, &[&vec![d.clone()]]);
                             thread::sleep(Duration::from_millis(hold_ms));
                         }
                     }
@@ -930,7 +982,10 @@ fn rotation_under_inserts_loses_nothing() {
             .join()
             .unwrap()
             .iter()
-            .map(|e| e.data().to_owned())
+            .map(|e| match producer {
+                Producer::InsertEvent => e.data().to_owned(),
+                Producer::Captured => e.data().strip_prefix("v=").unwrap().to_owned(),
+            })
             .collect();
         got.sort_unstable();
         assert_eq!(got.len(), expected.len(), "{name} saw each event once");

@@ -129,6 +129,10 @@ pub fn install_pgq(client: &mut postgres::Client, name: &str, roles: &Roles) -> 
             log::warn!("{name}: {}", roles.missing_advice(&missing));
         }
     }
+    // Existing capture triggers get the code this skyrep generates, for the privileges
+    // just set (the functions only: the triggers and their tables are not touched).
+    tx.batch_execute("select pgq.skyrep_capture_regenerate()")
+        .with_context(|| format!("{name}: regenerating the capture trigger functions"))?;
     let after = pgq_state(&mut tx)?;
     tx.commit()
         .with_context(|| format!("{name}: committing the install"))?;

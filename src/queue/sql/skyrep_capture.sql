@@ -14,9 +14,24 @@
 --             (lowercase hex) of each byte in the database encoding; TRUNCATE -> ''
 --   ev_extra1 'schema.table', unquoted
 --   ev_extra2 with 'backup': the old row, url-encoded (UPDATE only)
--- and are inserted with pgq.insert_event(queue, type, data, extra1, extra2, extra3, extra4),
--- or, where that is PgQ's own forwarder to its C function pgq.insert_event_raw, with the C
--- function directly (the same event, one PL/pgSQL call less).
+-- How an event is queued is decided when the function is generated, for the cheapest way
+-- that gives the event pgq.insert_event(queue, type, data, extra1, extra2, extra3, extra4)
+-- would give:
+--   * on skyrep's own queue (pgq_core.sql), where the function's owner may insert into the
+--     queue's event tables: the function writes the event itself, so a captured row costs
+--     one PL/pgSQL call (the generated function) instead of three (it, pgq.insert_event and
+--     pgq._insert_event_static).  It inserts into the current event table through
+--     compiled statements, one per event table of the queue (each plan cached): usually
+--     one INSERT ... SELECT into the table the session found current last time, which
+--     writes only if the queue row says it still is; else it looks the queue row up
+--     first.  Whatever those do not cover goes through
+--     pgq.insert_event: inserts disabled or a per-transaction limit set (its checks), the
+--     queue dropped (its error), dropped and created again or with another number of
+--     tables (the compiled tables are not the queue's any more; a refresh compiles the new
+--     ones).  See skyrep_capture_insert_stmts for why this is safe under rotation;
+--   * on PgQ's C extension, where pgq.insert_event is PgQ's own forwarder to its C function
+--     pgq.insert_event_raw: the C function directly (one PL/pgSQL call less);
+--   * otherwise pgq.insert_event.
 --
 -- Why the generated code looks the way it does: PL/pgSQL prepares every expression it
 -- evaluates once per transaction, and that costs about as much per function call in the
@@ -46,6 +61,11 @@
 --       the table or its schema: the generated code knows the table name as it was.
 --   pgq.skyrep_capture_refresh(i_table regclass) returns integer
 --       Refreshes every skyrep capture trigger on the table; returns how many.
+--   pgq.skyrep_capture_regenerate() returns integer
+--       Regenerates the function of every capture trigger in place (not the triggers, so no
+--       table is locked), for the columns and privileges of now; skyrep's install runs it
+--       after it has set the privileges.  Returns how many it regenerated (see there for
+--       those it leaves).
 --   pgq.skyrep_capture_list() returns setof (table_name, trigger_name, queue_name, args,
 --       function_name): the registered capture triggers.
 --   pgq.skyrep_capture_source(i_table regclass, i_queue text, i_trigger text,
@@ -126,7 +146,13 @@
 -- but its owner may execute it, and CREATE TRIGGER asks for that, so nobody else can attach
 -- it to another table.  Its search_path is fixed (pg_catalog, pg_temp) so that the caller's
 -- search_path cannot put other functions or operators in its way.  The functions of this
--- file are the owner's alone (the generated functions call them as the owner).
+-- file are the owner's alone (the generated functions call them as the owner).  Writing
+-- into the event tables itself needs the owner's INSERT on them and USAGE on the queue's
+-- event sequence (the schema's owner and pgq_admin have them); that is checked when the
+-- function is generated, for the role that owns it (the one that registered the trigger;
+-- a refresh by another role keeps the owner), and without them the function calls
+-- pgq.insert_event.  If the owner's privileges change later, regenerate (skyrep's install
+-- does).
 --
 -- Requires PostgreSQL 12 or newer.  Idempotent: every object is created with
 -- CREATE OR REPLACE.
@@ -609,6 +635,138 @@ begin
 end;
 $$;
 
+-- Whether role i_owner may write events of queue i_queue into its event tables itself,
+-- and the queue's layout when so: the queue is skyrep's (pgq_core.sql, where
+-- pgq.insert_event is the PL/pgSQL function the generated code stands in for), it exists,
+-- and i_owner may read pgq.queue, insert into every event table of the queue and take ids
+-- from its event sequence.  NULL otherwise (the generated code then calls pgq.insert_event).
+create or replace function pgq.skyrep_capture_direct_queue(
+    i_queue text, i_owner oid,
+    out queue_id integer, out data_pfx text, out ntables integer)
+language plpgsql stable
+as $$
+begin
+    if pg_catalog.to_regprocedure('pgq.skyrep_schema_version()') is null
+       or pg_catalog.to_regprocedure('pgq.insert_event(text, text, text, text, text, text, text)') is null
+       or not pg_catalog.has_schema_privilege(i_owner, 'pgq', 'USAGE')
+       or not pg_catalog.has_table_privilege(i_owner, 'pgq.queue', 'SELECT') then
+        return;
+    end if;
+    select q.queue_id, q.queue_data_pfx, q.queue_ntables into queue_id, data_pfx, ntables
+      from pgq.queue q
+     where q.queue_name = i_queue
+       and (select case when s is null then false
+                        else pg_catalog.has_sequence_privilege(i_owner, s, 'USAGE') end
+              from pg_catalog.to_regclass(pgq.quote_fqname(q.queue_event_seq)) s)
+       and (select pg_catalog.bool_and(case when t is null then false
+                                            else pg_catalog.has_table_privilege(i_owner, t, 'INSERT') end)
+              from pg_catalog.generate_series(0, q.queue_ntables - 1) i,
+                   pg_catalog.to_regclass(pgq.quote_fqname(q.queue_data_pfx || '_' || i)) t);
+    if not found then
+        queue_id := null;
+        data_pfx := null;
+        ntables := null;
+    end if;
+end;
+$$;
+
+-- PL/pgSQL statements that queue the event held in i_var (a text[] of ev_type, ev_data,
+-- ev_extra1 .. ev_extra4), in a generated function owned by i_owner, each line indented by
+-- i_indent.
+--
+-- On skyrep's own queue, where the owner may insert into the event tables (see
+-- skyrep_capture_direct_queue), the statements do what pgq.insert_event does without calling
+-- it, with one compiled branch per event table so that each statement's plan is cached.
+-- Usually one statement: the session remembers which table was current last time (a
+-- setting, skyrep.capture_table_<queue id>), and an INSERT ... SELECT into that table writes
+-- the event only if the queue row says, in that same statement, that the table is current
+-- and nothing unusual is set.  A look-up of the queue row costs about as much as the insert
+-- itself, and the table changes only at a rotation.  The setting is a guess and never more:
+-- when it is missing, stale or set to anything else (by anyone), nothing is written, and the
+-- statements look the queue row up, remember the table and insert into it.  The row has the
+-- fields pgq.insert_event gives it (ev_time now(), ev_txid and ev_id from the table's
+-- defaults).  Anything the compiled branches do not cover goes to
+-- pgq.insert_event, which decides as always: inserts disabled or a per-transaction limit
+-- (its checks), the queue dropped (its error), or dropped and created again, or with
+-- another number of tables (another id, prefix or count: the compiled tables are not the
+-- queue's any more).
+--
+-- Rotation: pgq.insert_event takes the transaction id before it looks up the current table,
+-- so a writer that still sees the table of before a rotation has an id below the rotation's
+-- step2 mark, and readers may rely on that mark.  The statement that reads the queue row
+-- here (the guessing INSERT or the look-up) needs the same: its snapshot must be taken
+-- after the transaction has its id.  In an AFTER row trigger on a
+-- table the row change has taken it already (a heap insert, update or delete always does,
+-- and the top-level id comes with a subtransaction's), before the trigger's first statement
+-- takes its snapshot.  Where no row of a plain table has been written when the look-up runs
+-- it is taken explicitly first (i_txid): in a BEFORE trigger (SKIP) the row is not written
+-- yet, or never; on a partitioned table the trigger also fires for foreign partitions,
+-- whose writes take no local id.  A TRUNCATE branch takes it itself (see the generator).
+-- Otherwise (another PgQ, no privileges, no queue yet): skyrep_capture_insert_sql's call.
+create or replace function pgq.skyrep_capture_insert_stmts(
+    i_queue text, i_var text, i_owner oid, i_txid boolean, i_indent text)
+returns text
+language plpgsql stable
+as $$
+declare
+    q record;
+    v_fields text := pg_catalog.format('%1$s[1], %1$s[2], %1$s[3], %1$s[4], %1$s[5], %1$s[6]', i_var);
+    v_call text := pg_catalog.format('_skyrep_ev := %s;',
+        pgq.skyrep_capture_insert_sql(i_queue, i_var || '[1]', i_var || '[2]', i_var || '[3]',
+                                      i_var || '[4]', i_var || '[5]', i_var || '[6]'));
+    v_res text := '';
+    v_checks text;               -- the queue row is still the one compiled in, and plain
+    v_guc text;                  -- the session's guess of the current table
+    i int;
+begin
+    select * into q from pgq.skyrep_capture_direct_queue(i_queue, i_owner);
+    if q.queue_id is null then
+        return i_indent || v_call || E'\n';
+    end if;
+    if i_txid then
+        v_res := i_indent || E'_skyrep_ev := pg_catalog.txid_current();\n';
+    end if;
+    v_checks := pg_catalog.format(
+        'q.queue_id = %s AND q.queue_data_pfx = %L AND q.queue_ntables = %s'
+        ' AND NOT q.queue_disable_insert AND q.queue_per_tx_limit IS NULL',
+        q.queue_id, q.data_pfx, q.ntables);
+    v_guc := 'skyrep.capture_table_' || q.queue_id;
+    -- the guess: one INSERT ... SELECT that writes only if the guessed table is current
+    v_res := v_res || pg_catalog.format(
+        E'%1$s_skyrep_guess := pg_catalog.current_setting(%2$L, true);\n%1$s_skyrep_hit := false;\n',
+        i_indent, v_guc);
+    for i in 0 .. q.ntables - 1 loop
+        v_res := v_res || pg_catalog.format(
+            E'%1$s%2$s _skyrep_guess = %3$L THEN\n' ||
+            E'%1$s    INSERT INTO %4$s (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)\n' ||
+            E'%1$s    SELECT pg_catalog.now(), %5$s\n' ||
+            E'%1$s      FROM pgq.queue q\n' ||
+            E'%1$s     WHERE q.queue_name = %6$L AND q.queue_cur_table = %3$s\n' ||
+            E'%1$s       AND %7$s;\n' ||
+            E'%1$s    _skyrep_hit := FOUND;\n',
+            i_indent, case when i = 0 then 'IF' else 'ELSIF' end, i,
+            pgq.quote_fqname(q.data_pfx || '_' || i), v_fields, i_queue, v_checks);
+    end loop;
+    -- missed: look the table up, remember it for the session, insert
+    v_res := v_res || pg_catalog.format(
+        E'%1$sEND IF;\n%1$sIF NOT _skyrep_hit THEN\n' ||
+        E'%1$s    SELECT CASE WHEN %2$s THEN q.queue_cur_table END\n' ||
+        E'%1$s      INTO _skyrep_cur FROM pgq.queue q WHERE q.queue_name = %3$L;\n',
+        i_indent, v_checks, i_queue);
+    for i in 0 .. q.ntables - 1 loop
+        v_res := v_res || pg_catalog.format(
+            E'%1$s    %2$s _skyrep_cur = %3$s THEN\n' ||
+            E'%1$s        _skyrep_guess := pg_catalog.set_config(%6$L, %3$L, false);\n' ||
+            E'%1$s        INSERT INTO %4$s (ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4)\n' ||
+            E'%1$s        VALUES (pg_catalog.now(), %5$s);\n',
+            i_indent, case when i = 0 then 'IF' else 'ELSIF' end, i,
+            pgq.quote_fqname(q.data_pfx || '_' || i), v_fields, v_guc);
+    end loop;
+    return v_res || pg_catalog.format(E'%1$s    ELSE\n%1$s        %2$s\n%1$s    END IF;\n%1$sEND IF;\n',
+                                      i_indent, v_call);
+end;
+$$;
+
 -- SQL condition: column i_col of type i_type differs between NEW and OLD, by the type's
 -- default equality, or by text for arrays and types without one.
 create or replace function pgq.skyrep_capture_changed_sql(i_col text, i_type oid)
@@ -772,6 +930,9 @@ declare
     v_restore text := '';        -- puts the session's settings back, before each RETURN
     v_natts int;                 -- attribute numbers in use when generated
     v_insert text;               -- queues the events the branches prepared
+    v_relkind "char";
+    v_owner oid;                 -- who owns the generated function (see skyrep_capture_insert_stmts)
+    v_lookup boolean;            -- the events are written without pgq.insert_event
     i int;
 begin
     if i_queue is null or i_queue = '' then
@@ -789,7 +950,14 @@ begin
         raise exception 'skyrep capture: % is not a table', i_table;
     end if;
     v_fq := c.nspname || '.' || c.relname;
+    v_relkind := c.relkind;
     v_fname := pgq.skyrep_capture_function_name(i_table, i_trigger);
+    -- CREATE OR REPLACE keeps the owner of a function that exists
+    select p.proowner into v_owner
+      from pg_catalog.pg_proc p
+     where p.pronamespace = 'pgq'::pg_catalog.regnamespace and p.proname = v_fname
+       and p.pronargs = 0;
+    v_owner := coalesce(v_owner, current_user::pg_catalog.regrole::oid);
 
     -- columns
     for c in
@@ -851,6 +1019,18 @@ begin
               from pgq.skyrep_capture_fixed_settings(v_types || v_magic_types) f) s
            cross join lateral (values (1, s.name), (2, s.value)) x(k, x);
     v_body := E'#variable_conflict use_column\nDECLARE\n    _skyrep_ev bigint;\n';
+    if not a.deny then
+        -- the statements that queue an event (a BEFORE trigger, and one on a partitioned
+        -- table, take the transaction id first: see skyrep_capture_insert_stmts)
+        v_insert := E'        IF _skyrep_x1 IS NOT NULL THEN\n'
+                 || pgq.skyrep_capture_insert_stmts(i_queue, '_skyrep_x1', v_owner,
+                                                    a.skip or v_relkind = 'p', '            ')
+                 || E'        END IF;\n';
+        v_lookup := pg_catalog.strpos(v_insert, 'INTO _skyrep_cur') > 0;
+        if v_lookup then
+            v_body := v_body || E'    _skyrep_cur int4;\n    _skyrep_guess text;\n    _skyrep_hit boolean;\n';
+        end if;
+    end if;
     if v_fixed is not null then
         v_body := v_body || E'    _skyrep_settings text[];\n';
         v_restore := E'        IF _skyrep_settings IS NOT NULL THEN\n'
@@ -994,17 +1174,17 @@ begin
                     E'        RAISE EXCEPTION ''primary key update not allowed'';\n', v_local);
             end if;
         end loop;
+        -- (TRUNCATE need not have taken a transaction id when the event table is looked up)
         v_body := v_body || pg_catalog.format(
-            E'    ELSIF TG_OP = ''TRUNCATE'' AND %s THEN\n        _skyrep_x1 := ARRAY[''R'', '''', %L, NULL, NULL, NULL];\n    END IF;\n',
-            v_local, v_fq);
+            E'    ELSIF TG_OP = ''TRUNCATE'' AND %s THEN\n%s        _skyrep_x1 := ARRAY[''R'', '''', %L, NULL, NULL, NULL];\n    END IF;\n',
+            v_local,
+            case when v_lookup then E'        _skyrep_ev := pg_catalog.txid_current();\n' else '' end,
+            v_fq);
         -- A column added since the function was generated (a new attribute number), or one
         -- dropped, renamed or retyped (the branches fail reading it): the generic path
         -- encodes the row as the table is now, and the application's write goes on.  The
         -- branches only read the row; events are queued outside the block, so that its
         -- subtransaction never takes a transaction id.
-        v_insert := pg_catalog.format(E'        IF _skyrep_x1 IS NOT NULL THEN\n            _skyrep_ev := %s;\n        END IF;\n',
-            pgq.skyrep_capture_insert_sql(i_queue, '_skyrep_x1[1]', '_skyrep_x1[2]', '_skyrep_x1[3]',
-                                          '_skyrep_x1[4]', '_skyrep_x1[5]', '_skyrep_x1[6]'));
         if a.keymove then
             v_insert := v_insert || pg_catalog.replace(v_insert, '_skyrep_x1', '_skyrep_x2');
         end if;
@@ -1355,6 +1535,51 @@ begin
     for t in select l.trigger_name from pgq.skyrep_capture_list() l where l.table_name = i_table loop
         perform pgq.skyrep_capture_refresh(i_table, t.trigger_name);
         n := n + 1;
+    end loop;
+    return n;
+end;
+$$;
+
+-- Regenerates the functions of all capture triggers in place, from the tables' current
+-- columns and privileges, without touching the triggers (so without locking the tables);
+-- skyrep's install runs it last, so that triggers created by an older skyrep, or before the
+-- privileges changed, get the code this generator writes now.  Functions it may not
+-- replace (another owner), tables renamed since (the function knows the old name: that
+-- needs pgq.skyrep_capture_refresh) and tables it cannot generate for (an argument that no
+-- longer fits the columns) are left as they are, with a WARNING each.  Returns how many
+-- functions it regenerated.
+create or replace function pgq.skyrep_capture_regenerate()
+returns integer
+language plpgsql
+as $$
+declare
+    l record;
+    n integer := 0;
+begin
+    for l in
+        select c.table_name, c.trigger_name, c.queue_name, c.args, c.function_name,
+               pg_catalog.pg_has_role(p.proowner, 'USAGE') as mine,
+               pgq.skyrep_capture_function_name(c.table_name, c.trigger_name) = c.function_name as named
+          from pgq.skyrep_capture_list() c
+          join pg_catalog.pg_proc p
+            on p.pronamespace = 'pgq'::pg_catalog.regnamespace and p.proname = c.function_name
+           and p.pronargs = 0
+    loop
+        if not l.mine then
+            raise warning 'skyrep capture: trigger % on % was not regenerated: its function belongs to another role (run pgq.skyrep_capture_refresh as that role)',
+                l.trigger_name, l.table_name;
+        elsif not l.named then
+            raise warning 'skyrep capture: trigger % on % was not regenerated: the table was renamed (run pgq.skyrep_capture_refresh)',
+                l.trigger_name, l.table_name;
+        else
+            begin
+                execute pgq.skyrep_capture_source(l.table_name, l.queue_name, l.trigger_name, l.args);
+                n := n + 1;
+            exception when others then
+                raise warning 'skyrep capture: trigger % on % was not regenerated: %',
+                    l.trigger_name, l.table_name, sqlerrm;
+            end;
+        end if;
     end loop;
     return n;
 end;
