@@ -429,9 +429,8 @@ fn assert_many_types(function: &'static str) {
     let statements = many_types_statements();
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     let (cluster, mut reference, ours) = databases(function);
-    let (mut generated, mut generic): (Vec<Db>, Vec<Db>) = ours
-        .into_iter()
-        .partition(|db| db.generated());
+    let (mut generated, mut generic): (Vec<Db>, Vec<Db>) =
+        ours.into_iter().partition(|db| db.generated());
     let events = compare(
         &mut reference,
         &mut generic,
@@ -863,10 +862,7 @@ fn truncate_trigger_arguments_are_checked_like_pgq() {
     for function in ["logutriga", "sqltriga", "jsontriga"] {
         let (_cluster, mut reference, mut ours) = databases(function);
         let mut dbs: Vec<&mut Db> = std::iter::once(&mut reference)
-            .chain(
-                ours.iter_mut()
-                    .filter(|db| !db.generated()),
-            )
+            .chain(ours.iter_mut().filter(|db| !db.generated()))
             .collect();
         let mut results = Vec::new();
         for db in dbs.iter_mut() {

@@ -124,6 +124,7 @@ impl Command {
 /// Command options (after the command word) that take no value.
 const FLAGS: &[&str] = &[
     "all",
+    "bulk",
     "expect-sync",
     "skip-truncate",
     "force",
