@@ -658,3 +658,75 @@ fn adding_again_switches_modes_and_refresh_keeps_the_mode() {
     assert_eq!(triggers(&pair.provider, "t"), Vec::<String>::new());
     assert_eq!(functions(), Some("0".into()));
 }
+
+#[test]
+fn set_based_inserts_follow_the_queue() {
+    let cluster = Cluster::start();
+    let mut db = capture_db(&cluster, "cap");
+    exec(
+        &mut db,
+        "create table r (id int primary key, v text); \
+         create table b (id int primary key, v text); \
+         select pgq.skyrep_capture_create('r', 'q', '_cap'); \
+         select pgq.skyrep_capture_create('b', 'q', '_cap', array['bulk'])",
+    );
+    let count = |db: &mut Client, table: &str| {
+        strings(db, &format!("select count(*) from {table}"))[0][0]
+            .clone()
+            .unwrap()
+    };
+    // Checked inserts (a per-transaction limit, inserts disabled) go per event, and fail
+    // as the row trigger's do.
+    exec(&mut db, "update pgq.queue set queue_per_tx_limit = 5");
+    for table in ["r", "b"] {
+        assert_eq!(
+            error(
+                &mut db,
+                &format!("insert into {table} select g from generate_series(1, 8) g")
+            ),
+            "Queue 'q' allows max 5 events from one TX",
+            "{table}"
+        );
+        exec(
+            &mut db,
+            &format!("insert into {table} select g from generate_series(1, 4) g"),
+        );
+    }
+    exec(
+        &mut db,
+        "update pgq.queue set queue_per_tx_limit = null, queue_disable_insert = true",
+    );
+    for table in ["r", "b"] {
+        assert_eq!(
+            error(&mut db, &format!("delete from {table}")),
+            "Insert into queue disallowed",
+            "{table}"
+        );
+    }
+    exec(&mut db, "update pgq.queue set queue_disable_insert = false");
+    assert_eq!(count(&mut db, "pgq.event_1_0"), "8");
+    // After a rotation the events go to the queue's next table.
+    exec(
+        &mut db,
+        "update pgq.queue set queue_rotation_period = '0'; \
+         select pgq.maint_rotate_tables_step1('q'); select pgq.maint_rotate_tables_step2()",
+    );
+    exec(&mut db, "update b set v = 'x'");
+    assert_eq!(count(&mut db, "pgq.event_1_1"), "4");
+    // A queue made again (other table names than when the trigger was generated) too.
+    exec(
+        &mut db,
+        "select pgq.drop_queue('q'); select pgq.create_queue('q')",
+    );
+    exec(&mut db, "delete from b where id < 3");
+    assert_eq!(
+        strings(
+            &mut db,
+            "select ev_type, ev_data from pgq.event_2_0 order by ev_id"
+        ),
+        [
+            [Some("D:id".to_owned()), Some("id=1&v=x".to_owned())],
+            [Some("D:id".to_owned()), Some("id=2&v=x".to_owned())]
+        ]
+    );
+}
