@@ -580,6 +580,40 @@ fn inheritance_and_partitions_never_get_wrong_events() {
         ),
         [[Some("public.part".to_owned()), Some("3".to_owned())]]
     );
+    // An AFTER trigger of the table may write to it in between the row trigger's events:
+    // the table keeps the row trigger, and one added later makes its writes fail until a
+    // refresh. BEFORE triggers and other capture triggers do not matter.
+    exec(
+        &mut db,
+        "create function touch() returns trigger language plpgsql as \
+             $$ begin update a set v = v || '+' where id = new.id; return null; end $$; \
+         create table a (id int primary key, v text); \
+         create trigger zz after insert on a for each row execute function touch(); \
+         select pgq.skyrep_capture_create('a', 'q', '_cap', array['bulk']); \
+         create table bf (id int primary key, v text); \
+         create trigger b4 before insert on bf for each row execute function touch(); \
+         select pgq.skyrep_capture_create('bf', 'q', 'other', array['bulk']); \
+         select pgq.skyrep_capture_create('bf', 'q', '_cap', array['bulk'])",
+    );
+    assert_eq!(
+        triggers_of(&mut db, "a"),
+        ["_cap row", "_cap_truncate statement", "zz row"]
+    );
+    assert!(triggers_of(&mut db, "bf").contains(&"_cap_insert statement".to_owned()));
+    exec(
+        &mut db,
+        "create trigger zz after delete on other for each statement execute function touch()",
+    );
+    assert_eq!(
+        error(&mut db, "insert into other values (1)"),
+        "skyrep capture: public.other: set-based capture cannot keep its events in order with \
+         the writes of the table's other AFTER triggers; run \
+         pgq.skyrep_capture_refresh('public.other') to capture it per row"
+    );
+    exec(
+        &mut db,
+        "select pgq.skyrep_capture_refresh('other'); insert into other values (1)",
+    );
     // So do tables with arguments evaluated per row.
     exec(
         &mut db,

@@ -149,7 +149,9 @@
 -- why replay does not mind.  Where per-row code decides (SKIP, deny, when=, ev_*=,
 -- _pgq_ev_* columns), for tables without a key, partitioned tables and tables in an
 -- inheritance tree (whose transition tables mix the rows of several tables), the table
--- keeps the row trigger (skyrep_capture_bulk_refusal).  A fourth trigger,
+-- keeps the row trigger (skyrep_capture_bulk_refusal), and so does a table with other
+-- AFTER triggers, which may write to it in between (one added later makes its writes fail,
+-- asking for a refresh).  A fourth trigger,
 -- i_trigger || '_guard' (FOR EACH ROW with a transition table, WHEN (false): it never
 -- runs), makes PostgreSQL refuse to make the table an inheritance child or a partition; an
 -- UPDATE or DELETE of a table that got inheritance children fails, asking for the refresh
@@ -1118,12 +1120,29 @@ begin
     if exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = i_table or i.inhparent = i_table) then
         return 'it is part of an inheritance tree';
     end if;
+    if exists (select 1 from pg_catalog.pg_trigger t
+                where t.tgrelid = i_table and not t.tgisinternal and t.tgenabled <> 'D'
+                  and (t.tgtype & 66) = 0 and (t.tgtype & 28) <> 0
+                  and pgq.skyrep_capture_trigger_writes(t.tgfoid)) then
+        return 'other AFTER triggers on it may write to it, and the row trigger''s events '
+               'keep their order with those writes';
+    end if;
     v_pkey := coalesce(a.pkey_list, pgq.skyrep_primary_key(i_table));
     if pg_catalog.cardinality(v_pkey) = 0 then
         return 'it has no key';
     end if;
     return null;
 end;
+$$;
+
+-- Whether a trigger function may write to the table of its trigger: anything but PgQ's and
+-- skyrep's capture functions (schema pgq).
+create or replace function pgq.skyrep_capture_trigger_writes(i_function oid)
+returns boolean
+language sql stable strict
+as $$
+    select p.pronamespace <> 'pgq'::pg_catalog.regnamespace
+      from pg_catalog.pg_proc p where p.oid = i_function;
 $$;
 
 -- Raises the row trigger's error for an UPDATE that changes a key column (without keymove);
@@ -1147,14 +1166,55 @@ $$;
 -- trigger would have seen them, and an UPDATE's old and new rows are paired by that
 -- position (not by key, which keymove and pkey= may change or repeat).
 --
--- The event order differs from the row trigger's only between tables and between the two
--- halves of INSERT ... ON CONFLICT DO UPDATE: the row trigger's event for a row comes right
--- after the events that triggers fired for that row queued (FK cascades, other triggers'
--- writes), the statement's events all come at the end of the statement, and ON CONFLICT's
--- updates come before its inserts.  Replay nets each table's events per key and applies
--- them per table, and one statement changes a key of a table at most once (PostgreSQL
--- refuses to change a row twice in one statement; ON CONFLICT DO UPDATE cannot touch a row
--- it inserted), so neither order changes what replay does.
+-- The event order differs from the row trigger's only between tables, within INSERT ... ON
+-- CONFLICT DO UPDATE and within a query whose writable CTEs change the table in several
+-- parts: the row trigger's event for a row comes right after the events that triggers fired
+-- for that row queued (FK cascades, other triggers' writes), a statement's events all come
+-- at its end, ON CONFLICT's updates come before its inserts, and each part of a query
+-- queues its events together.  Replay nets each table's events per key and applies them
+-- per table, and one statement changes a row of a table at most once (PostgreSQL refuses to
+-- change a row twice in one statement, and ON CONFLICT DO UPDATE cannot touch a row it
+-- inserted), so none of these orders changes what replay does.  What would is a write to
+-- the same table by another trigger of the table, in between the row trigger's events: so a
+-- table with other AFTER triggers (but PgQ's and skyrep's own) keeps the row trigger, and
+-- one added later makes the statement fail, asking for the refresh that gives the table
+-- its row trigger.
+-- PL/pgSQL statements of a set-based capture function that queue the events i_sel selects
+-- (columns _n, _k, t, d, x2), in i_order: into the queue's current event table, with an
+-- INSERT planned once for each table the queue had when generated (the variable
+-- _skyrep_table names the current one), or else one planned each time; per event through
+-- the queue's insert function where the queue checks its inserts (_skyrep_direct false).
+create or replace function pgq.skyrep_capture_bulk_queue_sql(
+    i_queue text, i_fq text, i_pfx text, i_ntables int, i_sel text, i_order text)
+returns text
+language plpgsql stable
+as $$
+declare
+    v_sql text;
+    i int;
+begin
+    v_sql := pg_catalog.format(E'        IF NOT _skyrep_direct THEN\n            PERFORM %s\n' ||
+                               E'              FROM (%s) AS _skyrep_e%s;\n',
+                 pgq.skyrep_capture_insert_sql(i_queue, '_skyrep_e.t', '_skyrep_e.d', pg_catalog.quote_literal(i_fq),
+                                               '_skyrep_e.x2', 'NULL', 'NULL'),
+                 i_sel, i_order);
+    for i in 0 .. coalesce(i_ntables, 0) - 1 loop
+        v_sql := v_sql || pg_catalog.format(
+            E'        ELSIF _skyrep_table = %L THEN\n' ||
+            E'            INSERT INTO %s (ev_time, ev_type, ev_data, ev_extra1, ev_extra2)\n' ||
+            E'            SELECT pg_catalog.now(), _skyrep_e.t, _skyrep_e.d, %L, _skyrep_e.x2\n' ||
+            E'              FROM (%s) AS _skyrep_e%s;\n',
+            i_pfx || '_' || i, pgq.quote_fqname(i_pfx || '_' || i), i_fq, i_sel, i_order);
+    end loop;
+    return v_sql || pg_catalog.format(
+        E'        ELSE\n            EXECUTE ''INSERT INTO '' || pgq.quote_fqname(_skyrep_table) || %L;\n        END IF;\n',
+        pg_catalog.format(E' (ev_time, ev_type, ev_data, ev_extra1, ev_extra2)\n' ||
+                          E' SELECT pg_catalog.now(), _skyrep_e.t, _skyrep_e.d, %L, _skyrep_e.x2\n' ||
+                          E'   FROM (%s) AS _skyrep_e%s',
+                          i_fq, i_sel, i_order));
+end;
+$$;
+
 create or replace function pgq.skyrep_capture_bulk_source(
     i_table regclass, i_queue text, i_trigger text, i_args text[] default '{}')
 returns text
@@ -1183,6 +1243,7 @@ declare
     v_old_data text;
     v_backup text;
     v_sel text;
+    v_sel_plain text;
     v_order text;
     v_pfx text;
     v_ntables int;
@@ -1289,27 +1350,9 @@ begin
                 E'              NULL::text AS x2\n         FROM skyrep_old_rows AS _skyrep_old',
                 'D:' || v_pkey_str, v_old_data);
             v_order := '';
-        elsif a.keymove then
-            -- a key change queues the events of DELETE (_k 0) and INSERT (_k 1)
-            v_sel := pg_catalog.format(
-                E'SELECT _skyrep_new.%1$I AS _n, _skyrep_k.k AS _k,\n' ||
-                E'              CASE WHEN _skyrep_k.k = 0 THEN %2$L WHEN %5$s THEN %3$L ELSE %4$L END::text AS t,\n' ||
-                E'              CASE WHEN _skyrep_k.k = 0 THEN %6$s\n' ||
-                E'                   ELSE %7$s END AS d,\n' ||
-                E'              CASE WHEN NOT %5$s THEN %8$s END AS x2\n' ||
-                E'         FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
-                E'         JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
-                E'           ON _skyrep_new.%1$I = _skyrep_old.%1$I\n' ||
-                E'        CROSS JOIN (VALUES (0), (1)) AS _skyrep_k(k)\n' ||
-                E'        WHERE CASE WHEN _skyrep_k.k = 0 THEN %5$s WHEN %5$s THEN true%9$s ELSE true END',
-                v_n, 'D:' || v_pkey_str, 'I:' || v_pkey_str, 'U:' || v_pkey_str, v_kc,
-                v_old_data, v_new_data, v_backup,
-                case when v_ign <> '' then pg_catalog.format(' WHEN (%s) AND NOT (%s) THEN false', v_ign,
-                                                             case when v_dat = '' then 'false' else v_dat end)
-                     else '' end);
-            v_order := ' ORDER BY _skyrep_e._n, _skyrep_e._k';
         else
-            v_sel := pg_catalog.format(
+            -- the plain UPDATE: 'primary key update not allowed' at a key change
+            v_sel_plain := pg_catalog.format(
                 E'SELECT _skyrep_new.%1$I AS _n, 0 AS _k, %2$L::text AS t,\n' ||
                 E'              %3$s AS d,\n' ||
                 E'              %4$s AS x2\n' ||
@@ -1321,31 +1364,53 @@ begin
                 case when v_ign <> '' then pg_catalog.format(' WHEN (%s) AND NOT (%s) THEN false', v_ign,
                                                              case when v_dat = '' then 'false' else v_dat end)
                      else '' end);
+            v_sel := v_sel_plain;
             v_order := ' ORDER BY _skyrep_e._n';
+        end if;
+        if v_op = 'UPDATE' and a.keymove then
+            -- a key change queues the events of DELETE (_k 0) and INSERT (_k 1): two rows
+            -- from generate_series, the old row encoded only then
+            v_sel := pg_catalog.format(
+                E'SELECT _skyrep_p._n, _skyrep_p._k,\n' ||
+                E'              CASE WHEN _skyrep_p._k = 0 THEN %2$L WHEN _skyrep_p._kc THEN %3$L ELSE %4$L END::text AS t,\n' ||
+                E'              CASE WHEN _skyrep_p._k = 0 THEN _skyrep_p._do ELSE _skyrep_p._dn END AS d,\n' ||
+                E'              _skyrep_p._x2 AS x2\n' ||
+                E'         FROM (SELECT _skyrep_new.%1$I AS _n, %5$s AS _kc,\n' ||
+                E'                      pg_catalog.generate_series(CASE WHEN %5$s THEN 0 ELSE 1 END, 1) AS _k,\n' ||
+                E'                      %7$s AS _dn,\n' ||
+                E'                      CASE WHEN %5$s THEN %6$s END AS _do,\n' ||
+                E'                      CASE WHEN NOT %5$s THEN %8$s END AS _x2\n' ||
+                E'                 FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
+                E'                 JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
+                E'                   ON _skyrep_new.%1$I = _skyrep_old.%1$I\n' ||
+                E'                WHERE CASE WHEN %5$s THEN true%9$s ELSE true END) AS _skyrep_p',
+                v_n, 'D:' || v_pkey_str, 'I:' || v_pkey_str, 'U:' || v_pkey_str, v_kc,
+                v_old_data, v_new_data, v_backup,
+                case when v_ign <> '' then pg_catalog.format(' WHEN (%s) AND NOT (%s) THEN false', v_ign,
+                                                             case when v_dat = '' then 'false' else v_dat end)
+                     else '' end);
+            v_order := ' ORDER BY _skyrep_e._n, _skyrep_e._k';
         end if;
         v_probe := v_probe || pg_catalog.format(
             E'        %s TG_OP = %L THEN\n            PERFORM 1 FROM (%s) AS _skyrep_e LIMIT 0;\n',
             case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op, v_sel);
-        v_ops := v_ops || pg_catalog.format(E'    %s TG_OP = %L THEN\n', case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op)
-              || pg_catalog.format(E'        IF NOT _skyrep_direct THEN\n            PERFORM %s\n' ||
-                                   E'              FROM (%s) AS _skyrep_e%s;\n',
-                     pgq.skyrep_capture_insert_sql(i_queue, '_skyrep_e.t', '_skyrep_e.d', pg_catalog.quote_literal(v_fq),
-                                                   '_skyrep_e.x2', 'NULL', 'NULL'),
-                     v_sel, v_order);
-        for i in 0 .. coalesce(v_ntables, 0) - 1 loop
+        v_ops := v_ops || pg_catalog.format(E'    %s TG_OP = %L THEN\n', case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op);
+        if v_op = 'UPDATE' and a.keymove then
+            -- Most UPDATEs change no key: one pass over the pair of rows tells, and then the
+            -- plain query (without a second row per input row) queues the same events.
             v_ops := v_ops || pg_catalog.format(
-                E'        ELSIF _skyrep_table = %L THEN\n' ||
-                E'            INSERT INTO %s (ev_time, ev_type, ev_data, ev_extra1, ev_extra2)\n' ||
-                E'            SELECT pg_catalog.now(), _skyrep_e.t, _skyrep_e.d, %L, _skyrep_e.x2\n' ||
-                E'              FROM (%s) AS _skyrep_e%s;\n',
-                v_pfx || '_' || i, pgq.quote_fqname(v_pfx || '_' || i), v_fq, v_sel, v_order);
-        end loop;
-        v_ops := v_ops || pg_catalog.format(
-            E'        ELSE\n            EXECUTE ''INSERT INTO '' || pgq.quote_fqname(_skyrep_table) || %L;\n        END IF;\n',
-            pg_catalog.format(E' (ev_time, ev_type, ev_data, ev_extra1, ev_extra2)\n' ||
-                              E' SELECT pg_catalog.now(), _skyrep_e.t, _skyrep_e.d, %L, _skyrep_e.x2\n' ||
-                              E'   FROM (%s) AS _skyrep_e%s',
-                              v_fq, v_sel, v_order));
+                    E'        IF EXISTS (SELECT 1\n' ||
+                    E'             FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
+                    E'             JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
+                    E'               ON _skyrep_new.%1$I = _skyrep_old.%1$I\n' ||
+                    E'            WHERE %2$s) THEN\n', v_n, v_kc)
+                || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel, v_order)
+                || E'        ELSE\n'
+                || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel_plain, ' ORDER BY _skyrep_e._n')
+                || E'        END IF;\n';
+        else
+            v_ops := v_ops || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel, v_order);
+        end if;
     end loop;
     v_ops := v_ops || E'    END IF;\n';
 
@@ -1370,17 +1435,26 @@ begin
         E'            END LOOP;\n' ||
         E'        END IF;\n', v_fq);
 
-    v_body := E'#variable_conflict use_column\nDECLARE\n    _skyrep_settings text[];\n    _skyrep_table text;\n'
+    v_body := E'#variable_conflict use_column\nDECLARE\n    _skyrep_settings text[];\n    _skyrep_table text;\n    _skyrep_why text;\n'
            || E'    _skyrep_direct boolean;\n    _skyrep_generic boolean := false;\n    _skyrep_r record;\nBEGIN\n'
            || E'    IF pg_catalog.current_setting(''session_replication_role'') = ''local'' THEN\n        RETURN NULL;\n    END IF;\n'
            || pg_catalog.format(E'    IF TG_OP = ''TRUNCATE'' THEN\n        PERFORM %s;\n        RETURN NULL;\n    END IF;\n',
                   pgq.skyrep_capture_insert_sql(i_queue, '''R''', '''''', pg_catalog.quote_literal(v_fq), 'NULL', 'NULL', 'NULL'))
            -- the guard trigger (see skyrep_capture_create) never fires
            || E'    IF TG_LEVEL = ''ROW'' THEN\n        RETURN NULL;\n    END IF;\n'
-           -- an UPDATE or DELETE of an inheritance parent also changes its children's rows
+           -- What skyrep_capture_bulk_refusal refuses, arisen since (one query): an UPDATE or
+           -- DELETE of an inheritance parent also changes its children's rows; an AFTER
+           -- trigger added since may write to the table (see skyrep_capture_bulk_source).
            || pg_catalog.format(
-                  E'    IF TG_OP <> ''INSERT'' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = TG_RELID) THEN\n' ||
-                  E'        RAISE EXCEPTION ''skyrep capture: %%: set-based capture cannot tell the rows of inheritance children from the table''''s own; run pgq.skyrep_capture_refresh(%%) to capture it per row'', %1$L, %2$L;\n' ||
+                  E'    SELECT CASE WHEN TG_OP <> ''INSERT'' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = TG_RELID)\n' ||
+                  E'                THEN ''cannot tell the rows of inheritance children from the table''''s own''\n' ||
+                  E'                WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = TG_RELID AND NOT t.tgisinternal\n' ||
+                  E'                               AND t.tgenabled <> ''D'' AND (t.tgtype & 66) = 0 AND (t.tgtype & 28) <> 0\n' ||
+                  E'                               AND pgq.skyrep_capture_trigger_writes(t.tgfoid))\n' ||
+                  E'                THEN ''cannot keep its events in order with the writes of the table''''s other AFTER triggers'' END\n' ||
+                  E'      INTO _skyrep_why;\n' ||
+                  E'    IF _skyrep_why IS NOT NULL THEN\n' ||
+                  E'        RAISE EXCEPTION ''skyrep capture: %%: set-based capture %%; run pgq.skyrep_capture_refresh(%%) to capture it per row'', %1$L, _skyrep_why, %2$L;\n' ||
                   E'    END IF;\n', v_fq, pg_catalog.quote_literal(v_fq))
            || case when v_fixed is null then ''
                    else pg_catalog.format(
@@ -1408,10 +1482,12 @@ begin
 
     -- jit and enable_nestloop: the plans are made once, for the size of the first statement,
     -- and must not be slow for any size (no JIT compile for a small statement, no nested
-    -- loop over two large transition tables)
+    -- loop over two large transition tables); work_mem: the pairing of an UPDATE's rows and
+    -- the order of its events are sorts of rows in order already, quick in memory
     return pg_catalog.format(
         E'CREATE OR REPLACE FUNCTION pgq.%I() RETURNS trigger LANGUAGE plpgsql\n' ||
-        E'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off SET enable_nestloop = off AS %L',
+        E'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off SET enable_nestloop = off\n' ||
+        E'SET work_mem = ''64MB'' AS %L',
         v_fname, v_body);
 end;
 $$;
