@@ -284,9 +284,13 @@ fn a_script_that_arrives_while_a_table_is_copied_is_never_crossed_by_its_catch_u
 fn a_script_replayed_after_a_copy_that_already_holds_its_rows_does_not_meet_them() {
     let pair = Pair::new(
         "create table ledger (id int primary key, v text); \
-         insert into ledger select g, 'old' from generate_series(1, 100) g;",
+         insert into ledger select g, 'old' from generate_series(1, 100) g; \
+         create table entry (id int primary key, ledger_id int references ledger); \
+         insert into entry values (1, 1);",
     );
-    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["provider", "add", "ledger", "entry"]);
+    // A table in sync whose foreign key refers to the one emptied.
+    pair.ok(&["subscriber", "add", "--expect-sync", "entry"]);
     let mut replay = pair.start_replay();
     // No tick while the script runs and the table is copied: replay reaches the script only
     // after the copy, whose snapshot saw the script's row.
@@ -312,7 +316,7 @@ fn a_script_replayed_after_a_copy_that_already_holds_its_rows_does_not_meet_them
     });
     pair.provider
         .execute("select pgq.set_queue_config('login', 'ticker_paused', 'false')");
-    pair.wait_equal(&[("ledger", "id")]);
+    pair.wait_equal(&[("ledger", "id"), ("entry", "id")]);
     assert!(
         pair.replay_log()
             .contains("public.ledger: emptied before insert.sql"),

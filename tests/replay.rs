@@ -924,6 +924,75 @@ fn indexes_foreign_keys_and_triggers_step_aside_during_a_copy_and_survive_a_kill
 }
 
 #[test]
+fn a_foreign_key_to_a_table_being_copied_stays_aside_until_that_table_is_in_sync() {
+    let pair = Pair::new(
+        "create table parent (id int primary key, name text);
+         insert into parent select g, 'p' || g from generate_series(1, 100) g;
+         create table kid (id int primary key, parent_id int references parent);
+         insert into kid select g, g from generate_series(1, 50) g;
+         create table gate (id int primary key, n int); insert into gate values (1, 0);",
+    );
+    pair.ok(&["provider", "add", "--all"]);
+    pair.ok(&["subscriber", "add", "--expect-sync", "kid", "gate"]);
+    let mut replay = pair.start_replay();
+    let fkey_here = || {
+        pair.subscriber
+            .value(
+                "postgres",
+                "select count(*) from pg_constraint where conname = 'kid_parent_id_fkey'",
+            )
+            .unwrap()
+    };
+    assert_eq!(fkey_here(), "1");
+    // The parent's COPY waits for this lock; meanwhile replay is held at a change of gate, so
+    // the copy, once done, waits for replay to reach its tick.
+    let mut table_lock = pair.provider.connect("postgres");
+    table_lock
+        .batch_execute("begin; lock table parent in access exclusive mode")
+        .unwrap();
+    pair.ok(&["subscriber", "add", "parent"]);
+    pair.wait_for_log("public.parent: copying from the provider");
+    let mut row_lock = pair.subscriber.connect("postgres");
+    row_lock
+        .batch_execute("begin; select * from gate for update")
+        .unwrap();
+    pair.provider.execute("update gate set n = 1");
+    let mut watcher = pair.subscriber.connect("postgres");
+    wait_until(
+        &mut watcher,
+        "select exists (select 1 from pg_stat_activity \
+         where wait_event_type = 'Lock' and query like '%\"gate\"%')",
+    );
+    table_lock.batch_execute("rollback").unwrap();
+    pair.wait_for_log("public.parent: caught up");
+    // The copy thread puts back what is ready right after catching up: the key from kid is
+    // not, since parent waits to hand over.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        pair.subscriber
+            .value(
+                "postgres",
+                "select merge_state like 'wanna-sync:%' from londiste.subscriber_tables \
+                 where table_name = 'public.parent'",
+            )
+            .as_deref(),
+        Some("t")
+    );
+    assert_eq!(fkey_here(), "0", "{}", pair.replay_log());
+    assert!(
+        pair.ok(&["subscriber", "fkeys", "pending"])
+            .contains("kid_parent_id_fkey")
+    );
+    row_lock.batch_execute("rollback").unwrap();
+    pair.wait_equal(&[("parent", "id"), ("kid", "id"), ("gate", "id")]);
+    wait_until(
+        &mut watcher,
+        "select count(*) = 1 from pg_constraint where conname = 'kid_parent_id_fkey'",
+    );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
+#[test]
 fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing() {
     let pair = Pair::new(
         "create table orders (id int primary key, item text);

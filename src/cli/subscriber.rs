@@ -168,28 +168,26 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
 impl Command {
     /// Runs the command with `config`.
     pub(super) fn run(self, config: &Config) -> Result<()> {
-        if self == Command::Unregister {
-            return subscriber::unregister(&Job::from_config(config)?);
-        }
-        let mut subscriber = Subscriber::connect(config)?;
+        // `unregister` needs only the provider; every other command the subscriber.
+        let connect = || Subscriber::connect(config);
         match self {
-            Command::Install => subscriber.install(),
-            Command::Add { tables, options } => subscriber.add(&tables, &options),
-            Command::Resync { tables } => subscriber.resync(&tables),
-            Command::Missing => subscriber.missing(),
-            Command::Remove { tables } => subscriber.remove(&tables),
-            Command::Tables => subscriber.tables(),
-            Command::AddSeq { seqs } => subscriber.add_seqs(&seqs),
-            Command::RemoveSeq { seqs } => subscriber.remove_seqs(&seqs),
-            Command::Seqs => subscriber.seqs(),
-            Command::Fkeys { lists } => subscriber.objects("fkey", lists),
-            Command::Triggers { lists } => subscriber.objects("trigger", lists),
+            Command::Install => connect()?.install(),
+            Command::Add { tables, options } => connect()?.add(&tables, &options),
+            Command::Resync { tables } => connect()?.resync(&tables),
+            Command::Missing => connect()?.missing(),
+            Command::Remove { tables } => connect()?.remove(&tables),
+            Command::Tables => connect()?.tables(),
+            Command::AddSeq { seqs } => connect()?.add_seqs(&seqs),
+            Command::RemoveSeq { seqs } => connect()?.remove_seqs(&seqs),
+            Command::Seqs => connect()?.seqs(),
+            Command::Fkeys { lists } => connect()?.objects("fkey", lists),
+            Command::Triggers { lists } => connect()?.objects("trigger", lists),
             Command::RestoreTriggers { table, trigger } => {
-                subscriber.restore_triggers(&table, trigger.as_deref())
+                connect()?.restore_triggers(&table, trigger.as_deref())
             }
-            Command::Register => subscriber.register(),
-            Command::Unregister => unreachable!("run without the subscriber above"),
-            Command::SkipExecute { script } => subscriber.skip_execute(&script),
+            Command::Register => connect()?.register(),
+            Command::Unregister => subscriber::unregister(&Job::from_config(config)?),
+            Command::SkipExecute { script } => connect()?.skip_execute(&script),
         }
     }
 }

@@ -135,6 +135,13 @@ fn build_config(name: &str, conn: &Resolved) -> Result<postgres::Config> {
     Ok(config)
 }
 
+/// The SQLSTATE of the database error in `err`'s chain, if there is one.
+pub fn sql_state(err: &anyhow::Error) -> Option<&SqlState> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<postgres::Error>())
+        .and_then(postgres::Error::code)
+}
+
 /// The log level of a server notice: a WARNING is one, except those that only say a
 /// transaction command found no transaction (or one already) where skyrep ends or starts
 /// one to be sure; NOTICEs (`... does not exist, skipping`) and the rest are debug output.

@@ -21,7 +21,7 @@ use postgres::GenericClient;
 
 use crate::base::names::{TableName, quote_ident};
 use crate::replay::protect::DENY_TRIGGER;
-use crate::replay::state::{MergeState, load_tables};
+use crate::replay::state::{MergeState, SubscriberTable, load_tables};
 
 /// SQL for the always-quoted `"schema"."name"` of relation `rel` in namespace `ns` (aliases),
 /// the form [`TableName::quoted`] gives.
@@ -160,7 +160,13 @@ pub fn set_aside(
     for row in &fkeys {
         let (owner, name, other, definition): (String, String, String, String) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        let other_end = if owner == quoted_dest { &other } else { &owner };
+        // The table at the constraint's other end from `owner` (`dest` itself for a key of
+        // another table that references it).
+        let other_end = if owner == quoted_dest {
+            &other
+        } else {
+            &quoted_dest
+        };
         save(
             tx,
             queue,
@@ -313,14 +319,15 @@ pub fn rebuild_indexes(
 /// Puts back the foreign keys and triggers set aside whose tables are all in sync (or not
 /// replicated from `queue` at all). Each in a transaction of its own; returns how many.
 pub fn restore_ready(client: &mut postgres::Client, queue: &str) -> Result<usize> {
-    let busy: Vec<String> = load_tables(client, queue)?
+    let busy: Vec<SubscriberTable> = load_tables(client, queue)?
         .into_iter()
         .filter(|t| t.state != MergeState::Ok)
-        .map(|t| t.dest.quoted())
         .collect();
+    let busy_dest: Vec<String> = busy.iter().map(|t| t.dest.quoted()).collect();
+    let busy_table: Vec<String> = busy.iter().map(|t| t.table.qualified()).collect();
     let pending = client
         .query(
-            "select kind, owner_table, object_name, other_table \
+            "select kind, owner_table, object_name, other_table, table_name \
              from londiste.pending_objects \
              where queue_name = $1 and kind in ('fkey', 'trigger') \
              order by kind, owner_table, object_name",
@@ -329,9 +336,14 @@ pub fn restore_ready(client: &mut postgres::Client, queue: &str) -> Result<usize
         .context("reading the foreign keys and triggers set aside")?;
     let mut restored = 0;
     for row in &pending {
-        let (kind, owner, name, other): (String, String, String, Option<String>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        if busy.contains(&owner) || other.as_ref().is_some_and(|o| busy.contains(o)) {
+        let (kind, owner, name, other, copied): (String, String, String, Option<String>, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        // The table whose copy set it aside counts too: older versions recorded a key that
+        // references the copied table with its own table at both ends.
+        if busy_dest.contains(&owner)
+            || other.as_ref().is_some_and(|o| busy_dest.contains(o))
+            || busy_table.contains(&copied)
+        {
             continue;
         }
         restore(client, queue, &kind, &owner, &name)?;

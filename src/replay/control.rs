@@ -18,7 +18,8 @@ use crate::capture::provider::{EXECUTE_EVENT, REMOVE_TABLE_EVENT};
 use crate::capture::script::{Script, script_record};
 use crate::db;
 use crate::queue::consumer::Event;
-use crate::replay::state::{empty_copies, restart_copies};
+use crate::replay::aside;
+use crate::replay::state::{MergeState, load_tables, restart_copies};
 use crate::replay::subscriber;
 
 /// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
@@ -94,6 +95,48 @@ pub fn run_script(
     )?;
     log::info!("{name}: executed");
     Ok(())
+}
+
+/// Empties the tables whose copy already holds rows (catching up, or waiting to hand over)
+/// and returns their names; tables copied without emptying keep their rows. Replay does this
+/// before it runs a script, whose tables are then sent back to be copied again
+/// ([`restart_copies`]): such a copy may hold what the script does (an insert would meet its
+/// own row), and whatever the script leaves in them is replaced by the new copy.
+///
+/// Every table being copied is locked first, which waits for a copy step still running on it
+/// (a COPY commits its rows with the move to `catching-up`) and keeps the next from starting
+/// until the batch commits; only then are the states read. Whatever joins an emptied table
+/// by a foreign key is set aside again (normally nothing: a copy keeps them aside until it is
+/// in sync, but a script may have added one).
+fn empty_copies(tx: &mut Transaction<'_>, queue: &str) -> Result<Vec<TableName>> {
+    let copying: Vec<String> = load_tables(tx, queue)?
+        .iter()
+        .filter(|t| !matches!(t.state, MergeState::New | MergeState::Ok) && !t.skip_truncate)
+        .map(|t| format!("only {}", t.dest.quoted()))
+        .collect();
+    if copying.is_empty() {
+        return Ok(Vec::new());
+    }
+    tx.batch_execute(&format!(
+        "lock table {} in access exclusive mode",
+        copying.join(", ")
+    ))
+    .context("locking the tables being copied")?;
+    let holding: Vec<_> = load_tables(tx, queue)?
+        .into_iter()
+        .filter(|t| {
+            matches!(
+                t.state,
+                MergeState::CatchingUp | MergeState::WannaSync(_) | MergeState::DoSync(_)
+            ) && !t.skip_truncate
+        })
+        .collect();
+    for t in &holding {
+        aside::set_aside(tx, queue, &t.table, &t.dest)?;
+        tx.batch_execute(&format!("truncate only {}", t.dest.quoted()))
+            .with_context(|| format!("emptying {}", t.dest))?;
+    }
+    Ok(holding.into_iter().map(|t| t.dest).collect())
 }
 
 /// Unregisters the table a `londiste.remove-table` event names, if it is registered here and

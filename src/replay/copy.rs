@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
+use postgres::error::SqlState;
 use postgres::{CancelToken, Client, IsolationLevel};
 
 use crate::base::error::one_line;
@@ -40,6 +41,9 @@ use crate::replay::state::{
 
 /// How often a running COPY logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// How long setting aside a table's indexes, keys and triggers waits for a lock at a time.
+const ASIDE_WAIT: Duration = Duration::from_millis(200);
 
 /// How long a copy thread sleeps when it has nothing to do and nobody wakes it.
 const IDLE: Duration = Duration::from_secs(1);
@@ -319,12 +323,7 @@ fn copy_table(
     let by_query = generated_columns(provider, &table.table)?
         .iter()
         .any(|c| columns.contains(c));
-    // In a transaction of its own, so that the locks it takes on tables joined by a foreign
-    // key are not held through the COPY (replay goes on with those tables).
-    let mut tx = subscriber.transaction()?;
-    let aside = aside::set_aside(&mut tx, &job.queue, &table.table, &table.dest)?;
-    tx.commit()
-        .with_context(|| format!("setting aside what is on {}", table.dest))?;
+    let aside = set_aside(stop, subscriber, &job.queue, table)?;
     if aside != aside::SetAside::default() {
         log::info!(
             "{}: set aside {} indexes, {} foreign keys, {} triggers until the copy is done",
@@ -424,6 +423,46 @@ fn copy_table(
         bytes as f64 / 1e6
     );
     Ok(())
+}
+
+/// Sets aside what is on `table`'s destination ([`aside::set_aside`]) in a transaction of its
+/// own, so that the locks it takes on tables joined by a foreign key are not held through the
+/// COPY (replay goes on with those tables). Replay's batch may hold one of those tables while
+/// it waits for one this holds (a script that writes the copied table), so each attempt waits
+/// at most [`ASIDE_WAIT`] for a lock, less than PostgreSQL's deadlock_timeout: the copy gives
+/// way and tries again, and neither is made a deadlock's victim.
+fn set_aside(
+    stop: &Receiver<()>,
+    subscriber: &mut Client,
+    queue: &str,
+    table: &SubscriberTable,
+) -> Result<aside::SetAside> {
+    let what = || format!("setting aside what is on {}", table.dest);
+    loop {
+        let mut tx = subscriber.transaction().with_context(what)?;
+        tx.batch_execute(&format!(
+            "set local lock_timeout = {}",
+            ASIDE_WAIT.as_millis()
+        ))
+        .with_context(what)?;
+        match aside::set_aside(&mut tx, queue, &table.table, &table.dest) {
+            Ok(aside) => {
+                tx.commit().with_context(what)?;
+                return Ok(aside);
+            }
+            Err(e) if db::sql_state(&e) == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                tx.rollback().with_context(what)?;
+                log::debug!("{}: waiting for the tables it joins", table.dest);
+                if stopped_within(stop, ASIDE_WAIT) {
+                    bail!(
+                        "{}: stopped while waiting to set aside what is on it",
+                        table.dest
+                    );
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The COPY that reads a table from the provider. Without a condition it reads the table
@@ -593,7 +632,7 @@ fn catch_up(
             table.table.clone(),
             consumer.name().to_string(),
         );
-        let stats = apply_batch(
+        let applied = apply_batch(
             provider,
             subscriber,
             &consumer,
@@ -619,7 +658,17 @@ fn catch_up(
                 }
                 Ok(())
             },
-        )?;
+        );
+        let stats = match applied {
+            Ok(stats) => stats,
+            Err(e) => {
+                // Replay may have emptied the table and sent it back to be copied again (a
+                // script) while this batch waited for it: say that, not what applying to the
+                // emptied table met.
+                check_state(subscriber, &job.queue, &table.table, expected)?;
+                return Err(e);
+            }
+        };
         applied_total += stats.applied;
         if last {
             consumer.unregister(provider)?;

@@ -188,32 +188,6 @@ pub fn check_state(
     }
 }
 
-/// Empties every table whose copy is under way (except those copied without emptying) and
-/// returns their names. Replay does this before it runs a script of `provider execute`, whose
-/// tables are then sent back to be copied again ([`restart_copies`]): the copy may already
-/// hold what the script does (an insert would meet its own row), and whatever the script
-/// leaves in them is replaced by the new copy. The TRUNCATE waits for a copy still running.
-pub fn empty_copies(client: &mut impl GenericClient, queue: &str) -> Result<Vec<TableName>> {
-    let tables: Vec<TableName> = client
-        .query(
-            "select dest_table from londiste.subscriber_tables \
-             where queue_name = $1 and merge_state is not null and merge_state <> 'ok' \
-               and not skip_truncate order by dest_table",
-            &[&queue],
-        )
-        .context("reading the tables being copied")?
-        .iter()
-        .map(|r| TableName::from_qualified(r.get(0)))
-        .collect::<Result<_>>()?;
-    if !tables.is_empty() {
-        let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
-        client
-            .batch_execute(&format!("truncate only {}", list.join(", ")))
-            .context("emptying the tables being copied")?;
-    }
-    Ok(tables)
-}
-
 /// Sends every table whose copy is under way back to `new`, to be copied again from the
 /// start; returns their names. Replay does this when it runs a script of `provider execute`:
 /// a copy taken before the script must not be caught up across it, and one taken after it
