@@ -51,6 +51,8 @@ TARGETS = [
      ("max", "lag.rss_kb.skyrep"), "<", 12 * 1024, "kB"),
     ("memory", "the replay daemon's peak resident memory draining a backlog",
      ("max", "drain.rss_kb.skyrep"), "<", 12 * 1024, "kB"),
+    ("bulk", "capture time of an UPDATE of 100,000 rows, set-based (--bulk), over Londiste 3's C trigger's",
+     ("ratio", "bulk.capture_ms.skyrep-bulk", "bulk.capture_ms.pgq-c"), "<=", 1 / 3, "x"),
 ]
 
 # Why a target is missed, where the reason is known (shown only while it is missed); keyed

@@ -6,6 +6,8 @@
 #
 #   capture  the provider's write throughput under the seed load with no capture, skyrep's
 #            triggers, Londiste 3's C triggers and PgQ's PL/pgSQL-only triggers (capture.sh)
+#   bulk     an UPDATE of 100,000 rows in one statement, and one-row statements: no capture,
+#            Londiste 3's C trigger, skyrep's row trigger and its set-based capture (bulk.sh)
 #   drain    draining a backlog of 300,000 events: skyrep, Londiste 3, built-in logical
 #            replication and the same changes as plain SQL; events/s, CPU per 100k events,
 #            memory (drain.sh)
@@ -25,17 +27,17 @@
 # peers need are installed when missing (PgQ 3, pgq_node, Londiste 3's SQL and Python, pgqd,
 # gnuplot for the chart); otherwise the missing ones are named.
 #
-# Environment: BENCHES (a subset of "capture drain lag copy verify"), QUICK=1 (small sizes and
+# Environment: BENCHES (a subset of "capture bulk drain lag copy verify"), QUICK=1 (small sizes and
 # one round, to try the scripts; its figures mean little), SKYREP (a built skyrep to measure
 # instead), and each script's own settings (see the header of each).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
-BENCHES=${BENCHES:-capture drain lag copy verify}
+BENCHES=${BENCHES:-capture bulk drain lag copy verify}
 for b in $BENCHES; do
     [[ -f $here/$b.sh ]] || {
-        echo "run.sh: unknown benchmark $b (known: capture drain lag copy verify)" >&2
+        echo "run.sh: unknown benchmark $b (known: capture bulk drain lag copy verify)" >&2
         exit 1
     }
 done

@@ -12,6 +12,8 @@
 //! - `pl`: the extension with `pgq_triggers.sql` loaded over it, so pgq.logutriga,
 //!   pgq.sqltriga and pgq.jsontriga are skyrep's generic PL/pgSQL versions;
 //! - `gen`: the extension plus `skyrep_capture.sql`; tables get generated triggers;
+//! - `bulk`: the same with the `bulk` argument added: set-based statement triggers, or the
+//!   generated row trigger where set-based capture would not give the same events;
 //! - `core` (one test): skyrep's own queue (`pgq_core.sql`) with both kinds of skyrep triggers.
 
 use postgres::{Client, SimpleQueryMessage};
@@ -37,6 +39,8 @@ enum Capture {
     Function(&'static str),
     /// `pgq.skyrep_capture_create(table, queue, trigger, args)` (logutriga format).
     Generated,
+    /// The same with `bulk` added to the arguments (set-based capture).
+    Bulk,
 }
 
 /// A database of the test cluster and how its tables are captured.
@@ -46,6 +50,11 @@ struct Db {
 }
 
 impl Db {
+    /// Whether the table gets skyrep's generated triggers (row or set-based).
+    fn generated(&self) -> bool {
+        matches!(self.capture, Capture::Generated | Capture::Bulk)
+    }
+
     /// Creates database `name` with PgQ 3 (the extension) and the queue.
     fn with_extension(cluster: &Cluster, name: &str, capture: Capture, extra_sql: &[&str]) -> Db {
         cluster.create_database(name);
@@ -86,12 +95,13 @@ impl Db {
                     truncate.join(", ")
                 )
             }
-            Capture::Generated => format!(
+            Capture::Generated | Capture::Bulk => format!(
                 "select pgq.skyrep_capture_create({}, {}, '_cap', array[{}]::text[])",
                 literal(table),
                 literal(QUEUE),
                 args.iter()
                     .copied()
+                    .chain((self.capture == Capture::Bulk).then_some("bulk"))
                     .map(literal)
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -174,7 +184,7 @@ fn literal(value: &str) -> String {
 
 /// A cluster with the reference database `c` (PgQ's C `function`) and the databases of
 /// skyrep's triggers to compare: `pl` (the generic PL/pgSQL `function`) and, for
-/// logutriga, `gen` (generated triggers).
+/// logutriga, `gen` (generated triggers) and `bulk` (set-based capture).
 fn databases(function: &'static str) -> (Cluster, Db, Vec<Db>) {
     let cluster = Cluster::start();
     let reference = Db::with_extension(&cluster, "c", Capture::Function(function), &[]);
@@ -189,6 +199,12 @@ fn databases(function: &'static str) -> (Cluster, Db, Vec<Db>) {
             &cluster,
             "gen",
             Capture::Generated,
+            &[CAPTURE],
+        ));
+        ours.push(Db::with_extension(
+            &cluster,
+            "bulk",
+            Capture::Bulk,
             &[CAPTURE],
         ));
     }
@@ -413,9 +429,8 @@ fn assert_many_types(function: &'static str) {
     let statements = many_types_statements();
     let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
     let (cluster, mut reference, ours) = databases(function);
-    let (mut generated, mut generic): (Vec<Db>, Vec<Db>) = ours
-        .into_iter()
-        .partition(|db| db.capture == Capture::Generated);
+    let (mut generated, mut generic): (Vec<Db>, Vec<Db>) =
+        ours.into_iter().partition(|db| db.generated());
     let events = compare(
         &mut reference,
         &mut generic,
@@ -678,7 +693,7 @@ fn skip_in_an_after_trigger_is_an_error() {
     for function in ["logutriga", "sqltriga", "jsontriga"] {
         let (_cluster, mut reference, mut ours) = databases(function);
         for db in std::iter::once(&mut reference).chain(ours.iter_mut()) {
-            if db.capture == Capture::Generated {
+            if db.generated() {
                 continue; // SKIP makes the generated trigger a BEFORE trigger
             }
             exec(&mut db.client, ARGS_TABLE);
@@ -725,7 +740,7 @@ fn when_must_be_boolean_and_not_null() {
                 &mut db.client,
                 "insert into t values (1, 1, 'one', 0, null)",
             );
-            if db.capture == Capture::Generated {
+            if db.generated() {
                 // Checked when the trigger is created.
                 let err = db
                     .client
@@ -808,7 +823,7 @@ fn bad_arguments_are_refused_like_pgq() {
         for db in std::iter::once(&mut reference).chain(ours.iter_mut()) {
             exec(&mut db.client, ARGS_TABLE);
             for arg in ["Deny", "BACKUP", "skip", "IGNORE=v", "nonsense"] {
-                let message = if db.capture == Capture::Generated {
+                let message = if db.generated() {
                     let sql = format!(
                         "select pgq.skyrep_capture_create('t', 'q', 'x', array[{}])",
                         literal(arg)
@@ -847,10 +862,7 @@ fn truncate_trigger_arguments_are_checked_like_pgq() {
     for function in ["logutriga", "sqltriga", "jsontriga"] {
         let (_cluster, mut reference, mut ours) = databases(function);
         let mut dbs: Vec<&mut Db> = std::iter::once(&mut reference)
-            .chain(
-                ours.iter_mut()
-                    .filter(|db| db.capture != Capture::Generated),
-            )
+            .chain(ours.iter_mut().filter(|db| !db.generated()))
             .collect();
         let mut results = Vec::new();
         for db in dbs.iter_mut() {
@@ -1112,7 +1124,7 @@ fn generated_trigger_is_refreshed_after_columns_change() {
             "create table r (id int primary key, a text, b int)",
         );
         db.capture("r", &["backup"]);
-        let generated = db.capture == Capture::Generated;
+        let generated = db.generated();
         let refresh = |table: &str| {
             if generated {
                 format!("select pgq.skyrep_capture_refresh({})", literal(table))

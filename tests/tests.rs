@@ -4,6 +4,7 @@
 //! Run the whole suite with `tests/run.sh`.
 
 mod apply;
+mod bulk;
 mod capture;
 mod cli;
 mod cluster;

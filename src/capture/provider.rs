@@ -65,8 +65,10 @@ impl Provider {
     }
 
     /// `provider add`: registers `tables` (or, with `all`, every user table) and creates
-    /// their capture triggers.
-    pub fn add(&mut self, tables: &[String], all: bool) -> Result<()> {
+    /// their capture triggers: row triggers, or with `bulk` set-based statement triggers
+    /// where they give the same events (`pgq.skyrep_capture_bulk_refusal` says where not).
+    /// Adding a table again replaces its triggers, in the mode asked for.
+    pub fn add(&mut self, tables: &[String], all: bool, bulk: bool) -> Result<()> {
         let trigger = self.trigger_name();
         let mut tx = self.client.transaction()?;
         check_installed(&mut tx, &self.queue)?;
@@ -81,6 +83,12 @@ impl Provider {
         for table in &names {
             check_table(&mut tx, table)?;
         }
+        // keymove: an update of the key reaches the subscriber as delete + insert
+        let args: &[&str] = if bulk {
+            &["keymove", "bulk"]
+        } else {
+            &["keymove"]
+        };
         for table in &names {
             let known: bool = tx
                 .query_one(
@@ -88,10 +96,21 @@ impl Provider {
                     &[&self.queue, &table.qualified()],
                 )?
                 .get(0);
+            let refusal: Option<String> = if bulk {
+                tx.query_one(
+                    "select pgq.skyrep_capture_bulk_refusal($1::text::regclass, $2)",
+                    &[&table.quoted(), &args],
+                )?
+                .get(0)
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                log::warn!("{}: {table} is captured per row: {why}", self.dbname);
+            }
             tx.query_one(
-                // keymove: an update of the key reaches the subscriber as delete + insert
-                "select pgq.skyrep_capture_create($1::text::regclass, $2, $3, array['keymove'])",
-                &[&table.quoted(), &self.queue, &trigger],
+                "select pgq.skyrep_capture_create($1::text::regclass, $2, $3, $4)",
+                &[&table.quoted(), &self.queue, &trigger, &args],
             )
             .with_context(|| format!("creating the capture trigger on {table}"))?;
             tx.execute(

@@ -48,8 +48,11 @@ Commands:
                     external_ticker (on/off); the queue_ prefix may be given
 
   provider install  install or upgrade pgq and londiste in `provider_db`; create the queue
-  provider add TABLE... [--all]
-                    register tables and create their capture triggers
+  provider add TABLE... [--all] [--bulk]
+                    register tables and create their capture triggers; --bulk: capture
+                    each statement at once (much faster for statements of many rows,
+                    slower for one-row statements); adding again without it goes back
+                    to row triggers
   provider remove TABLE...
                     drop their capture triggers and unregister them
   provider tables   list the registered tables

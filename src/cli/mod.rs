@@ -124,6 +124,7 @@ impl Command {
 /// Command options (after the command word) that take no value.
 const FLAGS: &[&str] = &[
     "all",
+    "bulk",
     "expect-sync",
     "skip-truncate",
     "force",
@@ -638,14 +639,24 @@ mod tests {
             run(&["a.ini", "provider", "add", "t1", "s.t2"]),
             Command::Provider(provider::Command::Add {
                 tables: vec!["t1".into(), "s.t2".into()],
-                all: false
+                all: false,
+                bulk: false
+            })
+        );
+        assert_eq!(
+            run(&["a.ini", "provider", "add", "t1", "--bulk"]),
+            Command::Provider(provider::Command::Add {
+                tables: vec!["t1".into()],
+                all: false,
+                bulk: true
             })
         );
         assert_eq!(
             run(&["a.ini", "provider", "add", "--all"]),
             Command::Provider(provider::Command::Add {
                 tables: vec![],
-                all: true
+                all: true,
+                bulk: false
             })
         );
         assert_eq!(

@@ -19,6 +19,8 @@ pub enum Command {
         tables: Vec<String>,
         /// Every user table.
         all: bool,
+        /// Set-based capture (`--bulk`).
+        bulk: bool,
     },
     /// Unregister tables on the provider.
     Remove {
@@ -57,7 +59,7 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
         name,
         flags,
         if name == "provider add" {
-            &["all"]
+            &["all", "bulk"]
         } else {
             &[]
         },
@@ -69,6 +71,7 @@ pub(super) fn build(name: &str, args: Vec<String>, flags: &[&str]) -> Result<Com
             Command::Add {
                 tables: some_tables(name, args, all)?,
                 all,
+                bulk: flags.contains(&"bulk"),
             }
         }
         "provider remove" => Command::Remove {
@@ -99,7 +102,7 @@ impl Command {
         let connect = || Provider::connect(config);
         match self {
             Command::Install => install::run_provider(config),
-            Command::Add { tables, all } => connect()?.add(&tables, all),
+            Command::Add { tables, all, bulk } => connect()?.add(&tables, all, bulk),
             Command::Remove { tables } => connect()?.remove(&tables),
             Command::Tables => connect()?.tables(),
             Command::RefreshTrigger { tables } => connect()?.refresh_triggers(&tables),

@@ -277,7 +277,7 @@ fn tour_servers(
         "Adding the tables on the provider: a trigger on each puts every change into the queue",
     )?;
     tour.command(&format!("provider add {}", tables.join(" ")))?;
-    Provider::connect(&config)?.add(&tables, false)?;
+    Provider::connect(&config)?.add(&tables, false, false)?;
 
     tour.step(
         "Adding the login and logout records on the subscriber as in sync, without a copy: \

@@ -49,10 +49,11 @@
 --                             i_args text[] default '{}') returns text
 --       Generates (or regenerates) the function for the table and creates (or replaces)
 --       the row trigger i_trigger (AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW; BEFORE
---       with SKIP) and the statement trigger i_trigger || '_truncate' (AFTER TRUNCATE).
+--       with SKIP) and the statement trigger i_trigger || '_truncate' (AFTER TRUNCATE);
+--       with 'bulk', the triggers of set-based capture instead (see "Set-based capture").
 --       Returns the generated function's name (in schema pgq).
 --   pgq.skyrep_capture_drop(i_table regclass, i_trigger text) returns boolean
---       Drops both triggers and the generated function; false if there was nothing to drop.
+--       Drops the triggers and the generated function; false if there was nothing to drop.
 --   pgq.skyrep_capture_refresh(i_table regclass, i_trigger text) returns text
 --       Regenerates the function from the current columns, with the queue and arguments
 --       the trigger was created with (kept in pg_trigger.tgargs).  Run it after every
@@ -70,7 +71,10 @@
 --       function_name): the registered capture triggers.
 --   pgq.skyrep_capture_source(i_table regclass, i_queue text, i_trigger text,
 --                             i_args text[] default '{}') returns text
---       The CREATE FUNCTION statement that skyrep_capture_create would run (for review).
+--       The CREATE FUNCTION statement that skyrep_capture_create would run for the row
+--       trigger (for review); pgq.skyrep_capture_bulk_source the same for set-based capture.
+--   pgq.skyrep_capture_bulk_refusal(i_table regclass, i_args text[]) returns text
+--       Why 'bulk' would not be set-based for the table (it keeps the row trigger), or NULL.
 --   pgq.skyrep_urlencode(text) returns text
 --       The url-encoding used for values, as a function.
 --
@@ -88,6 +92,8 @@
 --                 column queues the events of deleting the old row and inserting the new
 --                 one, in that order, each as DELETE and INSERT would (when= is evaluated
 --                 on the old row for the delete and on the new row for the insert).
+--   bulk          (skyrep's own) set-based capture, where it gives the same events: see
+--                 "Set-based capture".
 --   when=EXPR     queue the event only when EXPR is true.  EXPR is evaluated as
 --                 "select EXPR" with the row's columns in scope (the new row for INSERT and
 --                 UPDATE, the old row for DELETE).  It is compiled into the generated
@@ -153,6 +159,39 @@
 -- a refresh by another role keeps the owner), and without them the function calls
 -- pgq.insert_event.  If the owner's privileges change later, regenerate (skyrep's install
 -- does).
+--
+-- Set-based capture ('bulk'): a row trigger costs one PL/pgSQL call and one queue insert per
+-- row, however many rows one statement changes.  With 'bulk' the table gets instead three
+-- AFTER ... FOR EACH STATEMENT triggers with transition tables, i_trigger (UPDATE, with the
+-- arguments; skyrep_capture_list and refresh find it), i_trigger || '_insert' and
+-- i_trigger || '_delete', plus the TRUNCATE trigger, and each statement queues its events
+-- with one INSERT ... SELECT into the queue's current event table (per event through
+-- pgq.insert_event where the queue checks its inserts: disabled, per-transaction limit).
+-- The SELECT encodes the rows with the row trigger's own expressions, so the events are
+-- the row trigger's, byte for byte and in the same order within the table (fixed settings,
+-- ignore=, pkey=, backup, keymove, the "no change" rule, 'primary key update not allowed',
+-- the 'local' role, the generic path of a changed table); skyrep_capture_bulk_source says
+-- why the order between tables and within INSERT ... ON CONFLICT DO UPDATE may differ and
+-- why replay does not mind.  Where per-row code decides (SKIP, deny, when=, ev_*=,
+-- _pgq_ev_* columns), for tables without a key, partitioned tables and tables in an
+-- inheritance tree (whose transition tables mix the rows of several tables), the table
+-- keeps the row trigger (skyrep_capture_bulk_refusal), and so does a table with other
+-- AFTER triggers, which may write to it in between (one added later makes its writes fail,
+-- asking for a refresh).  A fourth trigger,
+-- i_trigger || '_guard' (FOR EACH ROW with a transition table, WHEN (false): it never
+-- runs), makes PostgreSQL refuse to make the table an inheritance child or a partition; an
+-- UPDATE or DELETE of a table that got inheritance children fails, asking for the refresh
+-- that gives it the row trigger.  Measured as the backend's CPU time (PostgreSQL 15, 2
+-- cores shared with other work, so only roughly): an UPDATE of 100,000 rows of (int, int,
+-- text, timestamp) took 0.22 s without capture, 1.45 s with PgQ's C trigger, 1.93 s with the
+-- generated row trigger and 0.70-0.73 s set-based: its capture costs about 0.48-0.51 s
+-- against the C trigger's 1.23 s (2.4-2.5x less; the event table's INSERT is a third of
+-- it, pairing old and new rows a fifth, encoding a sixth).  But a one-row UPDATE costs
+-- about 70 us set-based against 25 us with the row trigger (20 us with the C trigger), a
+-- one-row INSERT 40 against 20: a statement trigger pays per statement for its catalog
+-- checks, a subtransaction that checks the table's columns, its settings and the plans of
+-- the pairing.  No trigger can tell how many rows a statement will change before its row
+-- triggers have run, so set-based capture is chosen per table.
 --
 -- Requires PostgreSQL 12 or newer.  Idempotent: every object is created with
 -- CREATE OR REPLACE.
@@ -767,20 +806,29 @@ begin
 end;
 $$;
 
--- SQL condition: column i_col of type i_type differs between NEW and OLD, by the type's
--- default equality, or by text for arrays and types without one.
-create or replace function pgq.skyrep_capture_changed_sql(i_col text, i_type oid)
+-- SQL condition: column i_col of type i_type differs between the rows i_new and i_old (row
+-- references in generated code), by the type's default equality, or by text for arrays and
+-- types without one.
+create or replace function pgq.skyrep_capture_changed_sql(i_col text, i_type oid, i_new text, i_old text)
 returns text
 language sql stable strict
 as $$
     select case
         when not pgq.skyrep_type_is_array(i_type) and pgq.skyrep_type_has_equality(i_type)
-        then pg_catalog.format('%s IS DISTINCT FROM %s', pgq.skyrep_capture_field('NEW', i_col),
-                               pgq.skyrep_capture_field('OLD', i_col))
+        then pg_catalog.format('%s IS DISTINCT FROM %s', pgq.skyrep_capture_field(i_new, i_col),
+                               pgq.skyrep_capture_field(i_old, i_col))
         else pg_catalog.format('%s IS DISTINCT FROM %s',
-                               pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field('NEW', i_col), i_type),
-                               pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field('OLD', i_col), i_type))
+                               pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field(i_new, i_col), i_type),
+                               pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field(i_old, i_col), i_type))
     end;
+$$;
+
+-- The same for the trigger's rows NEW and OLD.
+create or replace function pgq.skyrep_capture_changed_sql(i_col text, i_type oid)
+returns text
+language sql stable strict
+as $$
+    select pgq.skyrep_capture_changed_sql(i_col, i_type, 'NEW', 'OLD');
 $$;
 
 -- Trigger arguments, parsed and checked the way PgQ's triggers read them.
@@ -811,6 +859,8 @@ begin
             backup := true;
         elsif a = 'keymove' then
             keymove := true;
+        elsif a = 'bulk' then
+            null;                    -- set-based capture: skyrep_capture_bulk_refusal
         elsif a like 'ignore=%' then
             select coalesce(pg_catalog.array_agg(pg_catalog.btrim(x, E' \t\n\r')), '{}')
               into ignore_list
@@ -1222,6 +1272,401 @@ begin
 end;
 $$;
 
+-- Set-based capture (the 'bulk' argument): why a table keeps the row trigger, or NULL when
+-- its changes can be captured per statement with exactly the row trigger's events.
+-- Everything that is decided per row by code the row trigger runs for that row alone
+-- (SKIP, deny, when=, ev_*=, _pgq_ev_* columns), a table without a key (its UPDATE and
+-- DELETE fail per row) and tables in an inheritance tree or partitioned (a statement
+-- trigger's transition tables carry the rows of every table of the tree, converted to the
+-- named table's type, without saying where each came from) keep the row trigger.
+create or replace function pgq.skyrep_capture_bulk_refusal(i_table regclass, i_args text[])
+returns text
+language plpgsql stable
+as $$
+declare
+    a record;
+    v_pkey text[];
+begin
+    select * into a from pgq.skyrep_capture_parse_args(i_args);
+    if a.skip or a.deny or a.when_expr is not null or pg_catalog.cardinality(a.override_fields) > 0 then
+        return 'SKIP, deny, when= and ev_*= are evaluated per row';
+    end if;
+    if exists (select 1 from pg_catalog.pg_attribute att
+                where att.attrelid = i_table and att.attnum > 0 and not att.attisdropped
+                  and pg_catalog.left(att.attname, 8) = '_pgq_ev_') then
+        return 'its _pgq_ev_* columns are evaluated per row';
+    end if;
+    if (select c.relkind from pg_catalog.pg_class c where c.oid = i_table) <> 'r' then
+        return 'it is partitioned';
+    end if;
+    if exists (select 1 from pg_catalog.pg_inherits i where i.inhrelid = i_table or i.inhparent = i_table) then
+        return 'it is part of an inheritance tree';
+    end if;
+    if exists (select 1 from pg_catalog.pg_trigger t
+                where t.tgrelid = i_table and not t.tgisinternal and t.tgenabled <> 'D'
+                  and (t.tgtype & 66) = 0 and (t.tgtype & 28) <> 0
+                  -- but PgQ's and skyrep's own capture triggers, which do not write to it
+                  and (select p.pronamespace from pg_catalog.pg_proc p where p.oid = t.tgfoid)
+                      <> 'pgq'::pg_catalog.regnamespace) then
+        return 'other AFTER triggers on it may write to it, and the row trigger''s events '
+               'keep their order with those writes';
+    end if;
+    v_pkey := coalesce(a.pkey_list, pgq.skyrep_primary_key(i_table));
+    if pg_catalog.cardinality(v_pkey) = 0 then
+        return 'it has no key';
+    end if;
+    return null;
+end;
+$$;
+
+-- Raises the row trigger's error for an UPDATE that changes a key column (without keymove);
+-- called from the set-based capture's query for the first such row.
+create or replace function pgq.skyrep_capture_key_update_error()
+returns boolean
+language plpgsql
+as $$
+begin
+    raise exception 'primary key update not allowed';
+end;
+$$;
+
+-- The CREATE FUNCTION statement for the set-based capture function of a table (the 'bulk'
+-- argument; skyrep_capture_bulk_refusal must have found nothing against it).  Its triggers
+-- are AFTER ... FOR EACH STATEMENT with transition tables (see skyrep_capture_create), and
+-- each statement queues its events with one INSERT ... SELECT into the queue's current
+-- event table.  The rows are encoded by the same expressions as in the row trigger
+-- (skyrep_capture_data_sql, skyrep_capture_changed_sql), so the events are the row
+-- trigger's, in the same order: a transition table holds the rows in the order the row
+-- trigger would have seen them, and an UPDATE's old and new rows are paired by that
+-- position (not by key, which keymove and pkey= may change or repeat).
+--
+-- The event order differs from the row trigger's only between tables, within INSERT ... ON
+-- CONFLICT DO UPDATE and within a query whose writable CTEs change the table in several
+-- parts: the row trigger's event for a row comes right after the events that triggers fired
+-- for that row queued (FK cascades, other triggers' writes), a statement's events all come
+-- at its end, ON CONFLICT's updates come before its inserts, and each part of a query
+-- queues its events together.  Replay nets each table's events per key and applies them
+-- per table, and one statement changes a row of a table at most once (PostgreSQL refuses to
+-- change a row twice in one statement, and ON CONFLICT DO UPDATE cannot touch a row it
+-- inserted), so none of these orders changes what replay does.  What would is a write to
+-- the same table by another trigger of the table, in between the row trigger's events: so a
+-- table with other AFTER triggers (but PgQ's and skyrep's own) keeps the row trigger, and
+-- one added later makes the statement fail, asking for the refresh that gives the table
+-- its row trigger.
+-- PL/pgSQL statements of a set-based capture function that queue the events i_sel selects
+-- (columns _n, _k, t, d, x2), in i_order: into the queue's current event table, with an
+-- INSERT planned once for each table the queue had when generated (the variable
+-- _skyrep_table names the current one), or else one planned each time; per event through
+-- the queue's insert function where the queue checks its inserts (_skyrep_direct false).
+create or replace function pgq.skyrep_capture_bulk_queue_sql(
+    i_queue text, i_fq text, i_pfx text, i_ntables int, i_sel text, i_order text)
+returns text
+language plpgsql stable
+as $$
+declare
+    v_sql text;
+    i int;
+begin
+    v_sql := pg_catalog.format(E'        IF NOT _skyrep_direct THEN\n            PERFORM %s\n' ||
+                               E'              FROM (%s) AS _skyrep_e%s;\n',
+                 pgq.skyrep_capture_insert_sql(i_queue, '_skyrep_e.t', '_skyrep_e.d', pg_catalog.quote_literal(i_fq),
+                                               '_skyrep_e.x2', 'NULL', 'NULL'),
+                 i_sel, i_order);
+    for i in 0 .. coalesce(i_ntables, 0) - 1 loop
+        v_sql := v_sql || pg_catalog.format(
+            E'        ELSIF _skyrep_table = %L THEN\n' ||
+            E'            INSERT INTO %s (ev_time, ev_type, ev_data, ev_extra1, ev_extra2)\n' ||
+            E'            SELECT pg_catalog.now(), _skyrep_e.t, _skyrep_e.d, %L, _skyrep_e.x2\n' ||
+            E'              FROM (%s) AS _skyrep_e%s;\n',
+            i_pfx || '_' || i, pgq.quote_fqname(i_pfx || '_' || i), i_fq, i_sel, i_order);
+    end loop;
+    return v_sql || pg_catalog.format(
+        E'        ELSE\n            EXECUTE ''INSERT INTO '' || pgq.quote_fqname(_skyrep_table) || %L;\n        END IF;\n',
+        pg_catalog.format(E' (ev_time, ev_type, ev_data, ev_extra1, ev_extra2)\n' ||
+                          E' SELECT pg_catalog.now(), _skyrep_e.t, _skyrep_e.d, %L, _skyrep_e.x2\n' ||
+                          E'   FROM (%s) AS _skyrep_e%s',
+                          i_fq, i_sel, i_order));
+end;
+$$;
+
+create or replace function pgq.skyrep_capture_bulk_source(
+    i_table regclass, i_queue text, i_trigger text, i_args text[] default '{}')
+returns text
+language plpgsql stable
+as $$
+declare
+    a record;
+    c record;
+    v_fname text;
+    v_fq text;
+    v_names text[] := '{}';
+    v_types oid[] := '{}';
+    v_notnull boolean[] := '{}';
+    v_all text[] := '{}';
+    v_ignored_names text[] := '{}';
+    v_ignored_types oid[] := '{}';
+    v_pkey text[];
+    v_pkey_str text;
+    v_pkey_types oid[] := '{}';
+    v_typ oid;
+    v_n text := '_skyrep_n';     -- the position column of the numbered transition tables
+    v_kc text := '';             -- a key column changed
+    v_ign text := '';            -- an ignored column changed
+    v_dat text := '';            -- a data column changed
+    v_new_data text;
+    v_old_data text;
+    v_backup text;
+    v_sel text;
+    v_sel_plain text;
+    v_order text;
+    v_pfx text;
+    v_ntables int;
+    v_checked text;
+    v_fixed text[];
+    v_standard text;
+    v_natts int;
+    v_op text;
+    v_ops text := '';
+    v_probe text := '';
+    v_generic text;
+    v_body text;
+    i int;
+begin
+    if i_queue is null or i_queue = '' then
+        raise exception 'pgq trigger must have destination queue as argument';
+    end if;
+    select * into a from pgq.skyrep_capture_parse_args(i_args);
+    select n.nspname || '.' || cl.relname into v_fq
+      from pg_catalog.pg_class cl join pg_catalog.pg_namespace n on n.oid = cl.relnamespace
+     where cl.oid = i_table;
+    v_fname := pgq.skyrep_capture_function_name(i_table, i_trigger);
+
+    for c in
+        select att.attname::text as attname, att.atttypid, att.attnotnull
+          from pg_catalog.pg_attribute att
+         where att.attrelid = i_table and att.attnum > 0 and not att.attisdropped
+         order by att.attnum
+    loop
+        v_all := v_all || c.attname;
+        if c.attname = any(a.ignore_list) then
+            v_ignored_names := v_ignored_names || c.attname;
+            v_ignored_types := v_ignored_types || c.atttypid;
+        else
+            v_names := v_names || c.attname;
+            v_types := v_types || c.atttypid;
+            v_notnull := v_notnull || c.attnotnull;
+        end if;
+    end loop;
+    while v_n = any(v_all) loop
+        v_n := v_n || '_';
+    end loop;
+    if a.pkey_raw is not null then
+        v_pkey := a.pkey_list;
+        v_pkey_str := a.pkey_raw;
+    else
+        v_pkey := pgq.skyrep_primary_key(i_table);
+        v_pkey_str := pg_catalog.array_to_string(v_pkey, ',');
+    end if;
+    for i in 1 .. coalesce(pg_catalog.array_length(v_pkey, 1), 0) loop
+        select att.atttypid into v_typ
+          from pg_catalog.pg_attribute att
+         where att.attrelid = i_table and att.attname = v_pkey[i] and att.attnum > 0
+           and not att.attisdropped;
+        if not found then
+            raise exception 'pkey= column "%" is not a column of table %', v_pkey[i], i_table;
+        end if;
+        v_kc := v_kc || case when i > 1 then ' OR ' else '' end
+                || pgq.skyrep_capture_changed_sql(v_pkey[i], v_typ, '_skyrep_new', '_skyrep_old');
+    end loop;
+    v_kc := '(' || v_kc || ')';
+    for i in 1 .. coalesce(pg_catalog.array_length(v_ignored_names, 1), 0) loop
+        v_ign := v_ign || case when i > 1 then ' OR ' else '' end
+                 || pgq.skyrep_capture_changed_sql(v_ignored_names[i], v_ignored_types[i], '_skyrep_new', '_skyrep_old');
+    end loop;
+    for i in 1 .. coalesce(pg_catalog.array_length(v_names, 1), 0) loop
+        v_dat := v_dat || case when i > 1 then ' OR ' else '' end
+                 || pgq.skyrep_capture_changed_sql(v_names[i], v_types[i], '_skyrep_new', '_skyrep_old');
+    end loop;
+    v_new_data := pgq.skyrep_capture_data_sql('_skyrep_new', v_names, v_types, v_notnull);
+    v_old_data := pgq.skyrep_capture_data_sql('_skyrep_old', v_names, v_types, v_notnull);
+    v_backup := case when a.backup then v_old_data else 'NULL::text' end;
+
+    select pg_catalog.array_agg(x order by s.n, x.k), pg_catalog.string_agg(s.standard, ' AND ')
+                                                          filter (where x.k = 1)
+      into v_fixed, v_standard
+      from (select f.*, pg_catalog.row_number() over () as n
+              from pgq.skyrep_capture_fixed_settings(v_types || v_ignored_types) f) s
+           cross join lateral (values (1, s.name), (2, s.value)) x(k, x);
+    select pg_catalog.max(att.attnum) into v_natts
+      from pg_catalog.pg_attribute att where att.attrelid = i_table and att.attnum > 0;
+    -- the event tables the queue has now get an INSERT each that is planned once
+    select q.queue_data_pfx, q.queue_ntables into v_pfx, v_ntables
+      from pgq.queue q where q.queue_name = i_queue;
+    -- queues whose inserts are checked (disabled, per-transaction limit) get them per event
+    v_checked := case when exists (
+                          select 1 from pg_catalog.pg_attribute att
+                           where att.attrelid = 'pgq.queue'::pg_catalog.regclass
+                             and att.attname = 'queue_per_tx_limit' and not att.attisdropped)
+                      then 'q.queue_disable_insert OR q.queue_per_tx_limit IS NOT NULL'
+                      else 'q.queue_disable_insert' end;
+
+    foreach v_op in array array['INSERT', 'DELETE', 'UPDATE'] loop
+        -- the events of the statement: (position, order within the row, type, data, extra2)
+        if v_op = 'INSERT' then
+            v_sel := pg_catalog.format(
+                E'SELECT 0::int8 AS _n, 0 AS _k, %L::text AS t,\n              %s AS d,\n' ||
+                E'              NULL::text AS x2\n         FROM skyrep_new_rows AS _skyrep_new',
+                'I:' || v_pkey_str, v_new_data);
+            v_order := '';
+        elsif v_op = 'DELETE' then
+            v_sel := pg_catalog.format(
+                E'SELECT 0::int8 AS _n, 0 AS _k, %L::text AS t,\n              %s AS d,\n' ||
+                E'              NULL::text AS x2\n         FROM skyrep_old_rows AS _skyrep_old',
+                'D:' || v_pkey_str, v_old_data);
+            v_order := '';
+        else
+            -- the plain UPDATE: 'primary key update not allowed' at a key change
+            v_sel_plain := pg_catalog.format(
+                E'SELECT _skyrep_new.%1$I AS _n, 0 AS _k, %2$L::text AS t,\n' ||
+                E'              %3$s AS d,\n' ||
+                E'              %4$s AS x2\n' ||
+                E'         FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
+                E'         JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
+                E'           ON _skyrep_new.%1$I = _skyrep_old.%1$I\n' ||
+                E'        WHERE CASE WHEN %5$s THEN pgq.skyrep_capture_key_update_error()%6$s ELSE true END',
+                v_n, 'U:' || v_pkey_str, v_new_data, v_backup, v_kc,
+                case when v_ign <> '' then pg_catalog.format(' WHEN (%s) AND NOT (%s) THEN false', v_ign,
+                                                             case when v_dat = '' then 'false' else v_dat end)
+                     else '' end);
+            v_sel := v_sel_plain;
+            v_order := ' ORDER BY _skyrep_e._n';
+        end if;
+        if v_op = 'UPDATE' and a.keymove then
+            -- a key change queues the events of DELETE (_k 0) and INSERT (_k 1): two rows
+            -- from generate_series, the old row encoded only then
+            v_sel := pg_catalog.format(
+                E'SELECT _skyrep_p._n, _skyrep_p._k,\n' ||
+                E'              CASE WHEN _skyrep_p._k = 0 THEN %2$L WHEN _skyrep_p._kc THEN %3$L ELSE %4$L END::text AS t,\n' ||
+                E'              CASE WHEN _skyrep_p._k = 0 THEN _skyrep_p._do ELSE _skyrep_p._dn END AS d,\n' ||
+                E'              _skyrep_p._x2 AS x2\n' ||
+                E'         FROM (SELECT _skyrep_new.%1$I AS _n, %5$s AS _kc,\n' ||
+                E'                      pg_catalog.generate_series(CASE WHEN %5$s THEN 0 ELSE 1 END, 1) AS _k,\n' ||
+                E'                      %7$s AS _dn,\n' ||
+                E'                      CASE WHEN %5$s THEN %6$s END AS _do,\n' ||
+                E'                      CASE WHEN NOT %5$s THEN %8$s END AS _x2\n' ||
+                E'                 FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
+                E'                 JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
+                E'                   ON _skyrep_new.%1$I = _skyrep_old.%1$I\n' ||
+                E'                WHERE CASE WHEN %5$s THEN true%9$s ELSE true END) AS _skyrep_p',
+                v_n, 'D:' || v_pkey_str, 'I:' || v_pkey_str, 'U:' || v_pkey_str, v_kc,
+                v_old_data, v_new_data, v_backup,
+                case when v_ign <> '' then pg_catalog.format(' WHEN (%s) AND NOT (%s) THEN false', v_ign,
+                                                             case when v_dat = '' then 'false' else v_dat end)
+                     else '' end);
+            v_order := ' ORDER BY _skyrep_e._n, _skyrep_e._k';
+        end if;
+        v_probe := v_probe || pg_catalog.format(
+            E'        %s TG_OP = %L THEN\n            PERFORM 1 FROM (%s) AS _skyrep_e LIMIT 0;\n',
+            case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op, v_sel);
+        v_ops := v_ops || pg_catalog.format(E'    %s TG_OP = %L THEN\n', case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op);
+        if v_op = 'UPDATE' and a.keymove then
+            -- Most UPDATEs change no key: one pass over the pair of rows tells, and then the
+            -- plain query (without a second row per input row) queues the same events.
+            v_ops := v_ops || pg_catalog.format(
+                    E'        IF EXISTS (SELECT 1\n' ||
+                    E'             FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
+                    E'             JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
+                    E'               ON _skyrep_new.%1$I = _skyrep_old.%1$I\n' ||
+                    E'            WHERE %2$s) THEN\n', v_n, v_kc)
+                || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel, v_order)
+                || E'        ELSE\n'
+                || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel_plain, ' ORDER BY _skyrep_e._n')
+                || E'        END IF;\n';
+        else
+            v_ops := v_ops || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel, v_order);
+        end if;
+    end loop;
+    v_ops := v_ops || E'    END IF;\n';
+
+    -- the generic path (a changed table): the rows one by one through skyrep_capture_generic
+    -- (a whole row of a transition table is an anonymous record: ROW(x.*) typed as the table)
+    v_generic := pg_catalog.format(
+        E'        RAISE LOG ''skyrep capture: %% changed since its capture trigger was generated; run pgq.skyrep_capture_refresh()'', %1$L;\n' ||
+        E'        IF TG_OP = ''INSERT'' THEN\n' ||
+        E'            FOR _skyrep_r IN EXECUTE ''SELECT ROW(x.*)::'' || TG_RELID::pg_catalog.regclass || '' AS n FROM skyrep_new_rows AS x'' LOOP\n' ||
+        E'                PERFORM pgq.skyrep_capture_generic(TG_OP, TG_RELID, TG_ARGV, _skyrep_r.n, _skyrep_r.n);\n' ||
+        E'            END LOOP;\n' ||
+        E'        ELSIF TG_OP = ''DELETE'' THEN\n' ||
+        E'            FOR _skyrep_r IN EXECUTE ''SELECT ROW(x.*)::'' || TG_RELID::pg_catalog.regclass || '' AS o FROM skyrep_old_rows AS x'' LOOP\n' ||
+        E'                PERFORM pgq.skyrep_capture_generic(TG_OP, TG_RELID, TG_ARGV, _skyrep_r.o, _skyrep_r.o);\n' ||
+        E'            END LOOP;\n' ||
+        E'        ELSE\n' ||
+        E'            FOR _skyrep_r IN EXECUTE pg_catalog.format(''SELECT n.r AS n, o.r AS o''\n' ||
+        E'                || '' FROM (SELECT pg_catalog.row_number() OVER () AS i, ROW(x.*)::%%1$s AS r FROM skyrep_old_rows AS x) AS o''\n' ||
+        E'                || '' JOIN (SELECT pg_catalog.row_number() OVER () AS i, ROW(x.*)::%%1$s AS r FROM skyrep_new_rows AS x) AS n''\n' ||
+        E'                || '' ON n.i = o.i ORDER BY n.i'', TG_RELID::pg_catalog.regclass) LOOP\n' ||
+        E'                PERFORM pgq.skyrep_capture_generic(TG_OP, TG_RELID, TG_ARGV, _skyrep_r.n, _skyrep_r.o);\n' ||
+        E'            END LOOP;\n' ||
+        E'        END IF;\n', v_fq);
+
+    v_body := E'#variable_conflict use_column\nDECLARE\n    _skyrep_settings text[];\n    _skyrep_table text;\n    _skyrep_why text;\n'
+           || E'    _skyrep_direct boolean;\n    _skyrep_generic boolean := false;\n    _skyrep_r record;\nBEGIN\n'
+           || E'    IF pg_catalog.current_setting(''session_replication_role'') = ''local'' THEN\n        RETURN NULL;\n    END IF;\n'
+           || pg_catalog.format(E'    IF TG_OP = ''TRUNCATE'' THEN\n        PERFORM %s;\n        RETURN NULL;\n    END IF;\n',
+                  pgq.skyrep_capture_insert_sql(i_queue, '''R''', '''''', pg_catalog.quote_literal(v_fq), 'NULL', 'NULL', 'NULL'))
+           -- the guard trigger (see skyrep_capture_create) never fires
+           || E'    IF TG_LEVEL = ''ROW'' THEN\n        RETURN NULL;\n    END IF;\n'
+           -- What skyrep_capture_bulk_refusal refuses, arisen since (one query): an UPDATE or
+           -- DELETE of an inheritance parent also changes its children's rows; an AFTER
+           -- trigger added since may write to the table (see skyrep_capture_bulk_source).
+           || pg_catalog.format(
+                  E'    SELECT CASE WHEN TG_OP <> ''INSERT'' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = TG_RELID)\n' ||
+                  E'                THEN ''cannot tell the rows of inheritance children from the table''''s own''\n' ||
+                  E'                WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = TG_RELID AND NOT t.tgisinternal\n' ||
+                  E'                               AND t.tgenabled <> ''D'' AND (t.tgtype & 66) = 0 AND (t.tgtype & 28) <> 0\n' ||
+                  E'                               AND (SELECT p.pronamespace FROM pg_catalog.pg_proc p WHERE p.oid = t.tgfoid)\n' ||
+                  E'                                   <> ''pgq''::pg_catalog.regnamespace)\n' ||
+                  E'                THEN ''cannot keep its events in order with the writes of the table''''s other AFTER triggers'' END\n' ||
+                  E'      INTO _skyrep_why;\n' ||
+                  E'    IF _skyrep_why IS NOT NULL THEN\n' ||
+                  E'        RAISE EXCEPTION ''skyrep capture: %%: set-based capture %%; run pgq.skyrep_capture_refresh(%%) to capture it per row'', %1$L, _skyrep_why, %2$L;\n' ||
+                  E'    END IF;\n', v_fq, pg_catalog.quote_literal(v_fq))
+           || case when v_fixed is null then ''
+                   else pg_catalog.format(
+                       E'    IF NOT (%s) THEN\n        _skyrep_settings := pgq.skyrep_capture_settings(%L);\n    END IF;\n',
+                       v_standard, v_fixed) end
+           -- a changed table: a new attribute number, or a column the queries cannot read
+           || pg_catalog.format(
+                  E'    IF pg_catalog.has_column_privilege(TG_RELID, %s::int2, ''SELECT'') IS NOT NULL THEN\n' ||
+                  E'        _skyrep_generic := true;\n    ELSE\n        BEGIN\n%s        END IF;\n' ||
+                  E'        EXCEPTION WHEN undefined_column OR datatype_mismatch OR undefined_function THEN\n' ||
+                  E'            _skyrep_generic := true;\n        END;\n    END IF;\n',
+                  v_natts + 1, v_probe)
+           || E'    IF _skyrep_generic THEN\n' || v_generic
+           || E'    ELSE\n'
+           || pg_catalog.format(
+                  E'    SELECT q.queue_data_pfx || ''_'' || q.queue_cur_table, NOT (%s)\n' ||
+                  E'      INTO _skyrep_table, _skyrep_direct\n' ||
+                  E'      FROM pgq.queue q WHERE q.queue_name = %L;\n' ||
+                  E'    _skyrep_direct := coalesce(_skyrep_direct, false);\n', v_checked, i_queue)
+           || v_ops
+           || E'    END IF;\n'
+           || case when v_fixed is null then ''
+                   else E'    IF _skyrep_settings IS NOT NULL THEN\n        PERFORM pgq.skyrep_capture_settings(_skyrep_settings);\n    END IF;\n' end
+           || E'    RETURN NULL;\nEND\n';
+
+    -- jit and enable_nestloop: the plans are made once, for the size of the first statement,
+    -- and must not be slow for any size (no JIT compile for a small statement, no nested
+    -- loop over two large transition tables); work_mem: the pairing of an UPDATE's rows and
+    -- the order of its events are sorts of rows in order already, quick in memory
+    return pg_catalog.format(
+        E'CREATE OR REPLACE FUNCTION pgq.%I() RETURNS trigger LANGUAGE plpgsql\n' ||
+        E'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off SET enable_nestloop = off\n' ||
+        E'SET work_mem = ''64MB'' AS %L',
+        v_fname, v_body);
+end;
+$$;
+
 -- The generic path of a generated function, taken when the table's columns changed since
 -- the function was generated: queues the events the function would queue if it were
 -- generated now, with the columns and key read from the catalog for every row (slower, but
@@ -1372,8 +1817,10 @@ begin
 end;
 $$;
 
--- The capture triggers created by skyrep_capture_create, one row per row trigger (the
--- TRUNCATE trigger of each is named trigger_name || '_truncate').
+-- The capture triggers created by skyrep_capture_create, one row per row trigger, or per
+-- UPDATE trigger of a set-based capture (the TRUNCATE trigger of each is named
+-- trigger_name || '_truncate', the other triggers of a set-based capture trigger_name ||
+-- '_insert', '_delete' and '_guard').
 create or replace function pgq.skyrep_capture_list(
     out table_name regclass, out trigger_name text, out queue_name text, out args text[],
     out function_name text)
@@ -1388,7 +1835,7 @@ as $$
      where n.nspname = 'pgq'
        and p.proname like 'skyrep\_cap\_%'
        and not t.tgisinternal
-       and (t.tgtype & 32) = 0          -- not the TRUNCATE trigger
+       and (t.tgtype & 16) <> 0         -- fires on UPDATE: the trigger named i_trigger
      order by t.tgrelid::pg_catalog.regclass::text, t.tgname;
 $$;
 
@@ -1425,21 +1872,36 @@ declare
     v_args text;
     v_targs text;
     v_f text;
+    v_names text[] := array[i_trigger, i_trigger || '_truncate', i_trigger || '_insert',
+                            i_trigger || '_delete', i_trigger || '_guard'];
+    v_bulk boolean := 'bulk' = any(coalesce(i_args, '{}'));
+    v_refusal text;
 begin
     if pg_catalog.octet_length(v_truncate) > 63 then
         raise exception 'skyrep capture: trigger name "%" is too long (at most 54 bytes)', i_trigger;
     end if;
     select * into v_parsed from pgq.skyrep_capture_parse_args(i_args);
+    if v_bulk then
+        v_refusal := pgq.skyrep_capture_bulk_refusal(i_table, i_args);
+        if v_refusal is not null then
+            raise notice 'skyrep capture: % is captured per row: %', i_table, v_refusal;
+            v_bulk := false;
+        end if;
+    end if;
     v_fname := pgq.skyrep_capture_function_name(i_table, i_trigger);
     -- functions the triggers used so far (dropped below when nothing else uses them)
     select coalesce(pg_catalog.array_agg(p.proname::text), '{}') into v_old
       from pg_catalog.pg_trigger t
       join pg_catalog.pg_proc p on p.oid = t.tgfoid
       join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-     where t.tgrelid = i_table and t.tgname in (i_trigger, v_truncate)
+     where t.tgrelid = i_table and t.tgname = any(v_names)
        and n.nspname = 'pgq' and p.proname like 'skyrep\_cap\_%';
 
-    execute pgq.skyrep_capture_source(i_table, i_queue, i_trigger, i_args);
+    if v_bulk then
+        execute pgq.skyrep_capture_bulk_source(i_table, i_queue, i_trigger, i_args);
+    else
+        execute pgq.skyrep_capture_source(i_table, i_queue, i_trigger, i_args);
+    end if;
     -- fired by its triggers only: nobody needs EXECUTE, which CREATE TRIGGER asks for
     execute pg_catalog.format('REVOKE ALL ON FUNCTION pgq.%I() FROM PUBLIC', v_fname);
     execute pg_catalog.format('COMMENT ON FUNCTION pgq.%I() IS %L', v_fname,
@@ -1453,15 +1915,45 @@ begin
     v_targs := pg_catalog.format('%L', i_queue)
                || case when v_parsed.deny then ', ''deny''' else '' end;
 
+    -- the triggers of the other mode too (the set-based ones only where they are ours)
     for v_f in
         select t.tgname from pg_catalog.pg_trigger t
-         where t.tgrelid = i_table and t.tgname in (i_trigger, v_truncate)
+         where t.tgrelid = i_table
+           and (t.tgname in (i_trigger, v_truncate)
+                or (t.tgname = any(v_names)
+                    and exists (select 1 from pg_catalog.pg_proc p
+                                 where p.oid = t.tgfoid and p.pronamespace = 'pgq'::pg_catalog.regnamespace
+                                   and p.proname like 'skyrep\_cap\_%')))
     loop
         execute pg_catalog.format('DROP TRIGGER %I ON %s', v_f, i_table);
     end loop;
-    execute pg_catalog.format(
-        'CREATE TRIGGER %I %s INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION pgq.%I(%s)',
-        i_trigger, case when v_parsed.skip then 'BEFORE' else 'AFTER' end, i_table, v_fname, v_args);
+    if v_bulk then
+        -- Set-based: one trigger per operation (PostgreSQL allows transition tables only on
+        -- triggers for one event), and a guard that never fires but keeps the table from
+        -- becoming an inheritance child or partition, whose rows a statement on the parent
+        -- would change without firing these triggers (PostgreSQL refuses ROW triggers with
+        -- transition tables there).
+        execute pg_catalog.format(
+            'CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS skyrep_old_rows '
+            'NEW TABLE AS skyrep_new_rows FOR EACH STATEMENT EXECUTE FUNCTION pgq.%I(%s)',
+            i_trigger, i_table, v_fname, v_args);
+        execute pg_catalog.format(
+            'CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS skyrep_new_rows '
+            'FOR EACH STATEMENT EXECUTE FUNCTION pgq.%I(%s)',
+            i_trigger || '_insert', i_table, v_fname, v_args);
+        execute pg_catalog.format(
+            'CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS skyrep_old_rows '
+            'FOR EACH STATEMENT EXECUTE FUNCTION pgq.%I(%s)',
+            i_trigger || '_delete', i_table, v_fname, v_args);
+        execute pg_catalog.format(
+            'CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS skyrep_new_rows '
+            'FOR EACH ROW WHEN (false) EXECUTE FUNCTION pgq.%I(%s)',
+            i_trigger || '_guard', i_table, v_fname, v_args);
+    else
+        execute pg_catalog.format(
+            'CREATE TRIGGER %I %s INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION pgq.%I(%s)',
+            i_trigger, case when v_parsed.skip then 'BEFORE' else 'AFTER' end, i_table, v_fname, v_args);
+    end if;
     execute pg_catalog.format(
         'CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION pgq.%I(%s)',
         v_truncate, i_table, v_fname, v_targs);
@@ -1475,7 +1967,7 @@ begin
 end;
 $$;
 
--- Drops the two triggers and the generated function.
+-- Drops the triggers and the generated function.
 create or replace function pgq.skyrep_capture_drop(i_table regclass, i_trigger text)
 returns boolean
 language plpgsql
@@ -1490,7 +1982,9 @@ begin
           from pg_catalog.pg_trigger tg
           join pg_catalog.pg_proc p on p.oid = tg.tgfoid
           join pg_catalog.pg_namespace n on n.oid = p.pronamespace
-         where tg.tgrelid = i_table and tg.tgname in (i_trigger, i_trigger || '_truncate')
+         where tg.tgrelid = i_table
+           and tg.tgname in (i_trigger, i_trigger || '_truncate', i_trigger || '_insert',
+                             i_trigger || '_delete', i_trigger || '_guard')
            and n.nspname = 'pgq' and p.proname like 'skyrep\_cap\_%'
     loop
         execute pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, i_table);
@@ -1559,7 +2053,11 @@ begin
     for l in
         select c.table_name, c.trigger_name, c.queue_name, c.args, c.function_name,
                pg_catalog.pg_has_role(p.proowner, 'USAGE') as mine,
-               pgq.skyrep_capture_function_name(c.table_name, c.trigger_name) = c.function_name as named
+               pgq.skyrep_capture_function_name(c.table_name, c.trigger_name) = c.function_name as named,
+               -- set-based capture ('bulk' where the table allowed it): statement triggers
+               exists (select 1 from pg_catalog.pg_trigger t
+                        where t.tgrelid = c.table_name and t.tgname = c.trigger_name
+                          and (t.tgtype::integer & 1) = 0) as bulk
           from pgq.skyrep_capture_list() c
           join pg_catalog.pg_proc p
             on p.pronamespace = 'pgq'::pg_catalog.regnamespace and p.proname = c.function_name
@@ -1573,7 +2071,13 @@ begin
                 l.trigger_name, l.table_name;
         else
             begin
-                execute pgq.skyrep_capture_source(l.table_name, l.queue_name, l.trigger_name, l.args);
+                if l.bulk then
+                    execute pgq.skyrep_capture_bulk_source(l.table_name, l.queue_name,
+                                                           l.trigger_name, l.args);
+                else
+                    execute pgq.skyrep_capture_source(l.table_name, l.queue_name,
+                                                      l.trigger_name, l.args);
+                end if;
                 n := n + 1;
             exception when others then
                 raise warning 'skyrep capture: trigger % on % was not regenerated: %',
