@@ -75,7 +75,7 @@ fn drain(client: &mut postgres::Client, consumer: &Consumer, fetch: i32) -> Vec<
     while let Some(batch) = consumer.next_batch(client).unwrap() {
         let mut tx = client.transaction().unwrap();
         consumer
-            .for_each_event(&mut tx, &batch, fetch, |ev| {
+            .for_each_event(&mut tx, &batch, [fetch, fetch], usize::MAX, |ev| {
                 seen.push(ev.data.unwrap_or_default());
                 Ok(())
             })

@@ -21,8 +21,9 @@ use crate::replay::protect::DENY_TRIGGER;
 
 /// Events queued before they are applied.
 const PENDING_EVENTS: usize = 5_000;
-/// Bytes of values queued before they are applied (keeps wide rows from piling up).
-const PENDING_BYTES: usize = 4 << 20;
+/// Bytes of values queued before they are applied (keeps wide rows from piling up: the
+/// statement that applies them holds them about twice more while it is sent).
+const PENDING_BYTES: usize = 1 << 20;
 
 /// What a row event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
