@@ -118,8 +118,8 @@ fn start_logging(config: &Config, verbosity: i8) -> Result<()> {
 fn bound_malloc() {
     // SAFETY: mallopt only sets malloc's parameters; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -132,18 +132,20 @@ impl Event {
         .sum()
     }
 
+    /// The event in a row of `pgq.get_batch_cursor` or a fetch from its cursor, whose
+    /// columns come in this order (by position: no name is looked up for every event).
     fn from_row(row: &Row) -> Result<Event> {
         Ok(Event {
-            id: row.try_get("ev_id")?,
-            time: row.try_get("ev_time")?,
-            txid: row.try_get("ev_txid")?,
-            retry: row.try_get("ev_retry")?,
-            ev_type: row.try_get("ev_type")?,
-            data: row.try_get("ev_data")?,
-            extra1: row.try_get("ev_extra1")?,
-            extra2: row.try_get("ev_extra2")?,
-            extra3: row.try_get("ev_extra3")?,
-            extra4: row.try_get("ev_extra4")?,
+            id: row.try_get(0)?,
+            time: row.try_get(1)?,
+            txid: row.try_get(2)?,
+            retry: row.try_get(3)?,
+            ev_type: row.try_get(4)?,
+            data: row.try_get(5)?,
+            extra1: row.try_get(6)?,
+            extra2: row.try_get(7)?,
+            extra3: row.try_get(8)?,
+            extra4: row.try_get(9)?,
         })
     }
 }
@@ -406,6 +408,20 @@ impl Consumer {
     }
 }
 
+/// The columns of a batch's events, in the order [`Event::from_row`] reads them.
+const EVENT_COLUMNS: [&str; 10] = [
+    "ev_id",
+    "ev_time",
+    "ev_txid",
+    "ev_retry",
+    "ev_type",
+    "ev_data",
+    "ev_extra1",
+    "ev_extra2",
+    "ev_extra3",
+    "ev_extra4",
+];
+
 /// Passes each row of `rows` as an event to `each`, as it arrives; returns how many, and the
 /// size of the widest ([`Event::size`]).
 fn each_row(
@@ -414,6 +430,19 @@ fn each_row(
 ) -> Result<(u64, usize)> {
     let (mut n, mut widest) = (0, 0);
     while let Some(row) = rows.next()? {
+        if n == 0 {
+            let names = row.columns().iter().map(|c| c.name());
+            anyhow::ensure!(
+                names.eq(EVENT_COLUMNS),
+                "the batch's events come with columns ({}), not ({})",
+                row.columns()
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                EVENT_COLUMNS.join(", ")
+            );
+        }
         let event = Event::from_row(&row)?;
         widest = widest.max(event.size());
         each(event)?;

@@ -20,7 +20,7 @@ use crate::base::names::{TableName, quote_ident, quote_literal};
 use crate::replay::protect::DENY_TRIGGER;
 
 /// Events queued before they are applied.
-const PENDING_EVENTS: usize = 5_000;
+const PENDING_EVENTS: usize = 2_500;
 /// Bytes of values queued before they are applied (keeps wide rows from piling up: the
 /// statement that applies them holds them about twice more while it is sent).
 const PENDING_BYTES: usize = 1 << 20;

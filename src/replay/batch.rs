@@ -40,9 +40,9 @@ const READ_AHEAD_BYTES: usize = 1 << 20;
 const EVENT_OVERHEAD: usize = 128;
 
 /// What to do with one event of a batch.
-pub enum Route {
+pub enum Route<'t> {
     /// Apply it to this table.
-    Apply(TableName),
+    Apply(&'t TableName),
     /// A script of `provider execute`: run it, with these tables' names (the provider's
     /// `schema.table`) mapped to their local names.
     Execute(HashMap<String, TableName>),
@@ -71,13 +71,13 @@ pub struct BatchStats {
 /// finishes the batch on the provider. A control event (a script, a table removal) is acted
 /// on only if `vouch` accepts it ([`control::vouch`]).
 #[allow(clippy::too_many_arguments)]
-pub fn apply_batch(
+pub fn apply_batch<'t>(
     provider: &mut Client,
     subscriber: &mut Client,
     consumer: &Consumer,
     batch: &Batch,
     applier: &mut Applier,
-    route: &dyn Fn(&Event) -> Route,
+    route: &dyn Fn(&Event) -> Route<'t>,
     vouch: &mut dyn FnMut(&Event) -> Result<()>,
     before_commit: &mut dyn FnMut(&mut Transaction<'_>) -> Result<()>,
 ) -> Result<BatchStats> {
@@ -190,8 +190,8 @@ pub fn apply_batch(
                         // Its text is decoded: not held while the rows are applied.
                         drop(ev);
                         match decoded {
-                            Decoded::Row(row) => applier.push(&mut stx, &dest, row, id)?,
-                            Decoded::Truncate => applier.truncate(&mut stx, &dest)?,
+                            Decoded::Row(row) => applier.push(&mut stx, dest, row, id)?,
+                            Decoded::Truncate => applier.truncate(&mut stx, dest)?,
                             Decoded::Other => {
                                 stats.ignored += 1;
                                 continue;
