@@ -107,7 +107,8 @@
 # ...). NAME sets that name (bench/drain_sizes.sh runs the mixed backlog as drain-bN).
 #
 # Environment: EVENTS (backlog size, 300000), ROUNDS (2), ROWS (rows per table, 100000),
-# BATCH (events per tick, 1000), SEED (pgbench random seed, 1),
+# BATCH (events per tick, 1000), BATCH_EVENTS (skyrep's batch_events key, its default if unset),
+# SEED (pgbench random seed, 1),
 # VARIANTS (space-separated subset of the names above, default all but skyrep-pgq), SKYREP
 # (binary to use instead of building with cargo build --release), DRAIN_TIMEOUT (seconds per
 # drain, 900), DRAIN_LOGS (a directory to copy every consumer log and the server logs into),
@@ -189,7 +190,8 @@ wide) title="Draining one transaction of $WIDE_ROWS rows of 1 MB" ;;
 bulk) title="Draining one transaction that updates $ROWS rows" ;;
 esac
 [[ $name == drain-b* ]] && title="$title, ticked every $BATCH events"
-record start "$title" SCENARIO="$SCENARIO" EVENTS="$EVENTS" ROUNDS="$ROUNDS" ROWS="$ROWS" BATCH="$BATCH" SEED="$SEED" \
+record start "$title" SCENARIO="$SCENARIO" EVENTS="$EVENTS" ROUNDS="$ROUNDS" ROWS="$ROWS" BATCH="$BATCH" BATCH_EVENTS="${BATCH_EVENTS:-default}" \
+    SEED="$SEED" \
     VARIANTS="$VARIANTS" postgresql="$pgversion" cpus="$(nproc)"
 
 # --- throwaway clusters (bench/lib.sh) ---------------------------------------------------
@@ -266,8 +268,9 @@ db_of() { echo "${2}_${1//-/_}"; } # $1 = variant, $2 = prov or sub
 # --- per-variant setup -------------------------------------------------------------------
 
 skyrep_conf() { # $1 = variant
-    local f=$tmp/$1.ini
-    skyrep_ini "$f" "$skyrep_job" "$(db_of "$1" prov)" "$(db_of "$1" sub)" "$queue"
+    local f=$tmp/$1.ini extra=()
+    [[ -n ${BATCH_EVENTS:-} ]] && extra+=("batch_events = $BATCH_EVENTS")
+    skyrep_ini "$f" "$skyrep_job" "$(db_of "$1" prov)" "$(db_of "$1" sub)" "$queue" "${extra[@]}"
     echo "$f"
 }
 
