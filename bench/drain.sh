@@ -99,8 +99,16 @@
 # log (the consumer's; for logical the servers' lines written during it) shows an error or a
 # warning keeps that log as bench/results/drain-VARIANT-roundN.log.
 #
+# SCENARIO picks the backlog: mixed (the above, the default), wide (one provider transaction
+# inserting WIDE_ROWS, default 600, rows of 1 MB each into history; ROWS defaults to 1000) or
+# bulk (one provider transaction updating every row of account; ROWS defaults to 1000000).
+# Those two default to VARIANTS="skyrep logical", EVENTS is the rows changed, and their
+# figures go to bench/results/drain-wide.json and drain-bulk.json (drain-wide.eps.VARIANT,
+# ...). NAME sets that name (bench/drain_sizes.sh runs the mixed backlog as drain-bN).
+#
 # Environment: EVENTS (backlog size, 300000), ROUNDS (2), ROWS (rows per table, 100000),
-# BATCH (events per tick, 1000), SEED (pgbench random seed, 1),
+# BATCH (events per tick, 1000), BATCH_EVENTS (skyrep's batch_events key, its default if unset),
+# SEED (pgbench random seed, 1),
 # VARIANTS (space-separated subset of the names above, default all but skyrep-pgq), SKYREP
 # (binary to use instead of building with cargo build --release), DRAIN_TIMEOUT (seconds per
 # drain, 900), DRAIN_LOGS (a directory to copy every consumer log and the server logs into),
@@ -109,15 +117,37 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
-EVENTS=${EVENTS:-300000}
+SCENARIO=${SCENARIO:-mixed}
+case $SCENARIO in
+mixed)
+    EVENTS=${EVENTS:-300000}
+    ROWS=${ROWS:-100000}
+    name=${NAME:-drain}
+    ;;
+wide)
+    WIDE_ROWS=${WIDE_ROWS:-600}
+    EVENTS=$WIDE_ROWS
+    ROWS=${ROWS:-1000}
+    VARIANTS=${VARIANTS:-skyrep logical}
+    name=${NAME:-drain-wide}
+    ;;
+bulk)
+    ROWS=${ROWS:-1000000}
+    EVENTS=$ROWS
+    VARIANTS=${VARIANTS:-skyrep logical}
+    name=${NAME:-drain-bulk}
+    ;;
+*)
+    echo "drain.sh: unknown SCENARIO $SCENARIO (known: mixed wide bulk)" >&2
+    exit 1
+    ;;
+esac
 ROUNDS=${ROUNDS:-2}
-ROWS=${ROWS:-100000}
 BATCH=${BATCH:-1000}
 SEED=${SEED:-1}
 VARIANTS=${VARIANTS:-skyrep londiste logical plain-sql}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-900}
 
-name=drain
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 
@@ -131,9 +161,11 @@ has_variant() { [[ " $VARIANTS " == *" $1 "* ]]; }
 for n in EVENTS ROUNDS ROWS BATCH SEED DRAIN_TIMEOUT; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive integer, not '${!n}'"
 done
-((EVENTS % 10 == 0)) || die "EVENTS must be a multiple of 10 (transactions of 5 events, two kinds)"
-((BATCH % 5 == 0)) || die "BATCH must be a multiple of 5 (5 events per transaction)"
-((ROWS >= EVENTS / 10)) || die "ROWS must be at least EVENTS/10 (deletes remove pre-filled history rows)"
+if [[ $SCENARIO == mixed ]]; then
+    ((EVENTS % 10 == 0)) || die "EVENTS must be a multiple of 10 (transactions of 5 events, two kinds)"
+    ((BATCH % 5 == 0)) || die "BATCH must be a multiple of 5 (5 events per transaction)"
+    ((ROWS >= EVENTS / 10)) || die "ROWS must be at least EVENTS/10 (deletes remove pre-filled history rows)"
+fi
 transactions=$((EVENTS / 5))
 
 # --- what is needed ----------------------------------------------------------------------
@@ -152,8 +184,14 @@ if has_variant skyrep || has_variant skyrep-pgq; then
     find_skyrep
 fi
 
-record start "Draining a backlog: skyrep against Londiste 3, logical replication and plain SQL" \
-    EVENTS="$EVENTS" ROUNDS="$ROUNDS" ROWS="$ROWS" BATCH="$BATCH" SEED="$SEED" \
+case $SCENARIO in
+mixed) title="Draining a backlog: skyrep against Londiste 3, logical replication and plain SQL" ;;
+wide) title="Draining one transaction of $WIDE_ROWS rows of 1 MB" ;;
+bulk) title="Draining one transaction that updates $ROWS rows" ;;
+esac
+[[ $name == drain-b* ]] && title="$title, ticked every $BATCH events"
+record start "$title" SCENARIO="$SCENARIO" EVENTS="$EVENTS" ROUNDS="$ROUNDS" ROWS="$ROWS" BATCH="$BATCH" BATCH_EVENTS="${BATCH_EVENTS:-default}" \
+    SEED="$SEED" \
     VARIANTS="$VARIANTS" postgresql="$pgversion" cpus="$(nproc)"
 
 # --- throwaway clusters (bench/lib.sh) ---------------------------------------------------
@@ -212,6 +250,13 @@ EOF
 for f in tx_a tx_b; do
     grep -v '^select pgq\.ticker' "$tmp/$f.sql" >"$tmp/${f}_logical.sql"
 done
+# The other scenarios' backlog: one provider transaction.
+case $SCENARIO in
+wide) scenario_sql="insert into history (id, account_id, delta, created, note)
+    select $ROWS + g, 1, 0, now(), repeat(md5(g::text), 32768) from generate_series(1, $WIDE_ROWS) g" ;;
+bulk) scenario_sql="update account set balance = balance + 1, updated = now()" ;;
+*) scenario_sql="" ;;
+esac
 
 queue=benchq
 skyrep_job=bench_sub
@@ -223,8 +268,9 @@ db_of() { echo "${2}_${1//-/_}"; } # $1 = variant, $2 = prov or sub
 # --- per-variant setup -------------------------------------------------------------------
 
 skyrep_conf() { # $1 = variant
-    local f=$tmp/$1.ini
-    skyrep_ini "$f" "$skyrep_job" "$(db_of "$1" prov)" "$(db_of "$1" sub)" "$queue"
+    local f=$tmp/$1.ini extra=()
+    [[ -n ${BATCH_EVENTS:-} ]] && extra+=("batch_events = $BATCH_EVENTS")
+    skyrep_ini "$f" "$skyrep_job" "$(db_of "$1" prov)" "$(db_of "$1" sub)" "$queue" "${extra[@]}"
     echo "$f"
 }
 
@@ -309,8 +355,14 @@ consumer_of() { # $1 = variant
     esac
 }
 
-start_backlog() { # $1 = variant, $2 = round; runs pgbench in the background
+start_backlog() { # $1 = variant, $2 = round; runs pgbench (or the scenario's transaction) in the background
     local v=$1 kind=""
+    if [[ $SCENARIO != mixed ]]; then
+        psql_on prov "$(db_of "$v" prov)" -c "$scenario_sql" >"$tmp/pgbench_$v.log" 2>&1 &
+        loaders[$v]=$!
+        daemons+=("${loaders[$v]}")
+        return 0
+    fi
     [[ $v == logical ]] && kind=_logical
     "$pgbench" -n -M prepared -c 1 -j 1 -t "$transactions" --random-seed="$((SEED + $2))" \
         -D queue="$queue" -f "$tmp/tx_a$kind.sql" -f "$tmp/tx_b$kind.sql" \
@@ -356,8 +408,12 @@ finish_backlog() { # $1 = variant
         pfx=$(value_on prov "$prov" "select queue_data_pfx from pgq.queue where queue_name = '$queue'")
         queued[$v]=$(value_on prov "$prov" "select count(*) from $pfx")
     fi
-    note "  $v: backlog of ${queued[$v]} events, made at $(awk '/^tps/ {printf "%.0f", $3; exit}' \
-        "$tmp/pgbench_$v.log") transactions/s"
+    if [[ $SCENARIO == mixed ]]; then
+        note "  $v: backlog of ${queued[$v]} events, made at $(awk '/^tps/ {printf "%.0f", $3; exit}' \
+            "$tmp/pgbench_$v.log") transactions/s"
+    else
+        note "  $v: backlog of ${queued[$v]} events in one transaction"
+    fi
 }
 
 # --- CPU and memory ----------------------------------------------------------------------
@@ -651,15 +707,15 @@ figure() { # $1 = id, $2 = unit, $3 = label, $4 = the runs' values, space-separa
 }
 per="CPU s/100k events"
 for v in $VARIANTS; do
-    figure "drain.eps.$v" events/s "$v: events drained per second" "${runs[$v]}"
-    figure "drain.seconds.$v" s "$v: seconds to drain $EVENTS events" "${secs_of[$v]}"
-    figure "drain.cpu_process.$v" "$per" "$v: CPU of the consumer process per 100k events" "${cpu_of[proc.$v]:-}"
-    figure "drain.cpu_pgqd.$v" "$per" "$v: CPU of pgqd per 100k events" "${cpu_of[pgqd.$v]:-}"
-    figure "drain.cpu_backend.$v" "$per" "$v: CPU of the subscriber's backends per 100k events" \
+    figure "$name.eps.$v" events/s "$v: events drained per second" "${runs[$v]}"
+    figure "$name.seconds.$v" s "$v: seconds to drain $EVENTS events" "${secs_of[$v]}"
+    figure "$name.cpu_process.$v" "$per" "$v: CPU of the consumer process per 100k events" "${cpu_of[proc.$v]:-}"
+    figure "$name.cpu_pgqd.$v" "$per" "$v: CPU of pgqd per 100k events" "${cpu_of[pgqd.$v]:-}"
+    figure "$name.cpu_backend.$v" "$per" "$v: CPU of the subscriber's backends per 100k events" \
         "${cpu_of[subcpu.$v]:-}"
-    figure "drain.cpu_provider.$v" "$per" \
+    figure "$name.cpu_provider.$v" "$per" \
         "$v: CPU of the provider's backends serving the consumer per 100k events" "${cpu_of[provcpu.$v]:-}"
-    figure "drain.rss_kb.$v" kB "$v: peak resident memory of the consumer process" "${rss_of[$v]:-}"
+    figure "$name.rss_kb.$v" kB "$v: peak resident memory of the consumer process" "${rss_of[$v]:-}"
 done
 
 mean() { # $1 = values (or empty: -), $2 = decimals
@@ -685,8 +741,13 @@ sum_format='%-10s %8s %10s %7s %7s %7s %6s %6s %6s %7s'
 {
     echo "skyrep drain benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  commit $(commit_id)"
     echo "PostgreSQL $pgversion, $(nproc) CPUs, $(uname -m); provider and subscriber clusters on this machine, fsync off"
-    echo "backlog: $EVENTS events in $transactions transactions of 5 (60% updates, 30% inserts, 10% deletes)"
-    echo "on 3 tables of $ROWS rows, ticked every $BATCH events; $ROUNDS rounds, drain order alternating"
+    case $SCENARIO in
+    mixed)
+        echo "backlog: $EVENTS events in $transactions transactions of 5 (60% updates, 30% inserts, 10% deletes)"
+        echo "on 3 tables of $ROWS rows, ticked every $BATCH events; $ROUNDS rounds, drain order alternating"
+        ;;
+    *) echo "backlog: $EVENTS events in one transaction: $scenario_sql; $ROUNDS rounds, drain order alternating" ;;
+    esac
     echo "seconds: consumer start to the commit of its last change; apply s: first commit to last"
     echo "CPU columns: CPU seconds per 100,000 events (proc: the consumer process; sub: subscriber"
     echo "backends; prov: provider backends serving the consumer); peak MB: the consumer's peak RSS"
@@ -729,8 +790,8 @@ sum_format='%-10s %8s %10s %7s %7s %7s %6s %6s %6s %7s'
         fi
     fi
     true
-} | tee "$here/results/drain-latest.txt.new"
-mv "$here/results/drain-latest.txt.new" "$here/results/drain-latest.txt"
+} | tee "$here/results/$name-latest.txt.new"
+mv "$here/results/$name-latest.txt.new" "$here/results/$name-latest.txt"
 if [[ -n ${DRAIN_LOGS:-} ]]; then
     cp "$tmp"/prov.log "$tmp"/sub.log "$tmp"/setup_*.log "$DRAIN_LOGS/"
     if [[ -f $tmp/pgqd_$londiste_tag.log ]]; then cp "$tmp/pgqd_$londiste_tag.log" "$DRAIN_LOGS/"; fi

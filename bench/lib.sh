@@ -43,7 +43,7 @@ find_skyrep() {
         command -v cargo >/dev/null || die "cargo not found; install Rust or set SKYREP to a built skyrep binary"
         note "building skyrep (cargo build --release) ..."
         (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-        skyrep=$repo/target/release/skyrep
+        skyrep=${CARGO_TARGET_DIR:-$repo/target}/release/skyrep
     fi
     [[ -x $skyrep ]] || die "skyrep binary $skyrep not found"
     [[ $skyrep == /* ]] || skyrep=$PWD/$skyrep

@@ -95,6 +95,7 @@ if [[ ${QUICK:-} == 1 ]]; then
     export EVENTS=${EVENTS:-20000} ROWS=${ROWS:-10000} RECORDS=${RECORDS:-20000}
     export BIG_ROWS=${BIG_ROWS:-50000}
 fi
+names=footprint
 for b in $BENCHES; do
     step "bench/$b.sh"
     if [[ ${QUICK:-} == 1 && $b == copy ]]; then
@@ -102,8 +103,19 @@ for b in $BENCHES; do
     else
         bash "$here/$b.sh"
     fi
+    names+=" $b"
+    if [[ $b == drain ]]; then
+        # One wide transaction, one huge one, and the rate against batch size.
+        step "bench/drain.sh, SCENARIO=wide"
+        SCENARIO=wide bash "$here/drain.sh"
+        step "bench/drain.sh, SCENARIO=bulk"
+        SCENARIO=bulk bash "$here/drain.sh"
+        step "bench/drain_sizes.sh"
+        bash "$here/drain_sizes.sh"
+        names+=" drain-wide drain-bulk drain-sizes"
+    fi
 done
 
 # shellcheck disable=SC2086 # the list is meant to split
-python3 "$here/report.py" footprint $BENCHES
+python3 "$here/report.py" $names
 step "Report: bench/RESULTS.md, figures: bench/results/latest.json"

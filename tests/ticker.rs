@@ -71,11 +71,21 @@ fn last_tick(cluster: &Cluster, queue: &str) -> i64 {
 
 /// Reads every batch the consumer can get now and returns the ev_data of their events.
 fn drain(client: &mut postgres::Client, consumer: &Consumer, fetch: i32) -> Vec<String> {
+    drain_by(client, consumer, [fetch, fetch], usize::MAX)
+}
+
+/// [`drain`], with the first fetch's rows, the most rows of a fetch and its bytes.
+fn drain_by(
+    client: &mut postgres::Client,
+    consumer: &Consumer,
+    fetch: [i32; 2],
+    fetch_bytes: usize,
+) -> Vec<String> {
     let mut seen = Vec::new();
     while let Some(batch) = consumer.next_batch(client).unwrap() {
         let mut tx = client.transaction().unwrap();
         consumer
-            .for_each_event(&mut tx, &batch, fetch, |ev| {
+            .for_each_event(&mut tx, &batch, fetch, fetch_bytes, |ev| {
                 seen.push(ev.data.unwrap_or_default());
                 Ok(())
             })
@@ -163,6 +173,33 @@ fn consumer_streams_a_large_batch_in_small_fetches() {
     assert_eq!(drain(&mut client, &consumer, 3), expected(1001, 1010));
     assert!(consumer.unregister(&mut client).unwrap());
     assert!(!consumer.unregister(&mut client).unwrap());
+}
+
+#[test]
+fn consumer_fetches_wide_events_fewer_at_a_time_and_misses_none() {
+    let cluster = Cluster::start();
+    let mut client = cluster.connect("postgres");
+    install_pgq(&mut client, "postgres", &Roles::default()).unwrap();
+    cluster.execute("select pgq.create_queue('q')");
+    let consumer = Consumer::new("q", "reader");
+    consumer.register(&mut client).unwrap();
+    // Every seventh event is 20 kB wide, the others a few bytes; a fetch of about 50 kB then
+    // asks for anything from 2 to 100 rows, by the widest of the fetch before.
+    let data = |i: i32| {
+        if i % 7 == 0 {
+            format!("{i}{}", "w".repeat(20_000))
+        } else {
+            i.to_string()
+        }
+    };
+    cluster.execute(
+        "select pgq.insert_event('q', 'test', \
+                case when i % 7 = 0 then i || repeat('w', 20000) else i::text end) \
+           from generate_series(1, 1000) i",
+    );
+    cluster.execute("select pgq.force_tick('q'); select pgq.ticker('q')");
+    let want: Vec<String> = (1..=1000).map(data).collect();
+    assert!(drain_by(&mut client, &consumer, [1, 100], 50_000) == want);
 }
 
 #[test]

@@ -132,18 +132,20 @@ impl Event {
         .sum()
     }
 
+    /// The event in a row of `pgq.get_batch_cursor` or a fetch from its cursor, whose
+    /// columns come in this order (by position: no name is looked up for every event).
     fn from_row(row: &Row) -> Result<Event> {
         Ok(Event {
-            id: row.try_get("ev_id")?,
-            time: row.try_get("ev_time")?,
-            txid: row.try_get("ev_txid")?,
-            retry: row.try_get("ev_retry")?,
-            ev_type: row.try_get("ev_type")?,
-            data: row.try_get("ev_data")?,
-            extra1: row.try_get("ev_extra1")?,
-            extra2: row.try_get("ev_extra2")?,
-            extra3: row.try_get("ev_extra3")?,
-            extra4: row.try_get("ev_extra4")?,
+            id: row.try_get(0)?,
+            time: row.try_get(1)?,
+            txid: row.try_get(2)?,
+            retry: row.try_get(3)?,
+            ev_type: row.try_get(4)?,
+            data: row.try_get(5)?,
+            extra1: row.try_get(6)?,
+            extra2: row.try_get(7)?,
+            extra3: row.try_get(8)?,
+            extra4: row.try_get(9)?,
         })
     }
 }
@@ -325,39 +327,46 @@ impl Consumer {
         Ok(Some(batch))
     }
 
-    /// Streams the batch's events, in event id order, to `each`, `fetch` rows at a time,
-    /// inside transaction `tx` (the cursor lives as long as the transaction). Returns the
-    /// number of events.
+    /// Streams the batch's events, in event id order, to `each`, inside transaction `tx` (the
+    /// cursor lives as long as the transaction). `[first, fetch]`: the first fetch asks for
+    /// `first` rows, each next one for at most `fetch`, and for fewer when the widest event of
+    /// the fetch before was wide: about `fetch_bytes` of them (at least one), so a batch of
+    /// megabyte rows is not fetched hundreds at a time. Returns the number of events.
     pub fn for_each_event(
         &self,
         tx: &mut Transaction<'_>,
         batch: &Batch,
-        fetch: i32,
+        [first, fetch]: [i32; 2],
+        fetch_bytes: usize,
         mut each: impl FnMut(Event) -> Result<()>,
     ) -> Result<u64> {
         let context = || format!("reading batch {} of queue {}", batch.id, self.queue);
-        let fetch = fetch.max(1);
+        let mut asked = first.max(1);
         // Rows are taken from the server as they arrive, never a whole fetch at once: wide
         // rows then take no more memory than those `each` holds on to.
         let params: [(&(dyn ToSql + Sync), Type); 3] = [
             (&batch.id, Type::INT8),
             (&CURSOR, Type::TEXT),
-            (&fetch, Type::INT4),
+            (&asked, Type::INT4),
         ];
         let first = tx
             .query_typed_raw("select * from pgq.get_batch_cursor($1, $2, $3)", params)
             .with_context(context)?;
-        let mut got = each_row(first, &mut each).with_context(context)?;
+        let (mut got, mut widest) = each_row(first, &mut each).with_context(context)?;
         let mut count = got;
-        // Prepared once for the batch: each fetch is then one round trip, not two.
-        let fetch_next = tx
-            .prepare(&format!("fetch {fetch} from {CURSOR}"))
-            .with_context(context)?;
-        while got == fetch as u64 {
+        while got == asked as u64 {
+            let rows_fitting = fetch_bytes / widest.max(1);
+            asked = i32::try_from(rows_fitting)
+                .unwrap_or(i32::MAX)
+                .clamp(1, fetch.max(1));
+            // Typed with no parameters: one round trip (parse, bind and execute together).
             let rows = tx
-                .query_raw(&fetch_next, std::iter::empty::<i32>())
+                .query_typed_raw(
+                    &format!("fetch {asked} from {CURSOR}"),
+                    std::iter::empty::<(&(dyn ToSql + Sync), Type)>(),
+                )
                 .with_context(context)?;
-            got = each_row(rows, &mut each).with_context(context)?;
+            (got, widest) = each_row(rows, &mut each).with_context(context)?;
             count += got;
         }
         tx.batch_execute(&format!("close {CURSOR}"))
@@ -399,14 +408,47 @@ impl Consumer {
     }
 }
 
-/// Passes each row of `rows` as an event to `each`, as it arrives; returns how many.
-fn each_row(mut rows: RowIter<'_>, each: &mut impl FnMut(Event) -> Result<()>) -> Result<u64> {
-    let mut n = 0;
+/// The columns of a batch's events, in the order [`Event::from_row`] reads them.
+const EVENT_COLUMNS: [&str; 10] = [
+    "ev_id",
+    "ev_time",
+    "ev_txid",
+    "ev_retry",
+    "ev_type",
+    "ev_data",
+    "ev_extra1",
+    "ev_extra2",
+    "ev_extra3",
+    "ev_extra4",
+];
+
+/// Passes each row of `rows` as an event to `each`, as it arrives; returns how many, and the
+/// size of the widest ([`Event::size`]).
+fn each_row(
+    mut rows: RowIter<'_>,
+    each: &mut impl FnMut(Event) -> Result<()>,
+) -> Result<(u64, usize)> {
+    let (mut n, mut widest) = (0, 0);
     while let Some(row) = rows.next()? {
-        each(Event::from_row(&row)?)?;
+        if n == 0 {
+            let names = row.columns().iter().map(|c| c.name());
+            anyhow::ensure!(
+                names.eq(EVENT_COLUMNS),
+                "the batch's events come with columns ({}), not ({})",
+                row.columns()
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                EVENT_COLUMNS.join(", ")
+            );
+        }
+        let event = Event::from_row(&row)?;
+        widest = widest.max(event.size());
+        each(event)?;
         n += 1;
     }
-    Ok(n)
+    Ok((n, widest))
 }
 
 #[cfg(test)]

@@ -20,9 +20,10 @@ use crate::base::names::{TableName, quote_ident, quote_literal};
 use crate::replay::protect::DENY_TRIGGER;
 
 /// Events queued before they are applied.
-const PENDING_EVENTS: usize = 5_000;
-/// Bytes of values queued before they are applied (keeps wide rows from piling up).
-const PENDING_BYTES: usize = 4 << 20;
+const PENDING_EVENTS: usize = 2_500;
+/// Bytes of values queued before they are applied (keeps wide rows from piling up: the
+/// statement that applies them holds them about twice more while it is sent).
+const PENDING_BYTES: usize = 1 << 20;
 
 /// What a row event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

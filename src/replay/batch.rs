@@ -7,6 +7,7 @@
 //! hands out the same batch again, and the stored tick shows it is applied already.
 
 use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,19 +20,29 @@ use crate::replay::apply::{Applier, Decoded, decode};
 use crate::replay::control;
 use crate::replay::state::{applied_tick, record_tick};
 
-/// Events fetched from the batch cursor at a time.
-const FETCH: i32 = 250;
+/// Events of the first fetch from the batch cursor: one, as nothing tells yet how wide they
+/// are (a batch of up to [`FETCH`] events takes two fetches all the same) ...
+const FETCH_FIRST: i32 = 1;
+/// ... then at most this many at a time ...
+const FETCH: i32 = 1000;
+/// ... and about this many bytes of them, by the widest event of the fetch before.
+const FETCH_BYTES: usize = 256 << 10;
 /// The reader hands events to the applier in chunks of at most this many events ...
 const CHUNK_EVENTS: usize = 128;
 /// ... or of about this many bytes (a wider event makes a chunk of its own).
-const CHUNK_BYTES: usize = 1 << 20;
-/// Chunks the reader may have read ahead of the applier.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Chunks the reader may have read ahead of the applier ...
 const READ_AHEAD: usize = 4;
+/// ... and the bytes of events it may hold, counting the chunk being applied (one chunk
+/// goes ahead whatever its size).
+const READ_AHEAD_BYTES: usize = 1 << 20;
+/// What an event takes besides its text, for [`READ_AHEAD_BYTES`].
+const EVENT_OVERHEAD: usize = 128;
 
 /// What to do with one event of a batch.
-pub enum Route {
+pub enum Route<'t> {
     /// Apply it to this table.
-    Apply(TableName),
+    Apply(&'t TableName),
     /// A script of `provider execute`: run it, with these tables' names (the provider's
     /// `schema.table`) mapped to their local names.
     Execute(HashMap<String, TableName>),
@@ -60,13 +71,13 @@ pub struct BatchStats {
 /// finishes the batch on the provider. A control event (a script, a table removal) is acted
 /// on only if `vouch` accepts it ([`control::vouch`]).
 #[allow(clippy::too_many_arguments)]
-pub fn apply_batch(
+pub fn apply_batch<'t>(
     provider: &mut Client,
     subscriber: &mut Client,
     consumer: &Consumer,
     batch: &Batch,
     applier: &mut Applier,
-    route: &dyn Fn(&Event) -> Route,
+    route: &dyn Fn(&Event) -> Route<'t>,
     vouch: &mut dyn FnMut(&Event) -> Result<()>,
     before_commit: &mut dyn FnMut(&mut Transaction<'_>) -> Result<()>,
 ) -> Result<BatchStats> {
@@ -109,62 +120,86 @@ pub fn apply_batch(
         ),
         _ => {
             // A reader thread fetches the events from the provider while this one decodes and
-            // queues those already read.
+            // queues those already read, within a budget of bytes read ahead.
+            let budget = Budget::default();
             std::thread::scope(|scope| -> Result<()> {
-                let (send, chunks) = bounded::<Vec<Event>>(READ_AHEAD);
+                let (send, chunks) = bounded::<(Vec<Event>, usize)>(READ_AHEAD);
                 let ptx = &mut ptx;
+                let budget = &budget;
+                // Ends the reader's wait for room when this side stops, by an error too.
+                let _closing = Closing(budget);
                 let reader = scope.spawn(move || {
-                    let stopped = |_| anyhow::anyhow!("the applying side stopped");
+                    let stopped = || anyhow::anyhow!("the applying side stopped");
                     let (mut chunk, mut bytes) = (Vec::new(), 0);
-                    consumer.for_each_event(ptx, batch, FETCH, |ev| {
-                        bytes += ev.size();
-                        chunk.push(ev);
-                        if chunk.len() >= CHUNK_EVENTS || bytes >= CHUNK_BYTES {
-                            send.send(std::mem::take(&mut chunk)).map_err(stopped)?;
-                            bytes = 0;
+                    let hand_over = |chunk: Vec<Event>, bytes: usize| {
+                        if !budget.take(bytes) {
+                            return Err(stopped());
                         }
-                        Ok(())
-                    })?;
-                    send.send(chunk).map_err(stopped)
-                });
-                for ev in chunks.iter().flatten() {
-                    let dest = match route(&ev) {
-                        Route::Apply(dest) => dest,
-                        Route::Execute(dests) => {
-                            applier.flush(&mut stx)?;
-                            control::run_script(&mut stx, queue, &ev, &dests, vouch)?;
-                            // The script may have changed any table's columns, and it reset
-                            // the session's settings.
-                            applier.reset();
-                            applier.begin(&mut stx)?;
-                            stats.applied += 1;
-                            continue;
-                        }
-                        Route::RemoveTable => {
-                            applier.flush(&mut stx)?;
-                            if control::remove_table(&mut stx, queue, &ev, vouch)? {
-                                stats.removed += 1;
-                            }
-                            stats.applied += 1;
-                            continue;
-                        }
-                        Route::Later => continue,
-                        Route::Ignore => {
-                            stats.ignored += 1;
-                            continue;
-                        }
+                        send.send((chunk, bytes)).map_err(|_| stopped())
                     };
-                    match decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
-                        .with_context(|| format!("event {} of batch {}", ev.id, batch.id))?
-                    {
-                        Decoded::Row(row) => applier.push(&mut stx, &dest, row, ev.id)?,
-                        Decoded::Truncate => applier.truncate(&mut stx, &dest)?,
-                        Decoded::Other => {
-                            stats.ignored += 1;
-                            continue;
+                    consumer.for_each_event(
+                        ptx,
+                        batch,
+                        [FETCH_FIRST, FETCH],
+                        FETCH_BYTES,
+                        |ev| {
+                            bytes += ev.size() + EVENT_OVERHEAD;
+                            chunk.push(ev);
+                            if chunk.len() >= CHUNK_EVENTS || bytes >= CHUNK_BYTES {
+                                hand_over(std::mem::take(&mut chunk), std::mem::take(&mut bytes))?;
+                            }
+                            Ok(())
+                        },
+                    )?;
+                    hand_over(chunk, bytes)
+                });
+                for (chunk, bytes) in chunks.iter() {
+                    for ev in chunk {
+                        let dest = match route(&ev) {
+                            Route::Apply(dest) => dest,
+                            Route::Execute(dests) => {
+                                applier.flush(&mut stx)?;
+                                control::run_script(&mut stx, queue, &ev, &dests, vouch)?;
+                                // The script may have changed any table's columns, and it reset
+                                // the session's settings.
+                                applier.reset();
+                                applier.begin(&mut stx)?;
+                                stats.applied += 1;
+                                continue;
+                            }
+                            Route::RemoveTable => {
+                                applier.flush(&mut stx)?;
+                                if control::remove_table(&mut stx, queue, &ev, vouch)? {
+                                    stats.removed += 1;
+                                }
+                                stats.applied += 1;
+                                continue;
+                            }
+                            Route::Later => continue,
+                            Route::Ignore => {
+                                stats.ignored += 1;
+                                continue;
+                            }
+                        };
+                        let decoded =
+                            decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
+                                .with_context(|| {
+                                    format!("event {} of batch {}", ev.id, batch.id)
+                                })?;
+                        let id = ev.id;
+                        // Its text is decoded: not held while the rows are applied.
+                        drop(ev);
+                        match decoded {
+                            Decoded::Row(row) => applier.push(&mut stx, dest, row, id)?,
+                            Decoded::Truncate => applier.truncate(&mut stx, dest)?,
+                            Decoded::Other => {
+                                stats.ignored += 1;
+                                continue;
+                            }
                         }
+                        stats.applied += 1;
                     }
-                    stats.applied += 1;
+                    budget.give(bytes);
                 }
                 reader.join().map_err(|_| {
                     anyhow::anyhow!("the thread reading batch {} panicked", batch.id)
@@ -183,6 +218,46 @@ pub fn apply_batch(
         .context("finishing the batch on the provider")?;
     stats.duration = start.elapsed();
     Ok(stats)
+}
+
+/// Bytes of events the reader holds or has handed over, not yet applied: it waits while
+/// another chunk would take them past [`READ_AHEAD_BYTES`].
+#[derive(Default)]
+struct Budget {
+    /// Bytes out, and whether the applying side has stopped.
+    state: Mutex<(usize, bool)>,
+    freed: Condvar,
+}
+
+impl Budget {
+    /// Waits until `bytes` more fit (or nothing is out) and counts them; false if the
+    /// applying side stopped.
+    fn take(&self, bytes: usize) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !state.1 && state.0 > 0 && state.0 + bytes > READ_AHEAD_BYTES {
+            state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.0 += bytes;
+        !state.1
+    }
+
+    /// `bytes` have been applied.
+    fn give(&self, bytes: usize) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = state.0.saturating_sub(bytes);
+        self.freed.notify_all();
+    }
+}
+
+/// Tells the reader, when dropped, that the applying side has stopped.
+struct Closing<'a>(&'a Budget);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.1 = true;
+        self.0.freed.notify_all();
+    }
 }
 
 /// Moves `consumer` back to tick `done` (where the subscriber is), dropping `batch`; fails

@@ -571,7 +571,7 @@ fn catch_up(
     applier.set_condition(&dest, table.condition.as_deref());
     let route = |ev: &crate::queue::consumer::Event| -> Route {
         if ev.extra1.as_deref() == Some(name.as_str()) && !snapshot.sees(ev.txid) {
-            Route::Apply(dest.clone())
+            Route::Apply(&dest)
         } else {
             Route::Later
         }

@@ -227,7 +227,7 @@ fn replay_session(
             }
             let table = ev.extra1.as_deref().unwrap_or("");
             match ok.get(table) {
-                Some(dest) => Route::Apply(dest.clone()),
+                Some(dest) => Route::Apply(dest),
                 None if tables.iter().any(|t| t.table.qualified() == table) => Route::Later,
                 None => Route::Ignore,
             }
