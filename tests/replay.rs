@@ -601,6 +601,13 @@ fn a_backlog_drains_in_batches_of_several_ticks_exactly_once() {
     assert_eq!(stop(&mut replay, libc::SIGKILL), None);
     let mut replay = pair.start_replay();
     pair.wait_equal(&[("ledger", "id")]);
+    // The killed daemon may have applied everything: stop this one only once it has started
+    // (a SIGINT before it listens for signals ends it as SIGINT ends any program).
+    let deadline = Instant::now() + WAIT;
+    while pair.replay_log().matches("replaying queue login").count() < 3 {
+        assert!(Instant::now() < deadline, "{}", pair.replay_log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
     let counts: Vec<u64> = pair
         .replay_log()
