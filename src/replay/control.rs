@@ -25,9 +25,10 @@ use crate::replay::subscriber;
 /// Runs the script of an `EXECUTE` event, with the names of tables in `dests` (by the
 /// provider's `schema.table`) mapped to their local names, and records it in
 /// `londiste.executed_scripts`. Tables being copied are emptied before it ([`empty_copies`])
-/// and sent back to be copied again from the start after it ([`restart_copies`]). A script marked by `subscriber skip-execute`, or run here
-/// before, is passed over; any other runs only once `vouch` (see [`vouch`]) accepts it. A
-/// failing script fails the batch: replay stops there.
+/// and sent back to be copied again from the start after it ([`restart_copies`]). A script
+/// marked by `subscriber skip-execute`, or run here before, is passed over; any other runs
+/// only once `vouch` (see [`vouch`]) accepts it. A failing script fails the batch: replay
+/// stops there.
 pub fn run_script(
     tx: &mut Transaction<'_>,
     queue: &str,
