@@ -9,60 +9,13 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use postgres::{Client, SimpleQueryMessage};
+use postgres::Client;
 
 use crate::cluster::Cluster;
 use crate::replay::{Pair, stop};
-use crate::util::error_chain;
+use crate::util::{Rng, error_chain, exec, strings};
 
 const CAPTURE: &str = include_str!("../src/queue/sql/skyrep_capture.sql");
-
-/// SplitMix64, as in fuzz.rs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
-fn exec(client: &mut Client, sql: &str) {
-    if let Err(e) = client.batch_execute(sql) {
-        panic!("{sql}\nfailed: {}", error_chain(&e));
-    }
-}
-
-fn strings(client: &mut Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .unwrap_or_else(|e| panic!("{sql}\nfailed: {}", error_chain(&e)))
-        .iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 /// The tables of the randomized test, and the capture arguments of each.
 const SCHEMA: &str = r#"

@@ -16,10 +16,10 @@
 //!   generated row trigger where set-based capture would not give the same events;
 //! - `core` (one test): skyrep's own queue (`pgq_core.sql`) with both kinds of skyrep triggers.
 
-use postgres::{Client, SimpleQueryMessage};
+use postgres::Client;
 
 use crate::cluster::Cluster;
-use crate::util::error_chain;
+use crate::util::{error_chain, exec, strings};
 
 const PGQ_CORE: &str = include_str!("../src/queue/sql/pgq_core.sql");
 const PGQ_TRIGGERS: &str = include_str!("../src/queue/sql/pgq_triggers.sql");
@@ -149,28 +149,6 @@ impl Db {
     fn query(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
         strings(&mut self.client, sql)
     }
-}
-
-fn exec(client: &mut Client, sql: &str) {
-    if let Err(e) = client.batch_execute(sql) {
-        panic!("{sql}\nfailed: {}", error_chain(&e));
-    }
-}
-
-fn strings(client: &mut Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .unwrap_or_else(|e| panic!("{sql}\nfailed: {}", error_chain(&e)))
-        .iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
 }
 
 /// `value` as an SQL string literal.

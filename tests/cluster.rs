@@ -17,10 +17,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Once;
 
-use postgres::{Client, NoTls, SimpleQueryMessage};
+use postgres::{Client, NoTls};
 use skyrep::demo::cluster::{self, HOST, Server, give_to_server_user};
 
-use crate::util::{TempDir, error_chain, process_alive, scratch_root};
+use crate::util::{TempDir, error_chain, process_alive, scratch_root, strings};
 
 /// Lines of the server log shown when the server fails.
 const LOG_TAIL_LINES: usize = 40;
@@ -169,21 +169,7 @@ impl Cluster {
 
     /// Runs `sql` in `dbname` and returns the rows of all its statements as text.
     pub fn query_strings(&self, dbname: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-        let messages = self
-            .connect(dbname)
-            .simple_query(sql)
-            .unwrap_or_else(|e| panic!("{sql}\nfailed: {}", error_chain(&e)));
-        messages
-            .iter()
-            .filter_map(|message| match message {
-                SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect()
+        strings(&mut self.connect(dbname), sql)
     }
 
     /// The first column of the first row `sql` returns in `dbname` (None for NULL).

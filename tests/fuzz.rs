@@ -36,7 +36,26 @@ use postgres::Client;
 
 use crate::cluster::Cluster;
 use crate::replay::{Pair, stop};
-use crate::util::error_chain;
+use crate::util::{Rng, error_chain};
+
+/// The fuzz test's own draws.
+impl Rng {
+    /// A parent key in play: mostly an original one, sometimes a moved one.
+    fn parent(&mut self) -> u64 {
+        1 + self.below(PARENTS) + if self.chance(20) { 100 } else { 0 }
+    }
+
+    /// A key of the other tables.
+    fn id(&mut self) -> u64 {
+        1 + self.below(IDS)
+    }
+
+    /// A parent code, in either case (`citext`: equal either way).
+    fn code(&mut self) -> String {
+        let n = 1 + self.below(PARENTS);
+        format!("'{}{n}'", if self.chance(50) { "c" } else { "C" })
+    }
+}
 
 /// The queue of [`Pair`]'s config.
 const QUEUE: &str = "login";
@@ -290,50 +309,6 @@ const TIMEZONES: &[&str] = &[
 ];
 /// A locale other than C for `lc_monetary`, used where the server has it.
 const MONETARY: &str = "de_DE.utf8";
-
-/// SplitMix64: small, and the same numbers for a seed everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// True `percent` times in 100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    /// One of `items`.
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    /// A parent key in play: mostly an original one, sometimes a moved one.
-    fn parent(&mut self) -> u64 {
-        1 + self.below(PARENTS) + if self.chance(20) { 100 } else { 0 }
-    }
-
-    /// A key of the other tables.
-    fn id(&mut self) -> u64 {
-        1 + self.below(IDS)
-    }
-
-    /// A parent code, in either case (`citext`: equal either way).
-    fn code(&mut self) -> String {
-        let n = 1 + self.below(PARENTS);
-        format!("'{}{n}'", if self.chance(50) { "c" } else { "C" })
-    }
-}
 
 /// When the provider's queue is ticked, which makes the batches replay sees.
 #[derive(Clone, Copy, Debug)]

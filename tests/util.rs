@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use postgres::{Client, SimpleQueryMessage};
+
 /// A `Command` for the `skyrep` binary under test, with `PG*` variables of the
 /// caller's environment removed so that tests do not depend on them.
 pub fn skyrep() -> Command {
@@ -115,4 +117,57 @@ pub fn error_chain(err: &dyn Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Runs `sql`; panics with the server's error.
+pub fn exec(client: &mut Client, sql: &str) {
+    if let Err(e) = client.batch_execute(sql) {
+        panic!("{sql}\nfailed: {}", error_chain(&e));
+    }
+}
+
+/// The rows `sql` returns, as text (`None` for NULL); panics with the server's error.
+pub fn strings(client: &mut Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .unwrap_or_else(|e| panic!("{sql}\nfailed: {}", error_chain(&e)))
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// SplitMix64: small, and the same numbers for a seed everywhere.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True `percent` times in 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// One of `items`.
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
 }
