@@ -203,6 +203,15 @@ fn a_ticker_config_administers_queues_and_consumers() {
         err.starts_with("skyrep: lag over --max-lag 0.0s: ") && err.contains("slow on orders ("),
         "{err}"
     );
+    // A consumer with nothing pending is not behind, however old the last tick (an idle
+    // queue ticks once a minute).
+    assert!(!err.contains("fast on orders"), "{err}");
+    cluster.execute("update pgq.tick set tick_time = tick_time - interval '1 hour'");
+    let err = fails(&conf, &["status", "--max-lag", "60"], 1);
+    assert!(
+        err.contains("slow on orders (1h0m") && !err.contains("fast"),
+        "{err}"
+    );
     let (out, _) = ok(&conf, &["status"]);
     let orders_line = line(&out, "Queue orders: ");
     assert!(

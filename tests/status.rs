@@ -549,6 +549,49 @@ fn status_knows_whether_replay_runs_counts_unticked_events_and_checks_the_lag() 
     assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
 }
 
+/// An idle queue ticks only once a minute, so the last tick ages while nothing waits: a
+/// subscriber with nothing pending passes `--max-lag` however old that tick, and fails it as
+/// soon as events wait.
+#[test]
+fn max_lag_counts_only_while_events_wait() {
+    let pair = Pair::new(SCHEMA);
+    pair.ok(&["provider", "add", "ledger"]);
+    pair.ok(&["subscriber", "add", "ledger", "--expect-sync"]);
+    // No ticker: the test makes the ticks itself.
+    let conf = std::fs::read_to_string(&pair.conf).unwrap();
+    std::fs::write(&pair.conf, conf + "ticker = off\nloop_delay = 0.05\n").unwrap();
+    pair.provider
+        .execute("select pgq.set_queue_config('login', 'ticker_max_count', '1')");
+    let mut replay = pair.start_replay();
+    pair.provider
+        .execute("insert into ledger values (1, 'one')");
+    pair.provider.execute("select pgq.ticker('login')");
+    pair.wait_equal(&[("ledger", "id")]);
+    wait_until(WAIT, "replay has read the last tick", || {
+        status_json(&pair).1["consumers"][0]["pending_events"] == 0
+    });
+
+    // The queue idle for an hour.
+    pair.provider
+        .execute("update pgq.tick set tick_time = tick_time - interval '1 hour'");
+    let (code, out, err) = status_with(&pair, &["--max-lag", "60"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let json = status_json(&pair).1;
+    assert!(json["lag"].as_f64().unwrap() > 3600.0, "{json}");
+
+    // An event waits (not yet ticked): now the subscriber is an hour behind.
+    pair.provider
+        .execute("insert into ledger values (2, 'two')");
+    let (code, out, err) = status_with(&pair, &["--max-lag", "60"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        one_error_line(&err).starts_with("skyrep: lag 1h0m")
+            && err.contains(" is over --max-lag 1m0s"),
+        "{err}"
+    );
+    assert_eq!(stop(&mut replay, libc::SIGINT), Some(0));
+}
+
 /// This machine's name, as the daemon records it.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -30,9 +30,11 @@ Commands:
   replay            the replication daemon: ticker, replay and copy threads (alias: worker)
 
   With a ticker config, Londiste 2's pgqadm commands, on `db`:
-  status [--json]   every queue: last tick, ticker lag, events/s, pending events; and
+  status [--json] [--max-lag SECONDS]
+                    every queue: last tick, ticker lag, events/s, pending events; and
                     each consumer's lag, last seen and pending events (events not yet
-                    ticked count as pending)
+                    ticked count as pending); exit 1 when a consumer's lag is over
+                    SECONDS while events wait for it
   create QUEUE      create a queue, with PgQ's default settings
   drop QUEUE [--force]
                     drop it with its events; refused while consumers are registered
@@ -125,7 +127,7 @@ Commands:
                     with its lag and pending events, this subscriber's tables
                     ok/copying/other, how far each copy is and the last errors;
                     exit 1 when replay does not run or (--max-lag) the lag is
-                    over SECONDS
+                    over SECONDS while events wait
 
 Exit codes: 0 success, 1 the command failed, 2 usage or config error.
 See skyrep(1) and skyrep(5).

@@ -510,7 +510,7 @@ struct Status {
 
 /// `status [--json] [--max-lag SECONDS]` on a ticker config: every queue of `db` with its
 /// ticker and its consumers, with lag and pending events; with `max_lag`, fails after
-/// printing when a consumer's lag is over it.
+/// printing when a consumer's lag is over it while events wait for it.
 pub fn status(config: &Config, json: bool, max_lag: Option<Duration>) -> Result<()> {
     let mut db = Db::open(config, "status")?;
     let status = read_status(&mut db)?;
@@ -527,7 +527,7 @@ pub fn status(config: &Config, json: bool, max_lag: Option<Duration>) -> Result<
         .queues
         .iter()
         .flat_map(|q| q.consumers.iter().map(move |c| (q, c)))
-        .filter(|(_, c)| c.lag.is_none_or(|lag| lag > limit))
+        .filter(|(q, c)| c.behind(q.pending(c)).is_none_or(|lag| lag > limit))
         .map(|(q, c)| format!("{} on {} ({})", c.name, q.name, seconds(c.lag)))
         .collect();
     if !behind.is_empty() {

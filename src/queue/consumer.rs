@@ -36,6 +36,19 @@ pub struct ConsumerInfo {
     pub pending_events: Option<i64>,
 }
 
+impl ConsumerInfo {
+    /// How far behind it is, for `--max-lag`: its lag, or none at all where `pending` (its
+    /// pending events, those not yet ticked included) is 0. An idle queue ticks only every
+    /// `ticker_idle_period`, so the last tick ages while nothing waits for the consumer.
+    pub fn behind(&self, pending: Option<i64>) -> Option<f64> {
+        if pending == Some(0) {
+            Some(0.0)
+        } else {
+            self.lag
+        }
+    }
+}
+
 /// The consumers of `queue` (of every queue: None), by queue and name.
 pub fn consumer_info(
     client: &mut impl GenericClient,

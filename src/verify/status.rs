@@ -13,8 +13,8 @@
 //! while a process runs the job, and let go by the server when that process dies, whatever
 //! killed it. Its heartbeat row (`londiste.replay_daemons`) says which process, and when it
 //! was last seen. `status` fails after printing while replay does not run, and, with
-//! `--max-lag`, while this subscriber's lag is over the limit, so that monitoring can use the
-//! exit code alone. Events not yet ticked count as pending, and a consumer that has not read
+//! `--max-lag`, while this subscriber's lag is over the limit with events waiting, so that
+//! monitoring can use the exit code alone. Events not yet ticked count as pending, and a consumer that has not read
 //! for an hour is marked stale: the queue keeps every event for it.
 
 use std::fmt::Write as _;
@@ -49,7 +49,7 @@ const TICKER_SLACK: f64 = 10.0;
 
 /// Runs `status`: prints the report as text or, with `json`, as one JSON object; fails after
 /// printing when a database could not be read, replay does not run, or (with `max_lag`,
-/// seconds) this subscriber's lag is over `max_lag`.
+/// seconds) this subscriber's lag is over `max_lag` while events wait for it.
 pub fn run(config: &Config, json: bool, max_lag: Option<Duration>) -> Result<()> {
     let job = Job::from_config(config)?;
     let report = Report {
@@ -413,7 +413,7 @@ impl Report {
             ));
         }
         if let Some(limit) = self.max_lag {
-            match self.lag() {
+            match self.behind() {
                 Some(lag) if lag > limit => problems.push(format!(
                     "lag {} is over --max-lag {}",
                     seconds(Some(lag)),
@@ -433,12 +433,23 @@ impl Report {
 
     /// This subscriber's lag, seconds, from the provider.
     fn lag(&self) -> Option<f64> {
+        self.local()?.lag
+    }
+
+    /// How far behind this subscriber is, for `--max-lag`: its lag, unless nothing waits
+    /// for it ([`ConsumerInfo::behind`]).
+    fn behind(&self) -> Option<f64> {
+        let local = self.local()?;
+        local.behind(self.pending(local))
+    }
+
+    /// This subscriber's consumer, from the provider.
+    fn local(&self) -> Option<&ConsumerInfo> {
         let provider = self.provider.read()?;
-        let local = provider
+        provider
             .consumers
             .iter()
-            .find(|c| c.name == self.job.consumer)?;
-        local.lag
+            .find(|c| c.name == self.job.consumer)
     }
 
     /// Events `c` has yet to read, those not yet ticked included.
