@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::cli::one_error_line;
 use crate::replay::{Pair, stop};
 use crate::util::{process_alive, skyrep, wait_until};
 
@@ -564,6 +565,19 @@ fn a_consumer_is_registered_only_where_it_is_read_and_unregistered_without_its_s
         text(&out).contains("not set up: run `subscriber install` first"),
         "{}",
         text(&out)
+    );
+    assert!(consumers().is_empty(), "{:?}", consumers());
+    // A typo in the queue's name: said so, as replay says it.
+    std::fs::write(
+        &pair.conf,
+        good.replace("pgq_queue_name = login", "pgq_queue_name = lgoin"),
+    )
+    .unwrap();
+    let (code, err) = pair.fails(&["subscriber", "register"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        one_error_line(&err),
+        "skyrep: queue lgoin does not exist on the provider: run `provider install` first"
     );
     assert!(consumers().is_empty(), "{:?}", consumers());
 

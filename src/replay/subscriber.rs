@@ -500,6 +500,7 @@ impl Subscriber {
     pub fn register(&mut self) -> Result<()> {
         check_installed(&mut self.subscriber)?;
         let (queue, consumer) = (self.queue.clone(), self.consumer.clone());
+        crate::capture::provider::check_installed(self.provider()?, &queue)?;
         let n: i32 = self
             .provider()?
             .query_one("select pgq.register_consumer($1, $2)", &[&queue, &consumer])
