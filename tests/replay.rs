@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::cli::one_error_line;
 use crate::cluster::{Cluster, bindir};
 use crate::util::{TempDir, skyrep};
 
@@ -1036,6 +1037,12 @@ fn subscriber_add_options_dest_table_create_force_skip_truncate_resync_missing()
     );
     let (code, err) = pair.fails(&["subscriber", "add", "orders", "kept", "--dest-table=x.y"]);
     assert_eq!(code, Some(2), "{err}");
+    let (code, err) = pair.fails(&["subscriber", "add", "orders", "--dest-table=x.\"y"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        one_error_line(&err),
+        "skyrep: --dest-table: bad table name `x.\"y`: unterminated double quote"
+    );
     let (code, err) = pair.fails(&["subscriber", "add", "orders", "--dest-table=nowhere.t"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("nowhere.t does not exist"), "{err}");

@@ -163,7 +163,9 @@ impl Subscriber {
         }
         let dest_of: Vec<(TableName, TableName)> = match dest_table {
             Some(dest) if names.len() == 1 && !all => {
-                vec![(names[0].clone(), TableName::parse(dest)?)]
+                let dest =
+                    TableName::parse(dest).map_err(|e| usage(format!("--dest-table: {e:#}")))?;
+                vec![(names[0].clone(), dest)]
             }
             Some(_) => {
                 return Err(usage("--dest-table names the local table of one table"));
