@@ -318,11 +318,13 @@ impl Config {
         if let Some(key) = keys::find(name) {
             text.push_str(&format!(": {}", key.help));
         }
-        if matches!(name, "provider_db" | "subscriber_db") && self.entry("db").is_some() {
+        let replication_key = matches!(name, "provider_db" | "subscriber_db")
+            || (name == "pgq_queue_name" && self.entry("provider_db").is_none());
+        if replication_key && self.entry("db").is_some() {
             text.push_str(
-                "; this file names one database with `db`, as a ticker config or a Londiste 3 \
-                 node does, but replication reads its two databases from `provider_db` and \
-                 `subscriber_db`",
+                "; this file names one database with `db`, as a ticker config (for `ticker`, \
+                 `install` and pgqadm's commands) or a Londiste 3 node does, but replication \
+                 reads its two databases from `provider_db` and `subscriber_db`",
             );
         }
         usage(text)
@@ -693,6 +695,15 @@ mod tests {
         assert_eq!(
             exit_code(&c.require_connstr("subscriber_db").unwrap_err()),
             EXIT_USAGE
+        );
+        // A Londiste 2 ticker.ini asked to replicate: the queue is the first key missing.
+        let c = parse("[pgqadm]\njob_name = myticker\ndb = dbname=producer\n").unwrap();
+        let err = format!("{:#}", c.require_text("pgq_queue_name").unwrap_err());
+        assert!(
+            err.starts_with("/etc/skyrep/shop.ini: missing key `pgq_queue_name`: ")
+                && err
+                    .contains("as a ticker config (for `ticker`, `install` and pgqadm's commands)"),
+            "{err}"
         );
     }
 
