@@ -14,8 +14,8 @@
 //! killed it. Its heartbeat row (`londiste.replay_daemons`) says which process, and when it
 //! was last seen. `status` fails after printing while replay does not run, and, with
 //! `--max-lag`, while this subscriber's lag is over the limit with events waiting, so that
-//! monitoring can use the exit code alone. Events not yet ticked count as pending, and a consumer that has not read
-//! for an hour is marked stale: the queue keeps every event for it.
+//! monitoring can use the exit code alone. Events not yet ticked count as pending, and a
+//! consumer that has not read for an hour is marked stale: the queue keeps every event for it.
 
 use std::fmt::Write as _;
 use std::time::Duration;
