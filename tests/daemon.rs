@@ -265,7 +265,56 @@ fn a_stale_pidfile_is_taken_over_and_k_stops_at_once() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!process_alive(pid));
     assert!(!pidfile.exists());
-    assert!(read(&logfile).contains("got SIGTERM, shutting down"));
+    assert!(read(&logfile).contains("got SIGTERM, stopping at once"));
+}
+
+#[test]
+fn k_stops_at_once_and_the_batch_it_abandoned_is_applied_once_at_the_next_start() {
+    let (pair, pidfile, logfile) = service();
+    let (_, pid, _reaper) = detach(&pair.conf, &pidfile);
+    pair.provider
+        .execute("insert into ledger values (1, 'before')");
+    pair.wait_equal(&[("ledger", "id")]);
+    // The subscriber's table is locked: the next batch waits for it, as a long one runs.
+    let mut locker = pair.subscriber.connect("postgres");
+    locker
+        .batch_execute("begin; lock table ledger in access exclusive mode")
+        .unwrap();
+    pair.provider
+        .execute("insert into ledger select g, 'held' from generate_series(2, 100) g");
+    wait_until(WAIT, "a batch waits for the locked table", || {
+        pair.subscriber.value(
+            "postgres",
+            "select count(*) from pg_locks where not granted and relation = 'ledger'::regclass",
+        ) == Some("1".to_string())
+    });
+    // -s would wait for that batch; -k does not.
+    let out = run(&["-k"], &pair.conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!process_alive(pid));
+    assert!(!pidfile.exists());
+    let log = read(&logfile);
+    assert!(log.contains("got SIGTERM, stopping at once"), "{log}");
+    locker.batch_execute("rollback").unwrap();
+    assert_eq!(
+        pair.subscriber
+            .value("postgres", "select count(*) from ledger"),
+        Some("1".to_string()),
+        "the abandoned batch was rolled back"
+    );
+    pair.provider
+        .execute("insert into ledger values (101, 'after')");
+    let (_, _, _reaper) = detach(&pair.conf, &pidfile);
+    pair.wait_equal(&[("ledger", "id")]);
+    assert_eq!(
+        pair.subscriber
+            .value("postgres", "select count(*) from ledger"),
+        Some("101".to_string())
+    );
+    let log = read(&logfile);
+    assert!(!log.contains(" ERROR "), "{log}");
+    let out = run(&["-s"], &pair.conf, &[]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::queue::{install, ticker};
 use crate::replay::job::Job;
 use crate::replay::lock::ReplayLock;
 use crate::replay::worker;
-use crate::service::signals;
+use crate::service::signals::{self, OnTerm};
 
 /// A service command.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,7 +63,8 @@ impl Command {
                 let job = Job::from_config(config)?;
                 let lock = ReplayLock::take(&job)?;
                 worker::prepare(&job)?;
-                let stop = signals::stop_on_signal(config.path(), &job.live_settings())?;
+                let stop =
+                    signals::stop_on_signal(config.path(), &job.live_settings(), OnTerm::Exit)?;
                 Ok(Some(Started::Replay {
                     job: Box::new(job),
                     lock: Box::new(lock),
@@ -72,7 +73,7 @@ impl Command {
             }
             Command::Ticker => {
                 ticker::prepare(config)?;
-                let stop = signals::stop_on_signal(config.path(), &[])?;
+                let stop = signals::stop_on_signal(config.path(), &[], OnTerm::Exit)?;
                 Ok(Some(Started::Ticker(stop)))
             }
             Command::Install => Ok(None),

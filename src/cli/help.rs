@@ -19,7 +19,8 @@ Options:
   -d, --daemon      run `replay` or `ticker` in the background (needs logfile, pidfile);
                     returns once it passed its start-up checks, or fails saying why
   -s, --stop        ask the daemon to stop safely (SIGINT: finish the batch, roll back copies)
-  -k, --kill        the same as -s with SIGTERM, for init scripts that send TERM
+  -k, --kill        stop it at once (SIGTERM): a batch in progress is rolled back
+                    and applied again at the next start
   -r, --reload      reload the daemon's config and reopen its log file (SIGHUP)
       --ini         print the sample config and exit
 

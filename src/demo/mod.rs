@@ -38,7 +38,7 @@ use crate::replay::lock::ReplayLock;
 use crate::replay::state::{MergeState, load_tables};
 use crate::replay::subscriber::{AddOptions, Subscriber};
 use crate::replay::{job, worker};
-use crate::service::signals;
+use crate::service::signals::{self, OnTerm};
 use crate::verify::{compare, status};
 use cluster::Server;
 
@@ -76,7 +76,7 @@ pub fn run() -> Result<()> {
     let config_path = scratch.path.join(CONFIG_FILE);
     let mut tour = Tour {
         steps: 0,
-        interrupted: signals::stop_on_signal(&config_path, &[])?,
+        interrupted: signals::stop_on_signal(&config_path, &[], OnTerm::Stop)?,
     };
     output::line(
         "skyrep demo: a login service replicated between two throwaway PostgreSQL servers.\n\

@@ -27,6 +27,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -178,9 +179,33 @@ fn null_stdio() -> Result<()> {
     Ok(())
 }
 
-/// A pidfile naming this process, removed when dropped.
+/// A pidfile naming this process, removed when dropped (or by [`exit_at_once`]).
 pub struct PidFile {
     path: PathBuf,
+}
+
+/// The path of the pidfile this process holds, for [`exit_at_once`].
+static HELD: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Ends the process at once, as `-k` (SIGTERM) asks: removes the pidfile it holds and exits
+/// with status 0. Whatever a thread is doing is abandoned; the servers roll back the open
+/// transactions when the connections close, which loses nothing (a batch or a copy step
+/// commits whole or not at all, and the next start carries on).
+pub fn exit_at_once() -> ! {
+    if let Some(path) = HELD.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        remove_own(&path);
+    }
+    log::logger().flush();
+    std::process::exit(0)
+}
+
+/// Removes the pidfile at `path` if it still names this process.
+fn remove_own(path: &Path) {
+    if let Ok(Some(pid)) = read_pid(path)
+        && pid == std::process::id() as i32
+    {
+        let _ = fs::remove_file(path);
+    }
 }
 
 impl PidFile {
@@ -209,7 +234,10 @@ impl PidFile {
             // Twice: once more after removing a stale pidfile.
             for _ in 0..2 {
                 match fs::hard_link(&temporary, path) {
-                    Ok(()) => return Ok(PidFile { path: path.into() }),
+                    Ok(()) => {
+                        *HELD.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.into());
+                        return Ok(PidFile { path: path.into() });
+                    }
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                     Err(e) => {
                         return Err(e)
@@ -240,11 +268,8 @@ impl PidFile {
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        if let Ok(Some(pid)) = read_pid(&self.path)
-            && pid == std::process::id() as i32
-        {
-            let _ = fs::remove_file(&self.path);
-        }
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).take();
+        remove_own(&self.path);
     }
 }
 

@@ -1,9 +1,11 @@
-//! Signals of the long-running commands: SIGINT and SIGTERM stop, SIGHUP reloads.
+//! Signals of the long-running commands: SIGINT stops safely, SIGTERM at once, SIGHUP reloads.
 //!
-//! A dedicated thread waits for the signals. On the first SIGINT or SIGTERM it drops the only
-//! sender of a channel: every clone of the returned receiver then reports "disconnected", which
-//! the role loops treat as "stop now" (they wait on it instead of sleeping, so they stop at
-//! once). On SIGHUP it reads the config file again, reopens the log file (under its new name
+//! A dedicated thread waits for the signals. On the first SIGINT it drops the only sender of
+//! a channel: every clone of the returned receiver then reports "disconnected", which the
+//! role loops treat as "stop now" (they wait on it instead of sleeping, so they stop at once;
+//! a batch being applied is finished, a COPY cancelled). SIGTERM (`-k`) ends the daemons at
+//! once, abandoning a batch in progress to the servers' rollback ([`OnTerm::Exit`]); the
+//! demo, which has servers of its own to stop, treats it as SIGINT. On SIGHUP it reads the config file again, reopens the log file (under its new name
 //! if `logfile` changed) so that logrotate can move the file away, and sets the settings that
 //! change live (such as `loop_delay`); a config that no longer loads is logged and the
 //! running one kept. signal-hook rather than ctrlc: ctrlc runs one
@@ -19,11 +21,25 @@ use signal_hook::iterator::Signals;
 
 use crate::base::error::one_line;
 use crate::config::{Config, LiveKey};
-use crate::service::logging;
+use crate::service::{daemon, logging};
 
-/// A receiver that disconnects when the process gets SIGINT or SIGTERM; SIGHUP reloads the
-/// config at `config_path` and sets each `live` value from its key (see the module docs).
-pub fn stop_on_signal(config_path: &Path, live: &[LiveKey]) -> Result<Receiver<()>> {
+/// What SIGTERM does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnTerm {
+    /// The same as SIGINT: the receiver disconnects.
+    Stop,
+    /// The process ends at once ([`daemon::exit_at_once`]).
+    Exit,
+}
+
+/// A receiver that disconnects when the process gets SIGINT (and SIGTERM, as `on_term`
+/// says); SIGHUP reloads the config at `config_path` and sets each `live` value from its key
+/// (see the module docs).
+pub fn stop_on_signal(
+    config_path: &Path,
+    live: &[LiveKey],
+    on_term: OnTerm,
+) -> Result<Receiver<()>> {
     let live = live.to_vec();
     let (stop, stopped) = bounded::<()>(0);
     let mut signals =
@@ -37,6 +53,13 @@ pub fn stop_on_signal(config_path: &Path, live: &[LiveKey]) -> Result<Receiver<(
                 if signal == SIGHUP {
                     settings = reload(&config_path, &live, settings.take());
                     continue;
+                }
+                if signal == SIGTERM && on_term == OnTerm::Exit {
+                    log::info!(
+                        "got SIGTERM, stopping at once (work in progress is rolled back and \
+                         done again at the next start)"
+                    );
+                    daemon::exit_at_once();
                 }
                 let name = if signal == SIGINT {
                     "SIGINT"
