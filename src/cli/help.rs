@@ -9,7 +9,7 @@ Usage:
   skyrep -s|-k|-r CONFIG.ini   signal the running daemon of that config
   skyrep demo                  replicate a sample workload between two throwaway servers
   skyrep --ini                 print a sample config with every key and its default
-  skyrep help                  show this help (as --help)
+  skyrep help [COMMAND]        show this help (as --help)
 
 Options:
   -h, --help        show this help and exit

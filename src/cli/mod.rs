@@ -8,7 +8,7 @@
 //! a ticker config). `main` starts logging and the pidfile, then runs the [`Command`].
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -204,7 +204,9 @@ fn parse_inner(args: impl IntoIterator<Item = OsString>) -> Result<Cli> {
             action,
         });
     }
-    if words == ["help"] || (words.len() == 2 && words[1] == "help") {
+    // `help COMMAND` asks for help too, unless a config file is named `help`.
+    let help_first = words.first().is_some_and(|w| w == "help") && !Path::new("help").exists();
+    if help_first || (words.len() == 2 && words[1] == "help") {
         return Ok(Cli {
             verbosity,
             daemon,
@@ -558,11 +560,8 @@ mod tests {
         assert_eq!(cli(&["help"]).unwrap().action, Action::Help);
         assert_eq!(cli(&["a.ini", "help"]).unwrap().action, Action::Help);
         assert_eq!(cli(&["-v", "help"]).unwrap().action, Action::Help);
-        // A config file named `help` still needs its command.
-        assert_eq!(
-            fails(&["help", "fly"]),
-            "unknown command `fly` (see skyrep --help)"
-        );
+        // `help` before a command, where no config file is named `help`.
+        assert_eq!(cli(&["help", "status"]).unwrap().action, Action::Help);
     }
 
     #[test]
