@@ -126,12 +126,22 @@ fn compare_waits_for_replay_and_repair_makes_changed_tables_equal() {
         0o600
     );
 
-    // In --dir; a symbolic link planted at the fix file's name is not followed.
+    // A --dir that is not there is refused before any table is synced or compared.
     let fixes = pair.dir.path().join("fixes");
+    let fixes_arg = fixes.display().to_string();
+    let out = run(&pair, &["repair", "--dir", &fixes_arg, "ledger"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("--dir {fixes_arg}: no such directory"))
+            && !text(&out).contains("Comparing"),
+        "{}",
+        text(&out)
+    );
+
+    // In --dir; a symbolic link planted at the fix file's name is not followed.
     std::fs::create_dir(&fixes).unwrap();
     let victim = pair.dir.write("victim", "precious\n");
     std::os::unix::fs::symlink(&victim, fixes.join("fix.login_sub.public.ledger.sql")).unwrap();
-    let fixes_arg = fixes.display().to_string();
     let out = run(&pair, &["repair", "--dir", &fixes_arg, "ledger"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

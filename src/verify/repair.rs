@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use postgres::Client;
 
+use crate::base::error::usage;
 use crate::base::names::{TableName, quote_ident};
 use crate::base::output;
 use crate::config::Config;
@@ -31,6 +32,13 @@ use crate::verify::sync::Syncer;
 /// differed (also after applying the fix).
 pub fn repair(config: &Config, names: &[String], apply: bool, dir: &Path) -> Result<()> {
     let job = config.job_name()?;
+    // Checked before any table is synced or compared.
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "--dir {}: no such directory; create it or choose another",
+            dir.display()
+        )));
+    }
     let mut syncer = Syncer::connect(config)?;
     let tables = syncer.tables(names)?;
     let mut differ = Vec::new();
