@@ -791,7 +791,7 @@ fn both_daemons_fail_their_start_with_the_reason_and_the_exit_code_of_the_foregr
         fails(
             &conf,
             command,
-            1,
+            2,
             &format!("skyrep: cannot write pidfile {}", gone.display()),
         );
     }

@@ -228,8 +228,9 @@ impl PidFile {
         let mut temporary_name = file_name.to_os_string();
         temporary_name.push(format!(".{own}.tmp"));
         let temporary = path.with_file_name(temporary_name);
+        // A config error, as a log file that cannot be opened is: a restart would repeat it.
         write_new(&temporary, format!("{own}\n").as_bytes())
-            .with_context(|| format!("cannot write pidfile {}", path.display()))?;
+            .map_err(|e| usage(format!("cannot write pidfile {}: {e}", path.display())))?;
         let result = (|| {
             // Twice: once more after removing a stale pidfile.
             for _ in 0..2 {
