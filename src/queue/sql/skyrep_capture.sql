@@ -181,12 +181,15 @@
 -- i_trigger || '_guard' (FOR EACH ROW with a transition table, WHEN (false): it never
 -- runs), makes PostgreSQL refuse to make the table an inheritance child or a partition; an
 -- UPDATE or DELETE of a table that got inheritance children fails, asking for the refresh
--- that gives it the row trigger.  Measured as the backend's CPU time (PostgreSQL 15, 2
--- cores shared with other work, so only roughly): an UPDATE of 100,000 rows of (int, int,
--- text, timestamp) took 0.22 s without capture, 1.45 s with PgQ's C trigger, 1.93 s with the
--- generated row trigger and 0.70-0.73 s set-based: its capture costs about 0.48-0.51 s
--- against the C trigger's 1.23 s (2.4-2.5x less; the event table's INSERT is a third of
--- it, pairing old and new rows a fifth, encoding a sixth).  But a one-row UPDATE costs
+-- that gives it the row trigger.  An UPDATE that changes no key (told by comparing the
+-- keys of the old rows, in order, with those of the new rows) needs the old rows only for
+-- backup and ignore=; without those its events are read from the new rows alone, and
+-- only otherwise are old and new rows paired.  Measured (PostgreSQL 15, 2 cores shared
+-- with other work, so only roughly): an UPDATE of 100,000 rows of (int, bigint,
+-- timestamp, text, numeric) with keymove took 0.19 s without capture, 1.06 s with PgQ's C
+-- trigger and 0.51 s set-based: its capture costs about 0.31 s against the C trigger's
+-- 0.87 s (2.8x less; of it, the event table's INSERT is about a third and encoding the
+-- rows about a half, mostly the whole-row replace() calls).  But a one-row UPDATE costs
 -- about 70 us set-based against 25 us with the row trigger (20 us with the C trigger), a
 -- one-row INSERT 40 against 20: a statement trigger pays per statement for its catalog
 -- checks, a subtransaction that checks the table's columns, its settings and the plans of
@@ -351,8 +354,8 @@ $$;
 --   plain        its output needs no escaping (integers, numeric, uuid, boolean ...)
 --   float        can contain '+' (1e+100)
 --   date, timestamp, timestamptz, time, timetz, interval, net (inet, cidr, macaddr)
---                can contain only a few of ':' '/' '@' '+' ' ', in any DateStyle and
---                IntervalStyle
+--                can contain only a few of ':' '/' '+' ' ' (the dates and times in the
+--                DateStyle ISO and IntervalStyle postgres the generated functions print in)
 --   text         text and varchar: kept as they are when they hold only letters, digits and
 --                _ . - : / @ + space, else escaped by skyrep_capture_inner
 --   other        anything else: its text output, escaped by skyrep_capture_inner
@@ -397,12 +400,12 @@ as $$
     select case i_kind
         when 'plain' then ''
         when 'float' then '+'
-        when 'date' then '/ '
-        when 'timestamp' then ':/ '
-        when 'timestamptz' then ':/+ '
+        when 'date' then ' '
+        when 'timestamp' then ': '
+        when 'timestamptz' then ':+ '
         when 'time' then ':'
         when 'timetz' then ':+'
-        when 'interval' then ':@+ '
+        when 'interval' then ':+ '
         when 'net' then ':/'
         else ':/@+ '
     end;
