@@ -181,12 +181,15 @@
 -- i_trigger || '_guard' (FOR EACH ROW with a transition table, WHEN (false): it never
 -- runs), makes PostgreSQL refuse to make the table an inheritance child or a partition; an
 -- UPDATE or DELETE of a table that got inheritance children fails, asking for the refresh
--- that gives it the row trigger.  Measured as the backend's CPU time (PostgreSQL 15, 2
--- cores shared with other work, so only roughly): an UPDATE of 100,000 rows of (int, int,
--- text, timestamp) took 0.22 s without capture, 1.45 s with PgQ's C trigger, 1.93 s with the
--- generated row trigger and 0.70-0.73 s set-based: its capture costs about 0.48-0.51 s
--- against the C trigger's 1.23 s (2.4-2.5x less; the event table's INSERT is a third of
--- it, pairing old and new rows a fifth, encoding a sixth).  But a one-row UPDATE costs
+-- that gives it the row trigger.  An UPDATE that changes no key (told by comparing the
+-- keys of the old rows, in order, with those of the new rows) needs the old rows only for
+-- backup and ignore=; without those its events are read from the new rows alone, and
+-- only otherwise are old and new rows paired.  Measured (PostgreSQL 15, 2 cores shared
+-- with other work, so only roughly): an UPDATE of 100,000 rows of (int, bigint,
+-- timestamp, text, numeric) with keymove took 0.19 s without capture, 1.06 s with PgQ's C
+-- trigger and 0.51 s set-based: its capture costs about 0.31 s against the C trigger's
+-- 0.87 s (2.8x less; of it, the event table's INSERT is about a third and encoding the
+-- rows about a half, mostly the whole-row replace() calls).  But a one-row UPDATE costs
 -- about 70 us set-based against 25 us with the row trigger (20 us with the C trigger), a
 -- one-row INSERT 40 against 20: a statement trigger pays per statement for its catalog
 -- checks, a subtransaction that checks the table's columns, its settings and the plans of
@@ -351,8 +354,8 @@ $$;
 --   plain        its output needs no escaping (integers, numeric, uuid, boolean ...)
 --   float        can contain '+' (1e+100)
 --   date, timestamp, timestamptz, time, timetz, interval, net (inet, cidr, macaddr)
---                can contain only a few of ':' '/' '@' '+' ' ', in any DateStyle and
---                IntervalStyle
+--                can contain only a few of ':' '/' '+' ' ' (the dates and times in the
+--                DateStyle ISO and IntervalStyle postgres the generated functions print in)
 --   text         text and varchar: kept as they are when they hold only letters, digits and
 --                _ . - : / @ + space, else escaped by skyrep_capture_inner
 --   other        anything else: its text output, escaped by skyrep_capture_inner
@@ -397,12 +400,12 @@ as $$
     select case i_kind
         when 'plain' then ''
         when 'float' then '+'
-        when 'date' then '/ '
-        when 'timestamp' then ':/ '
-        when 'timestamptz' then ':/+ '
+        when 'date' then ' '
+        when 'timestamp' then ': '
+        when 'timestamptz' then ':+ '
         when 'time' then ':'
         when 'timetz' then ':+'
-        when 'interval' then ':@+ '
+        when 'interval' then ':+ '
         when 'net' then ':/'
         else ':/@+ '
     end;
@@ -1319,17 +1322,6 @@ begin
 end;
 $$;
 
--- Raises the row trigger's error for an UPDATE that changes a key column (without keymove);
--- called from the set-based capture's query for the first such row.
-create or replace function pgq.skyrep_capture_key_update_error()
-returns boolean
-language plpgsql
-as $$
-begin
-    raise exception 'primary key update not allowed';
-end;
-$$;
-
 -- The CREATE FUNCTION statement for the set-based capture function of a table (the 'bulk'
 -- argument; skyrep_capture_bulk_refusal must have found nothing against it).  Its triggers
 -- are AFTER ... FOR EACH STATEMENT with transition tables (see skyrep_capture_create), and
@@ -1418,6 +1410,10 @@ declare
     v_backup text;
     v_sel text;
     v_sel_plain text;
+    v_order_plain text;
+    v_kold text[] := '{}';       -- the key columns of the old and of the new row
+    v_knew text[] := '{}';
+    v_kchk text;                 -- an UPDATE changed a key
     v_order text;
     v_pfx text;
     v_ntables int;
@@ -1477,8 +1473,26 @@ begin
         end if;
         v_kc := v_kc || case when i > 1 then ' OR ' else '' end
                 || pgq.skyrep_capture_changed_sql(v_pkey[i], v_typ, '_skyrep_new', '_skyrep_old');
+        -- the key as skyrep_capture_changed_sql compares it: by equality, or by its text
+        v_kold := v_kold || case when not pgq.skyrep_type_is_array(v_typ) and pgq.skyrep_type_has_equality(v_typ)
+                                 then pgq.skyrep_capture_field('_skyrep_old', v_pkey[i])
+                                 else pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field('_skyrep_old', v_pkey[i]), v_typ) end;
+        v_knew := v_knew || case when not pgq.skyrep_type_is_array(v_typ) and pgq.skyrep_type_has_equality(v_typ)
+                                 then pgq.skyrep_capture_field('_skyrep_new', v_pkey[i])
+                                 else pgq.skyrep_capture_output_sql(pgq.skyrep_capture_field('_skyrep_new', v_pkey[i]), v_typ) end;
     end loop;
     v_kc := '(' || v_kc || ')';
+    -- Whether the UPDATE changed a key: the keys of the old rows, in order, against those of
+    -- the new rows (the transition tables hold an UPDATE's rows in the same order), without
+    -- pairing the rows; IS DISTINCT FROM compares arrays element by element with each type's
+    -- equality, as skyrep_capture_changed_sql does
+    v_kchk := pg_catalog.format(
+        E'(SELECT pg_catalog.array_agg(%s) FROM skyrep_old_rows AS _skyrep_old)\n' ||
+        E'           IS DISTINCT FROM (SELECT pg_catalog.array_agg(%s) FROM skyrep_new_rows AS _skyrep_new)',
+        case when pg_catalog.cardinality(v_kold) = 1 then v_kold[1]
+             else 'ROW(' || pg_catalog.array_to_string(v_kold, ', ') || ')' end,
+        case when pg_catalog.cardinality(v_knew) = 1 then v_knew[1]
+             else 'ROW(' || pg_catalog.array_to_string(v_knew, ', ') || ')' end);
     for i in 1 .. coalesce(pg_catalog.array_length(v_ignored_names, 1), 0) loop
         v_ign := v_ign || case when i > 1 then ' OR ' else '' end
                  || pgq.skyrep_capture_changed_sql(v_ignored_names[i], v_ignored_types[i], '_skyrep_new', '_skyrep_old');
@@ -1525,21 +1539,31 @@ begin
                 'D:' || v_pkey_str, v_old_data);
             v_order := '';
         else
-            -- the plain UPDATE: 'primary key update not allowed' at a key change
-            v_sel_plain := pg_catalog.format(
-                E'SELECT _skyrep_new.%1$I AS _n, 0 AS _k, %2$L::text AS t,\n' ||
-                E'              %3$s AS d,\n' ||
-                E'              %4$s AS x2\n' ||
-                E'         FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
-                E'         JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
-                E'           ON _skyrep_new.%1$I = _skyrep_old.%1$I\n' ||
-                E'        WHERE CASE WHEN %5$s THEN pgq.skyrep_capture_key_update_error()%6$s ELSE true END',
-                v_n, 'U:' || v_pkey_str, v_new_data, v_backup, v_kc,
-                case when v_ign <> '' then pg_catalog.format(' WHEN (%s) AND NOT (%s) THEN false', v_ign,
-                                                             case when v_dat = '' then 'false' else v_dat end)
-                     else '' end);
+            -- the UPDATE that changed no key (checked before, see v_kchk): without backup
+            -- and ignore= its events need only the new rows, in their order; else each new
+            -- row is paired with its old row by position
+            if not a.backup and v_ign = '' then
+                v_sel_plain := pg_catalog.format(
+                    E'SELECT 0::int8 AS _n, 0 AS _k, %L::text AS t,\n              %s AS d,\n' ||
+                    E'              NULL::text AS x2\n         FROM skyrep_new_rows AS _skyrep_new',
+                    'U:' || v_pkey_str, v_new_data);
+                v_order_plain := '';
+            else
+                v_sel_plain := pg_catalog.format(
+                    E'SELECT _skyrep_new.%1$I AS _n, 0 AS _k, %2$L::text AS t,\n' ||
+                    E'              %3$s AS d,\n' ||
+                    E'              %4$s AS x2\n' ||
+                    E'         FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
+                    E'         JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
+                    E'           ON _skyrep_new.%1$I = _skyrep_old.%1$I%5$s',
+                    v_n, 'U:' || v_pkey_str, v_new_data, v_backup,
+                    case when v_ign <> '' then pg_catalog.format(E'\n        WHERE NOT ((%s) AND NOT (%s))', v_ign,
+                                                                 case when v_dat = '' then 'false' else v_dat end)
+                         else '' end);
+                v_order_plain := ' ORDER BY _skyrep_e._n';
+            end if;
             v_sel := v_sel_plain;
-            v_order := ' ORDER BY _skyrep_e._n';
+            v_order := v_order_plain;
         end if;
         if v_op = 'UPDATE' and a.keymove then
             -- a key change queues the events of DELETE (_k 0) and INSERT (_k 1): two rows
@@ -1568,20 +1592,27 @@ begin
         v_probe := v_probe || pg_catalog.format(
             E'        %s TG_OP = %L THEN\n            PERFORM 1 FROM (%s) AS _skyrep_e LIMIT 0;\n',
             case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op, v_sel);
+        if v_op = 'UPDATE' and a.keymove then
+            v_probe := v_probe || pg_catalog.format(
+                E'            PERFORM 1 FROM (%s) AS _skyrep_e LIMIT 0;\n', v_sel_plain);
+        end if;
+        if v_op = 'UPDATE' then
+            v_probe := v_probe || pg_catalog.format(E'            PERFORM %s LIMIT 0;\n', v_kchk);
+        end if;
         v_ops := v_ops || pg_catalog.format(E'    %s TG_OP = %L THEN\n', case v_op when 'INSERT' then 'IF' else 'ELSIF' end, v_op);
         if v_op = 'UPDATE' and a.keymove then
-            -- Most UPDATEs change no key: one pass over the pair of rows tells, and then the
-            -- plain query (without a second row per input row) queues the same events.
-            v_ops := v_ops || pg_catalog.format(
-                    E'        IF EXISTS (SELECT 1\n' ||
-                    E'             FROM (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_old_rows) AS _skyrep_old\n' ||
-                    E'             JOIN (SELECT pg_catalog.row_number() OVER () AS %1$I, * FROM skyrep_new_rows) AS _skyrep_new\n' ||
-                    E'               ON _skyrep_new.%1$I = _skyrep_old.%1$I\n' ||
-                    E'            WHERE %2$s) THEN\n', v_n, v_kc)
+            -- Most UPDATEs change no key: the plain query (without a second row per input
+            -- row) queues the same events then.
+            v_ops := v_ops || pg_catalog.format(E'        IF %s THEN\n', v_kchk)
                 || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel, v_order)
                 || E'        ELSE\n'
-                || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel_plain, ' ORDER BY _skyrep_e._n')
+                || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel_plain, v_order_plain)
                 || E'        END IF;\n';
+        elsif v_op = 'UPDATE' then
+            v_ops := v_ops || pg_catalog.format(
+                    E'        IF %s THEN\n            RAISE EXCEPTION ''primary key update not allowed'';\n        END IF;\n',
+                    v_kchk)
+                || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel, v_order);
         else
             v_ops := v_ops || pgq.skyrep_capture_bulk_queue_sql(i_queue, v_fq, v_pfx, v_ntables, v_sel, v_order);
         end if;
