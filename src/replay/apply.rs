@@ -1507,6 +1507,10 @@ impl Pending {
     }
 }
 
+/// Where the columns of a table's key are among an event's values; `None` where the event
+/// does not carry the key.
+type Places = Option<Vec<usize>>;
+
 /// A key's values, equal for rows the key's types call equal.
 type Key<'a> = Vec<Option<&'a str>>;
 
@@ -1977,20 +1981,38 @@ impl Applier {
             self.table(tx, dest)?;
         }
         let tables: Vec<&Table> = pending.tables.iter().map(|t| &self.tables[t]).collect();
-        let mut keys: Vec<Option<Key>> = pending
-            .events
-            .iter()
-            .map(|(table, event)| {
-                let pkey = &tables[*table].pkey;
-                if pkey.is_empty()
-                    || event.pkey().len() != pkey.len()
-                    || !pkey.iter().all(|c| event.pkey().contains(c))
-                {
-                    return None;
+        // Where an event's names put the key's columns, by table and names (few of them).
+        let mut places: Vec<(usize, &Arc<Shape>, Places)> = Vec::new();
+        let mut keys: Vec<Option<Key>> = Vec::with_capacity(pending.events.len());
+        for (table, event) in &pending.events {
+            let known = places
+                .iter()
+                .position(|(t, shape, _)| t == table && Arc::ptr_eq(shape, &event.shape));
+            let at = match known {
+                Some(at) => at,
+                None => {
+                    let pkey = &tables[*table].pkey;
+                    let columns = if pkey.is_empty()
+                        || event.pkey().len() != pkey.len()
+                        || !pkey.iter().all(|c| event.pkey().contains(c))
+                    {
+                        None
+                    } else {
+                        pkey.iter()
+                            .map(|column| event.columns().iter().position(|c| c == column))
+                            .collect()
+                    };
+                    places.push((*table, &event.shape, columns));
+                    places.len() - 1
                 }
-                pkey.iter().map(|column| event.get(column)).collect()
-            })
-            .collect();
+            };
+            keys.push(
+                places[at]
+                    .2
+                    .as_ref()
+                    .map(|columns| columns.iter().map(|&i| event.value(i)).collect()),
+            );
+        }
         for (index, table) in tables.iter().enumerate() {
             if table.pkey.iter().all(|c| table.columns[c].exact) {
                 continue;
