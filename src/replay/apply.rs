@@ -204,6 +204,8 @@ pub struct Decoder {
     spelling: String,
     /// The event's pairs: the name's place in `ev_data` and the value's, if any.
     pairs: Vec<(Range<usize>, Option<Range<usize>>)>,
+    /// A value being decoded.
+    bytes: Vec<u8>,
 }
 
 impl Decoder {
@@ -271,8 +273,7 @@ impl Decoder {
                 shape
             }
         };
-        // Values are decoded in place, one after another (no copy of a wide value).
-        let mut text = Vec::with_capacity(size);
+        let mut text = String::with_capacity(size);
         let mut spans = Vec::with_capacity(self.pairs.len());
         for (index, (_, value)) in self.pairs.iter().enumerate() {
             let Some(value) = value else {
@@ -282,16 +283,17 @@ impl Decoder {
             let start = text.len();
             let raw = &data[value.clone()];
             if raw.contains(['%', '+']) {
-                unescape_bytes(raw, &mut text)
-                    .and_then(|()| utf8(raw, &text[start..]))
+                self.bytes.clear();
+                unescape_bytes(raw, &mut self.bytes)
+                    .and_then(|()| utf8(raw, &self.bytes))
                     .with_context(|| format!("bad value of column `{}`", shape.columns[index]))?;
+                // Checked just above.
+                text.push_str(std::str::from_utf8(&self.bytes).unwrap_or_default());
             } else {
-                text.extend_from_slice(raw.as_bytes());
+                text.push_str(raw);
             }
             spans.push(Some((start as u32, text.len() as u32)));
         }
-        // Each value is UTF-8, so all of them are.
-        let text = String::from_utf8(text).map_err(|e| anyhow!("decoded values: {e}"))?;
         Ok(Decoded::Row(RowEvent {
             op,
             shape,
