@@ -10,6 +10,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -57,15 +58,125 @@ impl fmt::Display for RowOp {
     }
 }
 
-/// One decoded row change.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The names a row event carries: its key columns (from `ev_type`) and its columns (from
+/// `ev_data`), in order. Events of one table and kind mostly carry the same names, and share
+/// one `Shape` ([`Decoder`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pkey: Vec<String>,
+    columns: Vec<String>,
+}
+
+/// One decoded row change: its values in one buffer, its names shared with other events.
+#[derive(Clone, Debug)]
 pub struct RowEvent {
     /// The kind of change.
     pub op: RowOp,
+    shape: Arc<Shape>,
+    /// The values, decoded, one after another.
+    text: String,
+    /// Each column's value: where it lies in `text`; `None` is NULL.
+    spans: Vec<Option<(u32, u32)>>,
+}
+
+/// Events are equal by what they say, however their values are laid out.
+impl PartialEq for RowEvent {
+    fn eq(&self, other: &RowEvent) -> bool {
+        self.op == other.op
+            && (Arc::ptr_eq(&self.shape, &other.shape) || self.shape == other.shape)
+            && (0..self.spans.len()).all(|i| self.value(i) == other.value(i))
+    }
+}
+
+impl Eq for RowEvent {}
+
+impl RowEvent {
+    /// An event of `op` with key columns `pkey` and these columns and values (`None` is NULL).
+    pub fn new(op: RowOp, pkey: Vec<String>, values: &[(&str, Option<&str>)]) -> RowEvent {
+        let shape = Arc::new(Shape {
+            pkey,
+            columns: values.iter().map(|(name, _)| name.to_string()).collect(),
+        });
+        RowEvent::with_values(op, shape, values.iter().map(|(_, value)| *value))
+    }
+
+    /// An event of `op` with the names of `shape` and these values, one per column.
+    fn with_values<'v>(
+        op: RowOp,
+        shape: Arc<Shape>,
+        values: impl Iterator<Item = Option<&'v str>> + Clone,
+    ) -> RowEvent {
+        let size = values.clone().flatten().map(str::len).sum();
+        let mut text = String::with_capacity(size);
+        let spans = values
+            .map(|value| {
+                value.map(|value| {
+                    let start = text.len();
+                    text.push_str(value);
+                    (start as u32, text.len() as u32)
+                })
+            })
+            .collect();
+        RowEvent {
+            op,
+            shape,
+            text,
+            spans,
+        }
+    }
+
     /// The provider's key columns, from `ev_type`.
-    pub pkey: Vec<String>,
-    /// The row's columns in event order, with their text values (`None` is NULL).
-    pub values: Vec<(String, Option<String>)>,
+    pub fn pkey(&self) -> &[String] {
+        &self.shape.pkey
+    }
+
+    /// The row's columns in event order.
+    pub fn columns(&self) -> &[String] {
+        &self.shape.columns
+    }
+
+    /// The text value of column `index` (in event order); `None` is NULL.
+    pub fn value(&self, index: usize) -> Option<&str> {
+        self.spans[index].map(|(start, end)| &self.text[start as usize..end as usize])
+    }
+
+    /// The columns with their values, in event order.
+    pub fn values(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.shape
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.as_str(), self.value(i)))
+    }
+
+    /// The value of the column named `column`: `None` if the event does not carry it.
+    fn get(&self, column: &str) -> Option<Option<&str>> {
+        let at = self.shape.columns.iter().position(|name| name == column)?;
+        Some(self.value(at))
+    }
+
+    /// Bytes of values the event holds.
+    fn size(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The event with column `index` set to `value`.
+    fn set(&mut self, index: usize, value: Option<&str>) {
+        self.spans[index] = value.map(|value| {
+            let start = self.text.len();
+            self.text.push_str(value);
+            (start as u32, self.text.len() as u32)
+        });
+    }
+
+    /// The event with key columns `pkey` instead of its own.
+    fn with_pkey(mut self, pkey: &[String]) -> RowEvent {
+        self.shape = Arc::new(Shape {
+            pkey: pkey.to_vec(),
+            columns: self.shape.columns.clone(),
+        });
+        self
+    }
 }
 
 /// What an event means for the subscriber's tables.
@@ -79,68 +190,174 @@ pub enum Decoded {
     Other,
 }
 
-/// Decodes an event's `ev_type` and `ev_data` in `logutriga` format.
-pub fn decode(ev_type: &str, ev_data: Option<&str>) -> Result<Decoded> {
-    if ev_type == "R" {
-        return Ok(Decoded::Truncate);
-    }
-    let op = match ev_type.get(..2) {
-        Some("I:") => RowOp::Insert,
-        Some("U:") => RowOp::Update,
-        Some("D:") => RowOp::Delete,
-        _ => return Ok(Decoded::Other),
-    };
-    let keys = &ev_type[2..];
-    let pkey = if keys.is_empty() {
-        Vec::new()
-    } else {
-        keys.split(',').map(str::to_owned).collect::<Vec<_>>()
-    };
-    if pkey.iter().any(String::is_empty) {
-        bail!("bad event type `{ev_type}`: empty key column name");
-    }
-    let data = ev_data.ok_or_else(|| anyhow!("row event `{ev_type}` has no data"))?;
-    let values =
-        decode_urlencoded(data).with_context(|| format!("bad data in row event `{ev_type}`"))?;
-    Ok(Decoded::Row(RowEvent { op, pkey, values }))
+/// Names lists remembered by a [`Decoder`]; past this many it starts afresh (events are not
+/// trusted, and each could name other columns).
+const MAX_SHAPES: usize = 256;
+
+/// Decodes events in `logutriga` format, one [`Shape`] for the events that carry the same
+/// names: a row's values are decoded into one buffer, and its names are decoded once.
+#[derive(Default)]
+pub struct Decoder {
+    /// Shapes by the names as events spell them (see [`Decoder::decode`]).
+    shapes: HashMap<String, Arc<Shape>>,
+    /// The spelling of the event being decoded.
+    spelling: String,
+    /// The event's pairs: the name's place in `ev_data` and the value's, if any.
+    pairs: Vec<(Range<usize>, Option<Range<usize>>)>,
+    /// A value being decoded.
+    bytes: Vec<u8>,
 }
 
-/// Decodes a url-encoded row: `name=value` pairs joined by `&`; a bare `name` is NULL, `name=`
-/// the empty string; `%xx` is a byte, `+` a space. Empty pairs are skipped.
-pub fn decode_urlencoded(data: &str) -> Result<Vec<(String, Option<String>)>> {
-    data.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = match pair.split_once('=') {
-                Some((name, value)) => (name, Some(value)),
-                None => (pair, None),
-            };
-            let name = unescape(name)?;
-            if name.is_empty() {
-                bail!(
-                    "empty column name before `={}`",
-                    snippet(value.unwrap_or(""))
-                );
+impl Decoder {
+    /// A decoder that knows no names yet.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Decodes an event's `ev_type` and `ev_data`.
+    ///
+    /// `ev_data` is the row url-encoded: `name=value` pairs joined by `&`; a bare `name` is
+    /// NULL, `name=` the empty string; `%xx` is a byte, `+` a space. Empty pairs are skipped.
+    pub fn decode(&mut self, ev_type: &str, ev_data: Option<&str>) -> Result<Decoded> {
+        if ev_type == "R" {
+            return Ok(Decoded::Truncate);
+        }
+        let op = match ev_type.get(..2) {
+            Some("I:") => RowOp::Insert,
+            Some("U:") => RowOp::Update,
+            Some("D:") => RowOp::Delete,
+            _ => return Ok(Decoded::Other),
+        };
+        let keys = &ev_type[2..];
+        if !keys.is_empty() && keys.split(',').any(str::is_empty) {
+            bail!("bad event type `{ev_type}`: empty key column name");
+        }
+        let data = ev_data.ok_or_else(|| anyhow!("row event `{ev_type}` has no data"))?;
+        self.decode_row(op, keys, data)
+            .with_context(|| format!("bad data in row event `{ev_type}`"))
+    }
+
+    fn decode_row(&mut self, op: RowOp, keys: &str, data: &str) -> Result<Decoded> {
+        // The spelling names the shape: the key list's length, the key list, then the names
+        // as encoded (an encoded name holds no `&` or `=`).
+        self.spelling.clear();
+        self.spelling.push_str(&keys.len().to_string());
+        self.spelling.push(':');
+        self.spelling.push_str(keys);
+        self.pairs.clear();
+        let mut at = 0;
+        let mut size = 0;
+        for pair in data.split('&') {
+            let start = at;
+            at += pair.len() + 1;
+            if pair.is_empty() {
+                continue;
             }
-            let value = value
-                .map(unescape)
-                .transpose()
-                .with_context(|| format!("bad value of column `{name}`"))?;
-            Ok((name, value))
-        })
-        .collect()
+            let (name, value) = match pair.find('=') {
+                Some(eq) => (start..start + eq, Some(start + eq + 1..start + pair.len())),
+                None => (start..start + pair.len(), None),
+            };
+            size += value.as_ref().map_or(0, Range::len);
+            self.spelling.push('&');
+            self.spelling.push_str(&data[name.clone()]);
+            self.pairs.push((name, value));
+        }
+        let shape = match self.shapes.get(&self.spelling) {
+            Some(shape) => shape.clone(),
+            None => {
+                let shape = Arc::new(self.shape(keys, data)?);
+                if self.shapes.len() >= MAX_SHAPES {
+                    self.shapes.clear();
+                }
+                self.shapes.insert(self.spelling.clone(), shape.clone());
+                shape
+            }
+        };
+        let mut text = String::with_capacity(size);
+        let mut spans = Vec::with_capacity(self.pairs.len());
+        for (index, (_, value)) in self.pairs.iter().enumerate() {
+            let Some(value) = value else {
+                spans.push(None);
+                continue;
+            };
+            let start = text.len();
+            let raw = &data[value.clone()];
+            if raw.contains(['%', '+']) {
+                self.bytes.clear();
+                unescape_bytes(raw, &mut self.bytes)
+                    .and_then(|()| utf8(raw, &self.bytes))
+                    .with_context(|| format!("bad value of column `{}`", shape.columns[index]))?;
+                // Checked just above.
+                text.push_str(std::str::from_utf8(&self.bytes).unwrap_or_default());
+            } else {
+                text.push_str(raw);
+            }
+            spans.push(Some((start as u32, text.len() as u32)));
+        }
+        Ok(Decoded::Row(RowEvent {
+            op,
+            shape,
+            text,
+            spans,
+        }))
+    }
+
+    /// The names of the event being decoded, from `ev_type`'s `keys` and `data`.
+    fn shape(&self, keys: &str, data: &str) -> Result<Shape> {
+        let pkey = if keys.is_empty() {
+            Vec::new()
+        } else {
+            keys.split(',').map(str::to_owned).collect()
+        };
+        let columns = self
+            .pairs
+            .iter()
+            .map(|(name, value)| {
+                let name = unescape(&data[name.clone()])?;
+                if name.is_empty() {
+                    bail!(
+                        "empty column name before `={}`",
+                        snippet(value.clone().map_or("", |value| &data[value]))
+                    );
+                }
+                Ok(name)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Shape { pkey, columns })
+    }
 }
 
-/// Undoes the url-encoding of one name or value.
+/// Decodes one event's `ev_type` and `ev_data` in `logutriga` format ([`Decoder::decode`]).
+pub fn decode(ev_type: &str, ev_data: Option<&str>) -> Result<Decoded> {
+    Decoder::new().decode(ev_type, ev_data)
+}
+
+/// Undoes the url-encoding of one name.
 fn unescape(text: &str) -> Result<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    unescape_bytes(text, &mut bytes)?;
+    utf8(text, &bytes)?;
+    String::from_utf8(bytes).map_err(|e| anyhow!("{e}"))
+}
+
+/// Checks that `bytes`, decoded from `text`, are UTF-8.
+fn utf8(text: &str, bytes: &[u8]) -> Result<()> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        Err(e) => bail!(
+            "`{}` decodes to bytes that are not UTF-8 (at byte {}); the provider database \
+             must use UTF8",
+            snippet(text),
+            e.valid_up_to()
+        ),
+    }
+}
+
+/// Appends the bytes that url-encoded `text` stands for to `out`.
+fn unescape_bytes(text: &str, out: &mut Vec<u8>) -> Result<()> {
     let bytes = text.as_bytes();
     let special = |b: &u8| *b == b'%' || *b == b'+';
-    let Some(first) = bytes.iter().position(special) else {
-        return Ok(text.to_owned());
-    };
-    let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(&bytes[..first]);
-    let mut i = first;
+    let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'+' => {
@@ -171,14 +388,7 @@ fn unescape(text: &str) -> Result<String> {
             }
         }
     }
-    String::from_utf8(out).map_err(|e| {
-        anyhow!(
-            "`{}` decodes to bytes that are not UTF-8 (at byte {}); the provider database \
-             must use UTF8",
-            snippet(text),
-            e.utf8_error().valid_up_to()
-        )
-    })
+    Ok(())
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
@@ -435,7 +645,7 @@ fn same_keys(
         names.join(", ")
     );
     let arrays: Vec<Vec<Option<&str>>> = (0..names.len())
-        .map(|column| keys.iter().map(|key| key[column].as_deref()).collect())
+        .map(|column| keys.iter().map(|key| key[column]).collect())
         .collect();
     let params: Vec<&(dyn ToSql + Sync)> = arrays
         .iter()
@@ -455,8 +665,7 @@ fn same_keys(
 struct GroupKey {
     table: TableName,
     op: RowOp,
-    pkey: Vec<String>,
-    columns: Vec<String>,
+    shape: Arc<Shape>,
 }
 
 impl GroupKey {
@@ -464,21 +673,8 @@ impl GroupKey {
         GroupKey {
             table: table.clone(),
             op: event.op,
-            pkey: event.pkey.clone(),
-            columns: event.values.iter().map(|(name, _)| name.clone()).collect(),
+            shape: event.shape.clone(),
         }
-    }
-
-    fn matches(&self, table: &TableName, event: &RowEvent) -> bool {
-        self.op == event.op
-            && self.table == *table
-            && self.pkey == event.pkey
-            && self.columns.len() == event.values.len()
-            && self
-                .columns
-                .iter()
-                .zip(&event.values)
-                .all(|(column, (name, _))| column == name)
     }
 }
 
@@ -510,19 +706,19 @@ impl Plan {
         if table.pkey.is_empty() {
             bail!("table {dest} has no primary key on the subscriber; row events need one");
         }
-        let event_keys: HashSet<&String> = key.pkey.iter().collect();
-        if event_keys.len() != key.pkey.len()
+        let event_keys: HashSet<&String> = key.shape.pkey.iter().collect();
+        if event_keys.len() != key.shape.pkey.len()
             || event_keys != table.pkey.iter().collect::<HashSet<_>>()
         {
             bail!(
                 "the key of {dest} differs: events carry ({}) but the subscriber's primary key \
                  is ({})",
-                key.pkey.join(", "),
+                key.shape.pkey.join(", "),
                 table.pkey.join(", ")
             );
         }
         let mut seen = HashSet::new();
-        for column in &key.columns {
+        for column in &key.shape.columns {
             if !table.columns.contains_key(column) {
                 bail!(
                     "table {dest} on the subscriber has no column `{column}`, which the events \
@@ -538,8 +734,9 @@ impl Plan {
         }
         let mut params = Vec::new();
         if key.op != RowOp::Insert {
-            for column in &key.pkey {
+            for column in &key.shape.pkey {
                 let index = key
+                    .shape
                     .columns
                     .iter()
                     .position(|c| c == column)
@@ -550,18 +747,18 @@ impl Plan {
             }
         }
         let keys = params.len();
-        let stored = |&i: &usize| !table.columns[&key.columns[i]].generated;
+        let stored = |&i: &usize| !table.columns[&key.shape.columns[i]].generated;
         match key.op {
             RowOp::Insert => {
-                params.extend((0..key.columns.len()).filter(stored));
+                params.extend((0..key.shape.columns.len()).filter(stored));
                 if params.is_empty() {
                     bail!("insert event for {dest} carries no columns to store");
                 }
             }
             RowOp::Update => {
                 params.extend(
-                    (0..key.columns.len())
-                        .filter(|&i| !event_keys.contains(&key.columns[i]))
+                    (0..key.shape.columns.len())
+                        .filter(|&i| !event_keys.contains(&key.shape.columns[i]))
                         .filter(stored),
                 );
                 if params.len() == keys {
@@ -577,7 +774,7 @@ impl Plan {
             RowOp::Delete => {}
         }
 
-        let names: Vec<&String> = params.iter().map(|&i| &key.columns[i]).collect();
+        let names: Vec<&String> = params.iter().map(|&i| &key.shape.columns[i]).collect();
         let cast = |column: &String| {
             format!(
                 "cast(u.{} as {})",
@@ -733,61 +930,83 @@ fn join(separator: &str, items: impl Iterator<Item = String>) -> String {
 /// The values are borrowed from the queued events.
 struct Group<'a> {
     key: GroupKey,
+    /// The table's index in [`Pending::tables`].
+    table: usize,
     plan: Arc<Plan>,
     /// One text array per statement parameter.
     arrays: Vec<Vec<Option<&'a str>>>,
     /// Events taken in (more than the rows in `arrays` when updates of one key merged).
     events: usize,
     /// Updates: row index in `arrays` by key values.
-    rows_by_key: HashMap<Vec<Option<&'a str>>, usize>,
+    rows_by_key: HashMap<Key<'a>, usize>,
+}
+
+/// Which row of its table an event added to a [`Group`] changes.
+#[derive(Clone, Copy)]
+enum Identity<'k, 'a> {
+    /// The row this key identifies; the key's text may differ between events of one row.
+    Key(&'k Key<'a>),
+    /// The row the event's key values name.
+    Text,
+    /// A row no other event of the group changes.
+    Own,
 }
 
 impl<'a> Group<'a> {
-    fn new(key: GroupKey, plan: Arc<Plan>) -> Group<'a> {
+    fn new(key: GroupKey, table: usize, plan: Arc<Plan>) -> Group<'a> {
         Group {
             arrays: vec![Vec::new(); plan.params.len()],
             key,
+            table,
             plan,
             events: 0,
             rows_by_key: HashMap::new(),
         }
     }
 
-    /// Takes in `event`; `identity` is its row's, where the key's text may differ between
-    /// events of one row (the key's values otherwise).
-    fn add(&mut self, event: &'a RowEvent, identity: Option<&'a Key>) {
+    /// Whether `event`, of table `table` (its index in [`Pending::tables`]), belongs here.
+    fn matches(&self, table: usize, event: &RowEvent) -> bool {
+        self.table == table
+            && self.key.op == event.op
+            && (Arc::ptr_eq(&self.key.shape, &event.shape) || self.key.shape == event.shape)
+    }
+
+    /// Takes in `event`, a change of the row `identity` tells.
+    fn add(&mut self, event: &'a RowEvent, identity: Identity<'_, 'a>) {
         self.events += 1;
         if self.plan.statement.is_none() {
             return;
         }
-        let mut row: Vec<Option<&'a str>> = self
-            .plan
-            .params
-            .iter()
-            .map(|&i| event.values[i].1.as_deref())
-            .collect();
         if self.key.op == RowOp::Update {
             // The event carries the whole new row, so a later update of the key replaces an
             // earlier one (one source row per target row, as UPDATE ... FROM needs).
             let key = match identity {
-                Some(identity) => identity.iter().map(Option::as_deref).collect(),
-                None => row[..self.plan.keys].to_vec(),
+                Identity::Key(identity) => Some(identity.clone()),
+                Identity::Text => Some(
+                    self.plan.params[..self.plan.keys]
+                        .iter()
+                        .map(|&i| event.value(i))
+                        .collect(),
+                ),
+                Identity::Own => None,
             };
-            match self.rows_by_key.entry(key) {
-                Entry::Occupied(e) => {
-                    let index = *e.get();
-                    for (array, value) in self.arrays.iter_mut().zip(row.drain(..)) {
-                        array[index] = value;
+            if let Some(key) = key {
+                match self.rows_by_key.entry(key) {
+                    Entry::Occupied(e) => {
+                        let index = *e.get();
+                        for (array, &i) in self.arrays.iter_mut().zip(&self.plan.params) {
+                            array[index] = event.value(i);
+                        }
+                        return;
                     }
-                    return;
-                }
-                Entry::Vacant(e) => {
-                    e.insert(self.arrays[0].len());
+                    Entry::Vacant(e) => {
+                        e.insert(self.arrays[0].len());
+                    }
                 }
             }
         }
-        for (array, value) in self.arrays.iter_mut().zip(row) {
-            array.push(value);
+        for (array, &i) in self.arrays.iter_mut().zip(&self.plan.params) {
+            array.push(event.value(i));
         }
     }
 }
@@ -801,19 +1020,62 @@ struct Image {
 }
 
 impl Image {
-    fn row<'a>(&'a self, events: &'a [(usize, RowEvent)]) -> &'a RowEvent {
-        self.merged.as_ref().unwrap_or(&events[self.event].1)
+    fn row<'a, E: Events + ?Sized>(&'a self, events: &'a E) -> &'a RowEvent {
+        self.merged
+            .as_ref()
+            .unwrap_or_else(|| events.at(self.event))
+    }
+}
+
+/// Events by their index in [`Pending::events`].
+trait Events {
+    fn at(&self, index: usize) -> &RowEvent;
+}
+
+impl Events for [(usize, RowEvent)] {
+    fn at(&self, index: usize) -> &RowEvent {
+        &self[index].1
+    }
+}
+
+/// The pending events with the values of some written as the subscriber writes them
+/// ([`Applier::alike`]).
+struct Alike<'a> {
+    events: &'a [(usize, RowEvent)],
+    /// The events rewritten, by index.
+    rewritten: HashMap<usize, RowEvent>,
+}
+
+impl Events for Alike<'_> {
+    fn at(&self, index: usize) -> &RowEvent {
+        self.rewritten.get(&index).unwrap_or(&self.events[index].1)
     }
 }
 
 /// Lays the columns of update `event` over `image` (an update carries the columns it sets).
 fn merge(image: &mut RowEvent, event: &RowEvent) {
-    for (name, value) in &event.values {
-        match image.values.iter_mut().find(|(column, _)| column == name) {
-            Some((_, old)) => old.clone_from(value),
-            None => image.values.push((name.clone(), value.clone())),
+    if Arc::ptr_eq(&image.shape, &event.shape) || image.columns() == event.columns() {
+        image.text.clone_from(&event.text);
+        image.spans.clone_from(&event.spans);
+        return;
+    }
+    let mut columns = image.columns().to_vec();
+    let mut values: Vec<Option<&str>> = (0..columns.len()).map(|i| image.value(i)).collect();
+    for (name, value) in event.values() {
+        match columns.iter().position(|column| column == name) {
+            Some(at) => values[at] = value,
+            None => {
+                columns.push(name.to_string());
+                values.push(value);
+            }
         }
     }
+    let shape = Arc::new(Shape {
+        pkey: image.pkey().to_vec(),
+        columns,
+    });
+    let merged = RowEvent::with_values(image.op, shape, values.iter().copied());
+    *image = merged;
 }
 
 /// What the events of one row add up to, whether or not the row existed before them.
@@ -840,22 +1102,16 @@ struct Held {
 
 impl Held {
     /// The row's value of `column`, where the events tell it.
-    fn value<'a>(
+    fn value<'a, E: Events + ?Sized>(
         &self,
-        events: &'a [(usize, RowEvent)],
+        events: &'a E,
         column: &str,
-    ) -> Option<&'a Option<String>> {
+    ) -> Option<Option<&'a str>> {
         self.updates
             .iter()
             .rev()
             .chain(self.insert.iter())
-            .find_map(|&i| {
-                let values = &events[i].1.values;
-                values
-                    .iter()
-                    .find(|(name, _)| name == column)
-                    .map(|(_, v)| v)
-            })
+            .find_map(|&i| events.at(i).get(column))
     }
 
     /// The row's values are known (it was inserted or updated by the events).
@@ -864,27 +1120,26 @@ impl Held {
     }
 
     /// Whether the row is the one a delete carrying `event`'s values removed.
-    fn is(&self, events: &[(usize, RowEvent)], event: &RowEvent) -> bool {
+    fn is<E: Events + ?Sized>(&self, events: &E, event: &RowEvent) -> bool {
         self.known()
             && event
-                .values
-                .iter()
+                .values()
                 .all(|(name, v)| self.value(events, name).is_none_or(|mine| mine == v))
     }
 
     /// The row's image as one event: the insert or first update with the later ones merged.
-    fn image(&self, events: &[(usize, RowEvent)], op: RowOp) -> Image {
+    fn image<E: Events + ?Sized>(&self, events: &E, op: RowOp) -> Image {
         let mut steps = self.insert.iter().chain(&self.updates).copied();
         let first = steps.next().expect("a known row has an event");
         let mut merged: Option<RowEvent> = None;
         for step in steps {
             merge(
-                merged.get_or_insert_with(|| events[first].1.clone()),
-                &events[step].1,
+                merged.get_or_insert_with(|| events.at(first).clone()),
+                events.at(step),
             );
         }
-        if events[first].1.op != op {
-            merged.get_or_insert_with(|| events[first].1.clone()).op = op;
+        if events.at(first).op != op {
+            merged.get_or_insert_with(|| events.at(first).clone()).op = op;
         }
         Image {
             event: first,
@@ -948,7 +1203,7 @@ impl KeyRun {
         }
     }
 
-    fn add(&mut self, index: usize, events: &[(usize, RowEvent)]) {
+    fn add<E: Events + ?Sized>(&mut self, index: usize, events: &E) {
         for (start, courses) in [&mut self.absent, &mut self.present]
             .into_iter()
             .enumerate()
@@ -986,10 +1241,10 @@ impl KeyRun {
     /// `open`: the events may stop inside a provider transaction that holds the key with
     /// several rows (a deferrable key, applied before the batch's end), so a course that ends
     /// so is possible, and such a key waits for more of its events.
-    fn outcome(
+    fn outcome<A: Events + ?Sized>(
         &self,
         events: &[(usize, RowEvent)],
-        alike: &[(usize, RowEvent)],
+        alike: &A,
         last: usize,
         exists: Option<bool>,
         open: bool,
@@ -1046,7 +1301,7 @@ impl KeyRun {
             let values = |course: &Course| {
                 course.rows.first().map(|r| {
                     r.known()
-                        .then(|| r.image(alike, RowOp::Update).row(alike).values.clone())
+                        .then(|| r.image(alike, RowOp::Update).row(alike).clone())
                 })
             };
             let first = courses.first().map(values);
@@ -1096,14 +1351,14 @@ impl KeyRun {
 /// The courses `course` goes on to with event `index`, added to `out` (none if the event is
 /// impossible in it). A delete removes the held row its values match, else the row from
 /// before, else (if `loose`) any row.
-fn step(
+fn step<E: Events + ?Sized>(
     mut course: Course,
     index: usize,
-    events: &[(usize, RowEvent)],
+    events: &E,
     loose: bool,
     out: &mut Vec<Course>,
 ) {
-    let event = &events[index].1;
+    let event = events.at(index);
     match event.op {
         RowOp::Insert => {
             course.rows.push(Held {
@@ -1173,12 +1428,7 @@ impl Pending {
                 self.tables.len() - 1
             }
         };
-        self.bytes += event
-            .values
-            .iter()
-            .filter_map(|(_, value)| value.as_ref())
-            .map(String::len)
-            .sum::<usize>();
+        self.bytes += event.size();
         self.counts[event.op.index()] += 1;
         if !self.kinds.contains(&(table, event.op)) {
             self.kinds.push((table, event.op));
@@ -1220,14 +1470,10 @@ impl Pending {
     fn describe(&self, at: usize) -> String {
         let (table, event) = &self.events[at];
         let key: Vec<String> = event
-            .pkey
+            .pkey()
             .iter()
             .map(|column| {
-                let value = event
-                    .values
-                    .iter()
-                    .find(|(name, _)| name == column)
-                    .and_then(|(_, value)| value.as_deref());
+                let value = event.get(column).flatten();
                 format!("{column}={}", value.map_or("NULL".into(), snippet))
             })
             .collect();
@@ -1261,8 +1507,74 @@ impl Pending {
     }
 }
 
+/// Where the columns of a table's key are among an event's values; `None` where the event
+/// does not carry the key.
+type Places = Option<Vec<usize>>;
+
 /// A key's values, equal for rows the key's types call equal.
-type Key = Vec<Option<String>>;
+type Key<'a> = Vec<Option<&'a str>>;
+
+/// The pending events by row: each row's events in order, the rows in the order of their
+/// first event.
+struct Runs {
+    /// Each row's table, and where its events are in `events`.
+    rows: Vec<(usize, Range<usize>)>,
+    /// The rows' events (their indices in [`Pending::events`]), row after row.
+    events: Vec<usize>,
+    /// Some event does not carry the subscriber's key, so it is in no row.
+    unkeyed: bool,
+}
+
+impl Runs {
+    /// The events of `pending` by row; `keys[i]` is the row identity of event `i`.
+    fn of(pending: &Pending, keys: &[Option<Key>]) -> Runs {
+        let mut ids: HashMap<(usize, &Key), usize> = HashMap::with_capacity(keys.len());
+        let mut row_of = Vec::with_capacity(keys.len());
+        let mut rows: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut unkeyed = false;
+        for (index, key) in keys.iter().enumerate() {
+            let Some(key) = key else {
+                unkeyed = true;
+                row_of.push(None);
+                continue;
+            };
+            let table = pending.events[index].0;
+            let row = *ids.entry((table, key)).or_insert_with(|| {
+                rows.push((table, 0..0));
+                rows.len() - 1
+            });
+            // Counted in `end` for now.
+            rows[row].1.end += 1;
+            row_of.push(Some(row));
+        }
+        let mut start = 0;
+        for (_, range) in &mut rows {
+            let count = range.end;
+            *range = start..start;
+            start += count;
+        }
+        let mut events = vec![0; start];
+        for (index, row) in row_of.into_iter().enumerate() {
+            if let Some(row) = row {
+                let range = &mut rows[row].1;
+                events[range.end] = index;
+                range.end += 1;
+            }
+        }
+        Runs {
+            rows,
+            events,
+            unkeyed,
+        }
+    }
+
+    /// Each row's table and events.
+    fn iter(&self) -> impl Iterator<Item = (usize, &[usize])> {
+        self.rows
+            .iter()
+            .map(|(table, range)| (*table, &self.events[range.clone()]))
+    }
+}
 
 /// The pending events added up per row.
 struct Netting {
@@ -1288,37 +1600,22 @@ struct Netting {
 fn net(
     pending: &Pending,
     keys: &[Option<Key>],
+    runs: &Runs,
     exists: &HashMap<usize, bool>,
-    alike: &[(usize, RowEvent)],
+    alike: &Alike,
     open: &[bool],
 ) -> Result<Netting> {
     let events = &pending.events;
-    let mut rows: HashMap<(usize, &Key), usize> = HashMap::new();
-    let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
     let mut netting = Netting {
-        changes: Vec::new(),
-        in_order_only: false,
+        changes: Vec::with_capacity(runs.rows.len()),
+        in_order_only: runs.unkeyed,
         crowded: false,
         unsettled: None,
         ask: Vec::new(),
     };
-    for (index, key) in keys.iter().enumerate() {
-        let Some(key) = key else {
-            netting.in_order_only = true;
-            continue;
-        };
-        let table = events[index].0;
-        match rows.entry((table, key)) {
-            Entry::Occupied(e) => runs[*e.get()].1.push(index),
-            Entry::Vacant(e) => {
-                e.insert(runs.len());
-                runs.push((table, vec![index]));
-            }
-        }
-    }
-    for (table, run) in runs {
+    for (table, run) in runs.iter() {
         let last = *run.last().expect("a run has an event");
-        if let ([only], false) = (&run[..], open[table]) {
+        if let ([only], false) = (run, open[table]) {
             let only = *only;
             netting.changes.push((
                 table,
@@ -1337,7 +1634,7 @@ fn net(
             continue;
         }
         let mut key_run = KeyRun::new();
-        for &index in &run {
+        for &index in run {
             key_run.add(index, alike);
         }
         let run_text = || {
@@ -1383,7 +1680,7 @@ fn key_text(key: &Option<Key>) -> String {
             ", ",
             values
                 .iter()
-                .map(|v| v.as_deref().map_or("NULL".to_string(), quote_literal)),
+                .map(|v| v.map_or("NULL".to_string(), quote_literal)),
         ),
         None => "?".to_string(),
     }
@@ -1468,8 +1765,8 @@ impl Applier {
         // `ev_type` joins the key columns' names with commas, so a name with a comma in it
         // reads as several: where the text is the subscriber's key, that key is meant.
         let pkey = &self.table(tx, dest)?.pkey;
-        if event.pkey.len() != pkey.len() && event.pkey.join(",") == pkey.join(",") {
-            event.pkey.clone_from(pkey);
+        if event.pkey().len() != pkey.len() && event.pkey().join(",") == pkey.join(",") {
+            event = event.with_pkey(pkey);
         }
         self.pending.push(dest, event, id);
         if self.pending.full() {
@@ -1605,18 +1902,18 @@ impl Applier {
         let mut nettings = Vec::new();
         for part in &parts {
             let keys = self.row_keys(tx, part)?;
-            let alike = self.alike(tx, part, &keys)?;
-            let alike = alike.as_deref().unwrap_or(&part.events);
+            let runs = Runs::of(part, &keys);
+            let alike = self.alike(tx, part, &runs)?;
             // Before the batch's end a provider transaction may hold a deferrable key with
             // several rows past these events.
             let mut open = Vec::new();
             for dest in &part.tables {
                 open.push(!last && self.table(tx, dest)?.deferrable);
             }
-            let mut netting = net(part, &keys, &HashMap::new(), alike, &open)?;
+            let mut netting = net(part, &keys, &runs, &HashMap::new(), &alike, &open)?;
             if !netting.ask.is_empty() {
                 let exists = self.exists(tx, part, &keys, &netting.ask)?;
-                netting = net(part, &keys, &exists, alike, &open)?;
+                netting = net(part, &keys, &runs, &exists, &alike, &open)?;
             }
             if let Some(unsettled) = &netting.unsettled {
                 if last {
@@ -1675,34 +1972,47 @@ impl Applier {
     /// Each pending event's row identity: its key values in the order of the subscriber's
     /// primary key, where rows equal by the key's types have one identity; `None` where the
     /// event does not carry the subscriber's key.
-    fn row_keys(
+    fn row_keys<'p>(
         &mut self,
         tx: &mut Transaction<'_>,
-        pending: &Pending,
-    ) -> Result<Vec<Option<Key>>> {
+        pending: &'p Pending,
+    ) -> Result<Vec<Option<Key<'p>>>> {
         for dest in &pending.tables {
             self.table(tx, dest)?;
         }
         let tables: Vec<&Table> = pending.tables.iter().map(|t| &self.tables[t]).collect();
-        let mut keys: Vec<Option<Key>> = pending
-            .events
-            .iter()
-            .map(|(table, event)| {
-                let pkey = &tables[*table].pkey;
-                if pkey.is_empty()
-                    || event.pkey.len() != pkey.len()
-                    || !pkey.iter().all(|c| event.pkey.contains(c))
-                {
-                    return None;
+        // Where an event's names put the key's columns, by table and names (few of them).
+        let mut places: Vec<(usize, &Arc<Shape>, Places)> = Vec::new();
+        let mut keys: Vec<Option<Key>> = Vec::with_capacity(pending.events.len());
+        for (table, event) in &pending.events {
+            let known = places
+                .iter()
+                .position(|(t, shape, _)| t == table && Arc::ptr_eq(shape, &event.shape));
+            let at = match known {
+                Some(at) => at,
+                None => {
+                    let pkey = &tables[*table].pkey;
+                    let columns = if pkey.is_empty()
+                        || event.pkey().len() != pkey.len()
+                        || !pkey.iter().all(|c| event.pkey().contains(c))
+                    {
+                        None
+                    } else {
+                        pkey.iter()
+                            .map(|column| event.columns().iter().position(|c| c == column))
+                            .collect()
+                    };
+                    places.push((*table, &event.shape, columns));
+                    places.len() - 1
                 }
-                pkey.iter()
-                    .map(|column| {
-                        let (_, value) = event.values.iter().find(|(name, _)| name == column)?;
-                        Some(value.clone())
-                    })
-                    .collect()
-            })
-            .collect();
+            };
+            keys.push(
+                places[at]
+                    .2
+                    .as_ref()
+                    .map(|columns| columns.iter().map(|&i| event.value(i)).collect()),
+            );
+        }
         for (index, table) in tables.iter().enumerate() {
             if table.pkey.iter().all(|c| table.columns[c].exact) {
                 continue;
@@ -1741,44 +2051,39 @@ impl Applier {
     /// its digits) written as the subscriber writes it here, for telling rows apart: which of
     /// the rows holding a key (under a deferrable key) a delete removed is told by the row's
     /// values, and the insert or update that wrote them may come from another session than
-    /// the delete. Only events of keys with several events are rewritten; `None` where none
-    /// is (then the events themselves serve). Values the subscriber cannot read keep their text.
-    fn alike(
+    /// the delete. Only events of keys with several events (the rows of `runs`) are
+    /// rewritten. Values the subscriber cannot read keep their text.
+    fn alike<'p>(
         &mut self,
         tx: &mut Transaction<'_>,
-        pending: &Pending,
-        keys: &[Option<Key>],
-    ) -> Result<Option<Vec<(usize, RowEvent)>>> {
-        let mut seen: HashMap<(usize, &Key), usize> = HashMap::new();
-        for ((table, _), key) in pending.events.iter().zip(keys) {
-            if let Some(key) = key {
-                *seen.entry((*table, key)).or_default() += 1;
-            }
-        }
+        pending: &'p Pending,
+        runs: &Runs,
+    ) -> Result<Alike<'p>> {
+        let mut alike = Alike {
+            events: &pending.events,
+            rewritten: HashMap::new(),
+        };
         // (table, column) -> the places (event, value) of its values, and their texts.
         let mut places: HashMap<(usize, &str), Values> = HashMap::new();
-        for (index, ((table, event), key)) in pending.events.iter().zip(keys).enumerate() {
-            let Some(key) = key else { continue };
-            if seen[&(*table, key)] < 2 {
+        for (table, run) in runs.iter() {
+            if run.len() < 2 {
                 continue;
             }
-            let columns = &self.tables[&pending.tables[*table]].columns;
-            for (at, (name, value)) in event.values.iter().enumerate() {
-                let (Some(column), Some(value)) = (columns.get(name), value) else {
-                    continue;
-                };
-                if column.exact || column.generated || column.collation.is_some() {
-                    continue;
+            let columns = &self.tables[&pending.tables[table]].columns;
+            for &index in run {
+                for (at, (name, value)) in pending.events[index].1.values().enumerate() {
+                    let (Some(column), Some(value)) = (columns.get(name), value) else {
+                        continue;
+                    };
+                    if column.exact || column.generated || column.collation.is_some() {
+                        continue;
+                    }
+                    let (at_places, texts) = places.entry((table, name)).or_default();
+                    at_places.push((index, at));
+                    texts.push(value);
                 }
-                let (at_places, texts) = places.entry((*table, name.as_str())).or_default();
-                at_places.push((index, at));
-                texts.push(value);
             }
         }
-        if places.is_empty() {
-            return Ok(None);
-        }
-        let mut alike = pending.events.clone();
         let mut places: Vec<_> = places.into_iter().collect();
         places.sort_by(|a, b| a.0.cmp(&b.0));
         for ((table, name), (at_places, texts)) in places {
@@ -1793,7 +2098,11 @@ impl Applier {
                 Ok(rows) => {
                     savepoint.commit().context("releasing a savepoint")?;
                     for ((index, at), row) in at_places.into_iter().zip(rows) {
-                        alike[index].1.values[at].1 = row.get(0);
+                        alike
+                            .rewritten
+                            .entry(index)
+                            .or_insert_with(|| pending.events[index].1.clone())
+                            .set(at, row.get(0));
                     }
                 }
                 Err(e) => {
@@ -1804,7 +2113,7 @@ impl Applier {
                 }
             }
         }
-        Ok(Some(alike))
+        Ok(alike)
     }
 
     /// Whether the subscriber has the rows of `ask` ((table, index of an event of the row)),
@@ -1848,7 +2157,7 @@ impl Applier {
             let arrays: Vec<Vec<Option<&str>>> = (0..names.len())
                 .map(|column| {
                     rows.iter()
-                        .map(|&row| keys[row].as_ref().and_then(|key| key[column].as_deref()))
+                        .map(|&row| keys[row].as_ref().and_then(|key| key[column]))
                         .collect()
                 })
                 .collect();
@@ -1931,20 +2240,19 @@ impl Applier {
             let dest = &pending.tables[*table];
             let event = match change {
                 Outcome::Delete(index) => &pending.events[*index].1,
-                Outcome::Update(image) | Outcome::Insert(image) => image.row(&pending.events),
+                Outcome::Update(image) | Outcome::Insert(image) => image.row(&pending.events[..]),
             };
-            {
-                let at = match groups.iter().position(|g| g.key.matches(dest, event)) {
-                    Some(at) => at,
-                    None => {
-                        let key = GroupKey::of(dest, event);
-                        let plan = self.plan(tx, &key)?;
-                        groups.push(Group::new(key, plan));
-                        groups.len() - 1
-                    }
-                };
-                groups[at].add(event, None);
-            }
+            // Each change is of another row.
+            let at = match groups.iter().position(|g| g.matches(*table, event)) {
+                Some(at) => at,
+                None => {
+                    let key = GroupKey::of(dest, event);
+                    let plan = self.plan(tx, &key)?;
+                    groups.push(Group::new(key, *table, plan));
+                    groups.len() - 1
+                }
+            };
+            groups[at].add(event, Identity::Own);
         }
         groups.sort_by_key(|group| pending.rank(&group.key.table, group.key.op));
         for group in groups {
@@ -1972,17 +2280,17 @@ impl Applier {
         for (at, ((table, event), key)) in pending.events.iter().zip(keys).enumerate() {
             let dest = &pending.tables[*table];
             let mut current = match group.take() {
-                Some(current) if !one_by_one && current.key.matches(dest, event) => current,
+                Some(current) if !one_by_one && current.matches(*table, event) => current,
                 other => {
                     if let Some(done) = other {
                         named(self.execute(tx, done), last_event)?;
                     }
                     let key = GroupKey::of(dest, event);
                     let plan = self.plan(tx, &key)?;
-                    Group::new(key, plan)
+                    Group::new(key, *table, plan)
                 }
             };
-            current.add(event, key.as_ref());
+            current.add(event, key.as_ref().map_or(Identity::Text, Identity::Key));
             group = Some(current);
             last_event = Some(at);
         }
@@ -2061,22 +2369,25 @@ mod tests {
     use super::*;
 
     fn row(op: RowOp, pkey: &[&str], values: &[(&str, Option<&str>)]) -> Decoded {
-        Decoded::Row(RowEvent {
+        Decoded::Row(RowEvent::new(
             op,
-            pkey: pkey.iter().map(|k| k.to_string()).collect(),
-            values: values
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.map(str::to_owned)))
-                .collect(),
-        })
+            pkey.iter().map(|k| k.to_string()).collect(),
+            values,
+        ))
     }
 
     fn values(data: &str) -> Vec<(String, Option<String>)> {
-        decode_urlencoded(data).unwrap()
+        let Decoded::Row(event) = decode("I:", Some(data)).unwrap() else {
+            panic!("not a row event");
+        };
+        event
+            .values()
+            .map(|(name, value)| (name.to_string(), value.map(str::to_owned)))
+            .collect()
     }
 
     fn error(data: &str) -> String {
-        format!("{:#}", decode_urlencoded(data).unwrap_err())
+        format!("{:#}", decode("I:", Some(data)).unwrap_err())
     }
 
     #[test]
@@ -2109,6 +2420,40 @@ mod tests {
             values("a=b=c"),
             [("a".to_string(), Some("b=c".to_string()))]
         );
+    }
+
+    /// Events with the same names share them; names spelled otherwise, in another order or
+    /// with another key are told apart.
+    #[test]
+    fn a_decoder_shares_names() {
+        let mut decoder = Decoder::new();
+        let mut row = |ev_type: &str, data: &str| match decoder.decode(ev_type, Some(data)) {
+            Ok(Decoded::Row(event)) => event,
+            _ => panic!("{ev_type} {data}: not a row event"),
+        };
+        let first = row("U:id", "id=1&v=x");
+        let second = row("U:id", "id=2&v");
+        assert!(Arc::ptr_eq(&first.shape, &second.shape));
+        assert_eq!(second.value(0), Some("2"));
+        assert_eq!(second.value(1), None);
+        let swapped = row("U:id", "v=y&id=3");
+        assert_eq!(swapped.columns(), ["v", "id"]);
+        assert_eq!(swapped.get("id"), Some(Some("3")));
+        let spelled = row("U:id", "i%64=4&v=z");
+        assert_eq!(spelled.columns(), ["id", "v"]);
+        assert_eq!(spelled.value(0), Some("4"));
+        let other_key = row("U:v", "id=1&v=x");
+        assert_eq!(other_key.pkey(), ["v"]);
+        assert!(!Arc::ptr_eq(&first.shape, &other_key.shape));
+        // The key list's end is not taken for a column name, nor the other way round.
+        let (joined, apart) = (row("I:a&b", "c=1"), row("I:a", "b&c=1"));
+        assert_eq!(
+            (joined.pkey(), joined.columns()),
+            (&["a&b".to_string()][..], &["c".to_string()][..])
+        );
+        assert_eq!(apart.columns(), ["b", "c"]);
+        assert_eq!(apart.value(0), None);
+        assert_eq!(first, row("U:id", "id=1&v=x"));
     }
 
     #[test]
@@ -2177,13 +2522,12 @@ mod tests {
         if events.len() == 5 {
             return;
         }
-        let event = |op, value: &str| RowEvent {
-            op,
-            pkey: vec!["id".into()],
-            values: vec![
-                ("id".into(), Some("1".into())),
-                ("v".into(), Some(value.into())),
-            ],
+        let event = |op, value: &str| {
+            RowEvent::new(
+                op,
+                vec!["id".into()],
+                &[("id", Some("1")), ("v", Some(value))],
+            )
         };
         // A value by the event's place: branches that differ only in which row an update
         // changed make the same events.
@@ -2224,7 +2568,7 @@ mod tests {
         events: &[(usize, RowEvent)],
         before: Option<&str>,
     ) -> Option<String> {
-        let value = |image: &Image| image.row(events).values[1].1.clone();
+        let value = |image: &Image| image.row(events).value(1).map(str::to_owned);
         match outcome {
             None => before.map(str::to_owned),
             Some(Outcome::Delete(_)) => None,
@@ -2259,13 +2603,13 @@ mod tests {
                         history.iter().cloned().map(|e| (0, e)).collect();
                     let mut run = KeyRun::new();
                     for index in 0..events.len() {
-                        run.add(index, &events);
+                        run.add(index, &events[..]);
                     }
                     let last = events.len() - 1;
-                    let mut verdict = run.outcome(&events, &events, last, None, false);
+                    let mut verdict = run.outcome(&events, &events[..], last, None, false);
                     if matches!(verdict, Verdict::Ask) {
                         verdict =
-                            run.outcome(&events, &events, last, Some(before.is_some()), false);
+                            run.outcome(&events, &events[..], last, Some(before.is_some()), false);
                     }
                     let several = ends[&format!("{history:?}")].len() > 1;
                     match verdict {
@@ -2313,21 +2657,20 @@ mod tests {
             .map(|(i, &op)| {
                 // The delete carries the row as the update before it left it.
                 let value = format!("v{}", if op == RowOp::Delete { i - 1 } else { i });
-                let values = vec![("id".into(), Some("1".into())), ("v".into(), Some(value))];
-                let pkey = vec!["id".into()];
-                (0, RowEvent { op, pkey, values })
+                let values = [("id", Some("1")), ("v", Some(value.as_str()))];
+                (0, RowEvent::new(op, vec!["id".into()], &values))
             })
             .collect();
         let mut run = KeyRun::new();
         for index in 0..events.len() {
-            run.add(index, &events);
+            run.add(index, &events[..]);
         }
         let last = events.len() - 1;
         assert!(matches!(
-            run.outcome(&events, &events, last, None, false),
+            run.outcome(&events, &events[..], last, None, false),
             Verdict::Ask
         ));
-        match run.outcome(&events, &events, last, Some(false), false) {
+        match run.outcome(&events, &events[..], last, Some(false), false) {
             Verdict::Known(outcome, _) => assert_eq!(
                 applied(outcome.as_ref(), &events, None),
                 Some(format!("v{last}"))

@@ -16,7 +16,7 @@ use postgres::{Client, Transaction};
 
 use crate::base::names::TableName;
 use crate::queue::consumer::{Batch, Consumer, Event};
-use crate::replay::apply::{Applier, Decoded, decode};
+use crate::replay::apply::{Applier, Decoded, Decoder};
 use crate::replay::control;
 use crate::replay::state::{applied_tick, record_tick};
 
@@ -122,6 +122,7 @@ pub fn apply_batch<'t>(
             // A reader thread fetches the events from the provider while this one decodes and
             // queues those already read, within a budget of bytes read ahead.
             let budget = Budget::default();
+            let mut decoder = Decoder::new();
             std::thread::scope(|scope| -> Result<()> {
                 let (send, chunks) = bounded::<(Vec<Event>, usize)>(READ_AHEAD);
                 let ptx = &mut ptx;
@@ -181,11 +182,9 @@ pub fn apply_batch<'t>(
                                 continue;
                             }
                         };
-                        let decoded =
-                            decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
-                                .with_context(|| {
-                                    format!("event {} of batch {}", ev.id, batch.id)
-                                })?;
+                        let decoded = decoder
+                            .decode(ev.ev_type.as_deref().unwrap_or(""), ev.data.as_deref())
+                            .with_context(|| format!("event {} of batch {}", ev.id, batch.id))?;
                         let id = ev.id;
                         // Its text is decoded: not held while the rows are applied.
                         drop(ev);
