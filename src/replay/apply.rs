@@ -1519,10 +1519,9 @@ type Key<'a> = Vec<Option<&'a str>>;
 struct Runs {
     /// Each row's table, and where its events are in `events`.
     rows: Vec<(usize, Range<usize>)>,
-    /// The rows' events (their indices in [`Pending::events`]), row after row.
+    /// The rows' events (their indices in [`Pending::events`]), row after row; an event
+    /// that does not carry the subscriber's key is in no row.
     events: Vec<usize>,
-    /// Some event does not carry the subscriber's key, so it is in no row.
-    unkeyed: bool,
 }
 
 impl Runs {
@@ -1531,10 +1530,8 @@ impl Runs {
         let mut ids: HashMap<(usize, &Key), usize> = HashMap::with_capacity(keys.len());
         let mut row_of = Vec::with_capacity(keys.len());
         let mut rows: Vec<(usize, Range<usize>)> = Vec::new();
-        let mut unkeyed = false;
         for (index, key) in keys.iter().enumerate() {
             let Some(key) = key else {
-                unkeyed = true;
                 row_of.push(None);
                 continue;
             };
@@ -1561,11 +1558,7 @@ impl Runs {
                 range.end += 1;
             }
         }
-        Runs {
-            rows,
-            events,
-            unkeyed,
-        }
+        Runs { rows, events }
     }
 
     /// Each row's table and events.
@@ -1580,8 +1573,9 @@ impl Runs {
 struct Netting {
     /// Each row's net change with its table, in the order of the row's first event.
     changes: Vec<(usize, Outcome)>,
-    /// Some row's events only make sense applied one by one (or not at all).
-    in_order_only: bool,
+    /// The events (indices in [`Pending::events`]) of the rows whose events only make sense
+    /// applied one by one (or not at all), and those that carry no key, in order.
+    in_order: Vec<usize>,
     /// Replaying one by one would not give the outcome (keys moved through each other).
     crowded: bool,
     /// A key held by several rows (the provider's transaction goes on past these events).
@@ -1608,7 +1602,12 @@ fn net(
     let events = &pending.events;
     let mut netting = Netting {
         changes: Vec::with_capacity(runs.rows.len()),
-        in_order_only: runs.unkeyed,
+        in_order: keys
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| key.is_none())
+            .map(|(index, _)| index)
+            .collect(),
         crowded: false,
         unsettled: None,
         ask: Vec::new(),
@@ -1659,15 +1658,43 @@ fn net(
             }
             Verdict::Ask => netting.ask.push((table, run[0])),
             Verdict::Unsettled => netting.unsettled = Some(run_text()),
-            Verdict::InOrder => netting.in_order_only = true,
+            Verdict::InOrder => netting.in_order.extend_from_slice(run),
             Verdict::Unknown => bail!(
                 "cannot tell what the events of {} add up to: several rows held the key at once",
                 run_text()
             ),
         }
     }
+    netting.in_order.sort_unstable();
     Ok(netting)
 }
+
+/// A step of applying a part in which keys moved through each other ([`CROWDED_ORDERS`]).
+#[derive(Clone, Copy)]
+enum Step {
+    /// The net changes that delete rows.
+    Deletes,
+    /// The events that apply only in their order ([`Netting::in_order`]).
+    Events,
+    /// The other net changes: updates, then inserts.
+    Rest,
+}
+
+/// The orders in which a part's net changes, where keys moved through each other, are applied
+/// with its events that apply only in their order. Any order that goes through ends the same,
+/// but the subscriber's constraints between the rows (a foreign key, a unique column) may let
+/// only some through. First the net deletes, then the events, then the net updates and
+/// inserts: what the deletes free (a unique value, a referenced row) is free for the events,
+/// and what the events add is there for the updates and inserts, as the net changes among
+/// themselves are ordered. Then the events before all net changes (they free what the net
+/// changes take, as a delete of the rows that reference a row the net changes delete), and
+/// last after all of them (they need what the net changes add, as an insert of a row that
+/// references a row the net changes insert).
+const CROWDED_ORDERS: [[Step; 3]; 3] = [
+    [Step::Deletes, Step::Events, Step::Rest],
+    [Step::Events, Step::Deletes, Step::Rest],
+    [Step::Deletes, Step::Rest, Step::Events],
+];
 
 /// Values of one column: their places (event, value) among the pending events, and their
 /// texts.
@@ -1944,29 +1971,85 @@ impl Applier {
         let several = pending.events.len() > 1;
         let mut done = false;
         if netting.crowded {
-            // Keys moved through each other: only the net changes are right.
-            self.apply_net(tx, pending, netting.changes).context(
-                "applying net changes in which keys moved through each other (they cannot be \
-                 applied event by event)",
-            )?;
+            // Keys moved through each other: only the net changes are right for them.
+            self.apply_crowded(tx, pending, keys, netting.changes, &netting.in_order)?;
             done = true;
-        } else if several && !netting.in_order_only {
+        } else if several && netting.in_order.is_empty() {
             done = self.attempt(tx, "net changes", |applier, sp| {
-                applier.apply_net(sp, pending, netting.changes)
+                applier.apply_net(sp, pending, &netting.changes)
             })?;
         }
+        let every = || 0..pending.events.len();
         if several && !done {
             done = self.attempt(tx, "runs of events", |applier, sp| {
-                applier.apply_in_order(sp, pending, keys, false)
+                applier.apply_in_order(sp, pending, keys, every(), false)
             })?;
         }
         if !done {
-            self.apply_in_order(tx, pending, keys, true)?;
+            self.apply_in_order(tx, pending, keys, every(), true)?;
         }
         for (total, n) in self.counts.iter_mut().zip(pending.counts) {
             *total += n;
         }
         Ok(())
+    }
+
+    /// Applies a part in which keys moved through each other: the net `changes`, since
+    /// replaying those keys' events one by one would not give them, and the events of
+    /// `in_order` ([`Netting::in_order`]) in their order. The two change different rows, so
+    /// every order the subscriber's constraints let through ends the same; those of
+    /// [`CROWDED_ORDERS`] are tried in turn, each in a savepoint. Where none goes through, the
+    /// first is applied with the events one by one, so that the error names the event the
+    /// subscriber refuses: the events are never passed over.
+    fn apply_crowded(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        pending: &Pending,
+        keys: &[Option<Key>],
+        changes: Vec<(usize, Outcome)>,
+        in_order: &[usize],
+    ) -> Result<()> {
+        let (deletes, rest): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|(_, change)| matches!(change, Outcome::Delete(_)));
+        let apply = |applier: &mut Applier, tx: &mut Transaction<'_>, order, one_by_one| {
+            for step in order {
+                match step {
+                    Step::Deletes => applier.apply_net(tx, pending, &deletes)?,
+                    Step::Events => applier.apply_in_order(
+                        tx,
+                        pending,
+                        keys,
+                        in_order.iter().copied(),
+                        one_by_one,
+                    )?,
+                    Step::Rest => applier.apply_net(tx, pending, &rest)?,
+                }
+            }
+            Ok(())
+        };
+        if !in_order.is_empty() {
+            for order in CROWDED_ORDERS {
+                let what = "net changes with the events that apply only in their order";
+                if self.attempt(tx, what, |applier, sp| apply(applier, sp, order, false))? {
+                    return Ok(());
+                }
+            }
+        }
+        apply(self, tx, CROWDED_ORDERS[0], true).with_context(|| {
+            let mut text = "applying net changes in which keys moved through each other (they \
+                            cannot be applied event by event)"
+                .to_string();
+            if let (Some(&first), Some(&last)) = (in_order.first(), in_order.last()) {
+                text.push_str(&format!(
+                    " together with {} events, {} to {}, that apply only in their order",
+                    in_order.len(),
+                    pending.ids[first],
+                    pending.ids[last]
+                ));
+            }
+            text
+        })
     }
 
     /// Each pending event's row identity: its key values in the order of the subscriber's
@@ -2232,11 +2315,11 @@ impl Applier {
         &mut self,
         tx: &mut Transaction<'_>,
         pending: &Pending,
-        changes: Vec<(usize, Outcome)>,
+        changes: &[(usize, Outcome)],
     ) -> Result<()> {
         // Few groups, so finding one by comparing beats hashing a key made for every event.
         let mut groups: Vec<Group> = Vec::new();
-        for (table, change) in &changes {
+        for (table, change) in changes {
             let dest = &pending.tables[*table];
             let event = match change {
                 Outcome::Delete(index) => &pending.events[*index].1,
@@ -2261,13 +2344,15 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies the events in their order: one statement per run of consecutive changes of one
-    /// table and kind, or with `one_by_one` one statement per event.
+    /// Applies `events` (indices in [`Pending::events`], in order) in their order: one
+    /// statement per run of consecutive changes of one table and kind, or with `one_by_one`
+    /// one statement per event.
     fn apply_in_order(
         &mut self,
         tx: &mut Transaction<'_>,
         pending: &Pending,
         keys: &[Option<Key>],
+        events: impl Iterator<Item = usize>,
         one_by_one: bool,
     ) -> Result<()> {
         let mut group: Option<Group> = None;
@@ -2277,7 +2362,8 @@ impl Applier {
             Some(at) if one_by_one => result.with_context(|| pending.describe(at)),
             _ => result,
         };
-        for (at, ((table, event), key)) in pending.events.iter().zip(keys).enumerate() {
+        for at in events {
+            let ((table, event), key) = (&pending.events[at], &keys[at]);
             let dest = &pending.tables[*table];
             let mut current = match group.take() {
                 Some(current) if !one_by_one && current.matches(*table, event) => current,
@@ -2676,6 +2762,54 @@ mod tests {
                 Some(format!("v{last}"))
             ),
             _ => panic!("wrong verdict"),
+        }
+    }
+
+    /// A part where a key was held by two rows on the way (only its net change is right) and
+    /// another key's events contradict each other, beside an event without the key: the
+    /// netting keeps the latter's events, in order, to be applied with the net change.
+    #[test]
+    fn events_that_apply_only_in_order_are_kept_beside_a_crowded_key() {
+        let event =
+            |op, values: &[(&str, Option<&str>)]| RowEvent::new(op, vec!["id".into()], values);
+        let keyed = |op, id, v| event(op, &[("id", Some(id)), ("v", Some(v))]);
+        let mut pending = Pending::default();
+        let table = TableName {
+            schema: "public".into(),
+            name: "t".into(),
+        };
+        for (id, e) in [
+            keyed(RowOp::Insert, "1", "a"),
+            keyed(RowOp::Delete, "2", "x"),
+            event(RowOp::Insert, &[("v", Some("no key"))]),
+            keyed(RowOp::Delete, "1", "a"),
+            keyed(RowOp::Delete, "2", "x"),
+            keyed(RowOp::Update, "1", "c"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            pending.push(&table, e, id as i64 + 100);
+        }
+        let keys: Vec<Option<Key>> = pending
+            .events
+            .iter()
+            .map(|(_, e)| e.get("id").map(|id| vec![id]))
+            .collect();
+        let runs = Runs::of(&pending, &keys);
+        let alike = Alike {
+            events: &pending.events,
+            rewritten: HashMap::new(),
+        };
+        let exists = HashMap::from([(0, true)]);
+        let netting = net(&pending, &keys, &runs, &exists, &alike, &[false]).unwrap();
+        assert!(netting.crowded);
+        assert_eq!(netting.in_order, [1, 2, 4]);
+        match &netting.changes[..] {
+            [(0, Outcome::Update(image))] => {
+                assert_eq!(image.row(&pending.events[..]).get("v"), Some(Some("c")))
+            }
+            _ => panic!("wrong net changes"),
         }
     }
 
