@@ -35,14 +35,13 @@
 --
 -- Why the generated code looks the way it does: PL/pgSQL prepares every expression it
 -- evaluates once per transaction, and that costs about as much per function call in the
--- expression as evaluating it.  So the row is built with one format() call (which prints
--- each value with its type's output function), values that need no or little escaping go
--- in as they are, and the few characters they can contain (':' '/' '@' '+' ' ') are escaped
--- for the whole row at once with replace(); text values are checked with one regular
--- expression and only escaped by a function when they hold other characters.  NULLs and
--- empty strings are told apart by markers fixed with one replace() each (see
--- skyrep_capture_data_sql).  Each operation has one IF condition that also checks
--- session_replication_role.
+-- expression as evaluating it.  So each value is printed by its type's output function
+-- and escaped by the fewest built-in calls its type allows: none for numbers, one replace()
+-- for each of the few characters (':' '/' '@' '+' ' ') a date, time or address can print;
+-- text values are checked with a regular expression and only escaped by a function when
+-- they hold characters that no replace() covers.  A NULL gives the bare name by one
+-- COALESCE per nullable column (see skyrep_capture_data_sql).  Each operation has one IF
+-- condition that also checks session_replication_role.
 --
 -- API
 --   pgq.skyrep_capture_create(i_table regclass, i_queue text, i_trigger text,
@@ -334,32 +333,16 @@ as $$
      where t.oid = pgq.skyrep_base_type(i_type);
 $$;
 
--- Url-encoding of a value for the generated functions' shared escaping (see
--- skyrep_capture_data_sql): like skyrep_urlencode, but spaces stay spaces (the generated
--- code turns them into '+' for the whole row at once), and an empty string gives '%', a
--- marker the generated code turns back into an empty value.
-create or replace function pgq.skyrep_capture_inner(i_value text)
-returns text
-language plpgsql immutable strict parallel safe
-as $$
-begin
-    if i_value = '' then
-        return '%';
-    end if;
-    return pg_catalog.replace(pgq.skyrep_urlencode(i_value), '+', ' ');
-end;
-$$;
-
 -- How a value of the type gets into the row's text in the generated functions:
 --   plain        its output needs no escaping (integers, numeric, uuid, boolean ...)
 --   float        can contain '+' (1e+100)
 --   date, timestamp, timestamptz, time, timetz, interval, net (inet, cidr, macaddr)
 --                can contain only a few of ':' '/' '+' ' ' (the dates and times in the
 --                DateStyle ISO and IntervalStyle postgres the generated functions print in)
---   text         text and varchar: kept as they are when they hold only letters, digits and
---                _ . - : / @ + space, else escaped by skyrep_capture_inner
---   other        anything else: its text output, escaped by skyrep_capture_inner
--- The characters ':' '/' '@' '+' ' ' are escaped once for the whole row.
+--   text         text and varchar: kept as they are but for ':' '/' '@' '+' ' ' when they
+--                hold only those, letters, digits and _ . -, else escaped by skyrep_urlencode
+--   other        anything else: its text output, escaped by skyrep_urlencode
+-- The characters ':' '/' '@' '+' ' ' are escaped in each value by one replace() each.
 create or replace function pgq.skyrep_capture_kind(i_type oid)
 returns text
 language sql stable strict
@@ -538,15 +521,20 @@ $$;
 
 -- SQL expression for the url-encoded row i_row ('NEW' or 'OLD') with the given columns.
 --
--- The row is built by one format() call: values of the kinds that need little or no
--- escaping go in as they are (format prints them with their output functions), text
--- values as they are when they hold no unusual character, other values escaped by
--- skyrep_capture_inner.  The few characters the unescaped values can contain
--- (':' '/' '@' '+' ' ') are then replaced in the whole row, once each; names and escaped
--- values do not contain them.  A NULL prints as nothing, so 'name=&' is turned into
--- 'name&' (no value of these types prints as an empty string; an empty text value was
--- printed as the marker '%' and becomes empty again after that).  A trailing '&' makes
--- the last column look like the others and is trimmed at the end.
+-- Each column is one piece, '&name=value' (no '&' before the first), concatenated with ||:
+-- the name is encoded here, the value by the cheapest expression its kind allows (see
+-- skyrep_capture_kind): values of the kinds that print no or few special characters get
+-- one replace() for each character their kind can print; text values are kept as they are,
+-- or get spaces or the few characters ':' '/' '@' '+' ' ' replaced, when a regular
+-- expression finds nothing else in them, and are escaped by pgq.skyrep_urlencode only
+-- otherwise; other values are escaped by it.  A nullable column's piece is
+-- COALESCE('&name=' || value, '&name'): a NULL gives the bare name, an empty string
+-- 'name='.  Escaping each value on its own costs less than escaping the whole row once
+-- per special character (the row is longer than any of its values, and each of those
+-- passes had to be made whatever the values held).  The values of the other kinds go
+-- through the type's own output function (never a cast): a column whose type changed
+-- since the function was generated fails there (and the generated function falls back to
+-- the generic path) instead of printing unescaped text.
 create or replace function pgq.skyrep_capture_data_sql(
     i_row text, i_names text[], i_types oid[], i_notnull boolean[])
 returns text
@@ -555,16 +543,12 @@ as $$
 declare
     v_n int := coalesce(pg_catalog.array_length(i_names, 1), 0);
     v_kind text;
-    v_specials text := '';
     v_ref text;
+    v_value text;
     v_name text;
-    v_template text := '';
-    v_args text[] := '{}';
-    v_chunks text[] := '{}';
-    v_nullable boolean := false;
-    v_texts boolean := false;
-    v_sentinel boolean;
-    v_expr text;
+    v_piece text;
+    v_group text[] := '{}';
+    v_groups text[] := '{}';
     c text;
     i int;
 begin
@@ -573,65 +557,45 @@ begin
     end if;
     for i in 1 .. v_n loop
         v_kind := pgq.skyrep_capture_kind(i_types[i]);
-        v_specials := v_specials || pgq.skyrep_capture_kind_specials(v_kind);
         v_ref := pgq.skyrep_capture_field(i_row, i_names[i]);
-        -- the name, url-encoded except for spaces
-        v_name := pg_catalog.replace(pgq.skyrep_urlencode(i_names[i]), '+', ' ');
-        if v_name like '% %' then
-            v_specials := v_specials || '+ ';
-        end if;
-        v_template := v_template || case when i > 1 then '&' else '' end
-                      || pg_catalog.replace(v_name, '%', '%%') || '=%s';
         if v_kind = 'text' then
-            v_args := v_args || pg_catalog.format(
-                'CASE WHEN (%1$s COLLATE "C") ~ ''^[A-Za-z0-9_.:/@+ -]+$'' THEN %1$s '
-                'ELSE pgq.skyrep_capture_inner(%1$s) END', v_ref);
-            v_texts := true;
+            v_ref := '(' || v_ref || ' COLLATE "C")';
+            v_value := v_ref;
+            foreach c in array array[':', '/', '@', '+', ' '] loop
+                v_value := pg_catalog.format('pg_catalog.replace(%s, %L, %L)', v_value, c,
+                    case c when ' ' then '+' else '%' || pg_catalog.encode(pg_catalog.convert_to(c, 'UTF8'), 'hex') end);
+            end loop;
+            v_value := pg_catalog.format(
+                E'CASE WHEN %1$s !~ ''[^A-Za-z0-9_. -]'' THEN pg_catalog.replace(%1$s, '' '', ''+'')\n' ||
+                E'                     WHEN %1$s !~ ''[^A-Za-z0-9_.:/@+ -]'' THEN %2$s\n' ||
+                E'                     ELSE pgq.skyrep_urlencode(%1$s) END', v_ref, v_value);
         elsif v_kind = 'other' then
-            v_args := v_args || pg_catalog.format('pgq.skyrep_capture_inner(%s)',
-                                                  pgq.skyrep_capture_output_sql(v_ref, i_types[i]));
-            v_texts := true;
+            v_value := pg_catalog.format('pgq.skyrep_urlencode(%s)',
+                                         pgq.skyrep_capture_output_sql(v_ref, i_types[i]));
         else
-            -- the type's own output function: a column whose type changed since the function
-            -- was generated fails here (and the generated function falls back to the
-            -- generic path) instead of printing unescaped text
-            v_args := v_args || pg_catalog.format('%s(%s)',
-                                                  pgq.skyrep_type_output_function(i_types[i]), v_ref);
+            v_value := pg_catalog.format('pg_catalog.textin(%s(%s))',
+                                         pgq.skyrep_type_output_function(i_types[i]), v_ref);
+            foreach c in array array[':', '/', '@', '+', ' '] loop
+                if pg_catalog.strpos(pgq.skyrep_capture_kind_specials(v_kind), c) > 0 then
+                    v_value := pg_catalog.format('pg_catalog.replace(%s, %L, %L)', v_value, c,
+                        case c when ' ' then '+' else '%' || pg_catalog.encode(pg_catalog.convert_to(c, 'UTF8'), 'hex') end);
+                end if;
+            end loop;
         end if;
-        if not i_notnull[i] then
-            v_nullable := true;
+        v_name := case when i > 1 then '&' else '' end || pgq.skyrep_urlencode(i_names[i]);
+        if i_notnull[i] then
+            v_piece := pg_catalog.format('%L || %s', v_name || '=', v_value);
+        else
+            v_piece := pg_catalog.format('COALESCE(%L || %s, %L)', v_name || '=', v_value, v_name);
         end if;
-        -- the last column needs a following '&' for the fixes below when it can be empty
-        v_sentinel := i = v_n and (not i_notnull[i] or v_kind in ('text', 'other'));
-        -- format() takes at most 100 arguments: one call per 90 columns
-        if pg_catalog.cardinality(v_args) = 90 or i = v_n then
-            if v_sentinel then
-                v_template := v_template || '&';
-            end if;
-            v_chunks := v_chunks || pg_catalog.format(E'pg_catalog.format(%L,\n                %s)',
-                v_template, pg_catalog.array_to_string(v_args, E',\n                '));
-            v_template := '';
-            v_args := '{}';
-        end if;
-    end loop;
-    v_expr := pg_catalog.array_to_string(v_chunks, ' || ');
-    -- whole-row escaping, '+' before ' '
-    foreach c in array array[':', '/', '@', '+', ' '] loop
-        if pg_catalog.strpos(v_specials, c) > 0 then
-            v_expr := pg_catalog.format('pg_catalog.replace(%s, %L, %L)', v_expr, c,
-                case c when ' ' then '+' else '%' || pg_catalog.encode(pg_catalog.convert_to(c, 'UTF8'), 'hex') end);
+        v_group := v_group || v_piece;
+        -- groups of 50 pieces, so that no expression nests deeper than that
+        if pg_catalog.cardinality(v_group) = 50 or i = v_n then
+            v_groups := v_groups || ('(' || pg_catalog.array_to_string(v_group, E'\n                || ') || ')');
+            v_group := '{}';
         end if;
     end loop;
-    if v_nullable or v_texts then
-        v_expr := pg_catalog.format('pg_catalog.replace(%s, ''=&'', ''&'')', v_expr);
-    end if;
-    if v_texts then
-        v_expr := pg_catalog.format('pg_catalog.replace(%s, ''=%%&'', ''=&'')', v_expr);
-    end if;
-    if v_sentinel then
-        v_expr := pg_catalog.format('pg_catalog.rtrim(%s, ''&'')', v_expr);
-    end if;
-    return v_expr;
+    return pg_catalog.array_to_string(v_groups, E'\n                || ');
 end;
 $$;
 
