@@ -35,13 +35,14 @@
 --
 -- Why the generated code looks the way it does: PL/pgSQL prepares every expression it
 -- evaluates once per transaction, and that costs about as much per function call in the
--- expression as evaluating it.  So each value is printed by its type's output function
--- and escaped by the fewest built-in calls its type allows: none for numbers, one replace()
--- for each of the few characters (':' '/' '@' '+' ' ') a date, time or address can print;
--- text values are checked with a regular expression and only escaped by a function when
--- they hold characters that no replace() covers.  A NULL gives the bare name by one
--- COALESCE per nullable column (see skyrep_capture_data_sql).  Each operation has one IF
--- condition that also checks session_replication_role.
+-- expression as evaluating it.  So the row is built with one format() call (which prints
+-- each value with its type's output function), values that need no or little escaping go
+-- in as they are, and the few characters they can contain (':' '/' '@' '+' ' ') are escaped
+-- for the whole row at once with replace(); text values are checked with one regular
+-- expression and only escaped by a function when they hold other characters.  NULLs and
+-- empty strings are told apart by markers fixed with one replace() each (see
+-- skyrep_capture_data_sql).  Each operation has one IF condition that also checks
+-- session_replication_role.
 --
 -- API
 --   pgq.skyrep_capture_create(i_table regclass, i_queue text, i_trigger text,
@@ -166,8 +167,8 @@
 -- i_trigger || '_delete', plus the TRUNCATE trigger, and each statement queues its events
 -- with one INSERT ... SELECT into the queue's current event table (per event through
 -- pgq.insert_event where the queue checks its inserts: disabled, per-transaction limit).
--- The SELECT encodes the rows with the row trigger's own expressions, so the events are
--- the row trigger's, byte for byte and in the same order within the table (fixed settings,
+-- The SELECT encodes the rows as the row trigger does (value by value, which costs less
+-- per row; see skyrep_capture_values_sql), so the events are the row trigger's, byte for byte and in the same order within the table (fixed settings,
 -- ignore=, pkey=, backup, keymove, the "no change" rule, 'primary key update not allowed',
 -- the 'local' role, the generic path of a changed table); skyrep_capture_bulk_source says
 -- why the order between tables and within INSERT ... ON CONFLICT DO UPDATE may differ and
@@ -184,11 +185,13 @@
 -- keys of the old rows, in order, with those of the new rows) needs the old rows only for
 -- backup and ignore=; without those its events are read from the new rows alone, and
 -- only otherwise are old and new rows paired.  Measured (PostgreSQL 15, 2 cores shared
--- with other work, so only roughly): an UPDATE of 100,000 rows of (int, bigint,
--- timestamp, text, numeric) with keymove took 0.19 s without capture, 1.06 s with PgQ's C
--- trigger and 0.51 s set-based: its capture costs about 0.31 s against the C trigger's
--- 0.87 s (2.8x less; of it, the event table's INSERT is about a third and encoding the
--- rows about a half, mostly the whole-row replace() calls).  But a one-row UPDATE costs
+-- with other work, so only roughly; bench/bulk.sh, medians of 5 interleaved rounds): an
+-- UPDATE of 100,000 rows of (int, bigint, timestamp, text, numeric) with keymove took
+-- 0.18 s without capture, 1.01 s with PgQ's C trigger and 0.43 s set-based: its capture
+-- costs about 0.24 s against the C trigger's 0.82 s (3.4x less).  Of it, the event
+-- table's INSERT itself (heap, its ev_txid index, ev_id's sequence, WAL) is about a half,
+-- encoding the rows about a third (70-90 ms, a third of that the types' output functions)
+-- and the key comparison about 20 ms.  But a one-row UPDATE costs
 -- about 70 us set-based against 25 us with the row trigger (20 us with the C trigger), a
 -- one-row INSERT 40 against 20: a statement trigger pays per statement for its catalog
 -- checks, a subtransaction that checks the table's columns, its settings and the plans of
@@ -333,16 +336,32 @@ as $$
      where t.oid = pgq.skyrep_base_type(i_type);
 $$;
 
+-- Url-encoding of a value for the generated functions' shared escaping (see
+-- skyrep_capture_data_sql): like skyrep_urlencode, but spaces stay spaces (the generated
+-- code turns them into '+' for the whole row at once), and an empty string gives '%', a
+-- marker the generated code turns back into an empty value.
+create or replace function pgq.skyrep_capture_inner(i_value text)
+returns text
+language plpgsql immutable strict parallel safe
+as $$
+begin
+    if i_value = '' then
+        return '%';
+    end if;
+    return pg_catalog.replace(pgq.skyrep_urlencode(i_value), '+', ' ');
+end;
+$$;
+
 -- How a value of the type gets into the row's text in the generated functions:
 --   plain        its output needs no escaping (integers, numeric, uuid, boolean ...)
 --   float        can contain '+' (1e+100)
 --   date, timestamp, timestamptz, time, timetz, interval, net (inet, cidr, macaddr)
 --                can contain only a few of ':' '/' '+' ' ' (the dates and times in the
 --                DateStyle ISO and IntervalStyle postgres the generated functions print in)
---   text         text and varchar: kept as they are but for ':' '/' '@' '+' ' ' when they
---                hold only those, letters, digits and _ . -, else escaped by skyrep_urlencode
---   other        anything else: its text output, escaped by skyrep_urlencode
--- The characters ':' '/' '@' '+' ' ' are escaped in each value by one replace() each.
+--   text         text and varchar: kept as they are when they hold only letters, digits and
+--                _ . - : / @ + space, else escaped by skyrep_capture_inner
+--   other        anything else: its text output, escaped by skyrep_capture_inner
+-- The characters ':' '/' '@' '+' ' ' are escaped once for the whole row.
 create or replace function pgq.skyrep_capture_kind(i_type oid)
 returns text
 language sql stable strict
@@ -521,6 +540,109 @@ $$;
 
 -- SQL expression for the url-encoded row i_row ('NEW' or 'OLD') with the given columns.
 --
+-- The row is built by one format() call: values of the kinds that need little or no
+-- escaping go in as they are (format prints them with their output functions), text
+-- values as they are when they hold no unusual character, other values escaped by
+-- skyrep_capture_inner.  The few characters the unescaped values can contain
+-- (':' '/' '@' '+' ' ') are then replaced in the whole row, once each; names and escaped
+-- values do not contain them.  A NULL prints as nothing, so 'name=&' is turned into
+-- 'name&' (no value of these types prints as an empty string; an empty text value was
+-- printed as the marker '%' and becomes empty again after that).  A trailing '&' makes
+-- the last column look like the others and is trimmed at the end.
+create or replace function pgq.skyrep_capture_data_sql(
+    i_row text, i_names text[], i_types oid[], i_notnull boolean[])
+returns text
+language plpgsql stable
+as $$
+declare
+    v_n int := coalesce(pg_catalog.array_length(i_names, 1), 0);
+    v_kind text;
+    v_specials text := '';
+    v_ref text;
+    v_name text;
+    v_template text := '';
+    v_args text[] := '{}';
+    v_chunks text[] := '{}';
+    v_nullable boolean := false;
+    v_texts boolean := false;
+    v_sentinel boolean;
+    v_expr text;
+    c text;
+    i int;
+begin
+    if v_n = 0 then
+        return '''''';
+    end if;
+    for i in 1 .. v_n loop
+        v_kind := pgq.skyrep_capture_kind(i_types[i]);
+        v_specials := v_specials || pgq.skyrep_capture_kind_specials(v_kind);
+        v_ref := pgq.skyrep_capture_field(i_row, i_names[i]);
+        -- the name, url-encoded except for spaces
+        v_name := pg_catalog.replace(pgq.skyrep_urlencode(i_names[i]), '+', ' ');
+        if v_name like '% %' then
+            v_specials := v_specials || '+ ';
+        end if;
+        v_template := v_template || case when i > 1 then '&' else '' end
+                      || pg_catalog.replace(v_name, '%', '%%') || '=%s';
+        if v_kind = 'text' then
+            v_args := v_args || pg_catalog.format(
+                'CASE WHEN (%1$s COLLATE "C") ~ ''^[A-Za-z0-9_.:/@+ -]+$'' THEN %1$s '
+                'ELSE pgq.skyrep_capture_inner(%1$s) END', v_ref);
+            v_texts := true;
+        elsif v_kind = 'other' then
+            v_args := v_args || pg_catalog.format('pgq.skyrep_capture_inner(%s)',
+                                                  pgq.skyrep_capture_output_sql(v_ref, i_types[i]));
+            v_texts := true;
+        else
+            -- the type's own output function: a column whose type changed since the function
+            -- was generated fails here (and the generated function falls back to the
+            -- generic path) instead of printing unescaped text
+            v_args := v_args || pg_catalog.format('%s(%s)',
+                                                  pgq.skyrep_type_output_function(i_types[i]), v_ref);
+        end if;
+        if not i_notnull[i] then
+            v_nullable := true;
+        end if;
+        -- the last column needs a following '&' for the fixes below when it can be empty
+        v_sentinel := i = v_n and (not i_notnull[i] or v_kind in ('text', 'other'));
+        -- format() takes at most 100 arguments: one call per 90 columns
+        if pg_catalog.cardinality(v_args) = 90 or i = v_n then
+            if v_sentinel then
+                v_template := v_template || '&';
+            end if;
+            v_chunks := v_chunks || pg_catalog.format(E'pg_catalog.format(%L,\n                %s)',
+                v_template, pg_catalog.array_to_string(v_args, E',\n                '));
+            v_template := '';
+            v_args := '{}';
+        end if;
+    end loop;
+    v_expr := pg_catalog.array_to_string(v_chunks, ' || ');
+    -- whole-row escaping, '+' before ' '
+    foreach c in array array[':', '/', '@', '+', ' '] loop
+        if pg_catalog.strpos(v_specials, c) > 0 then
+            v_expr := pg_catalog.format('pg_catalog.replace(%s, %L, %L)', v_expr, c,
+                case c when ' ' then '+' else '%' || pg_catalog.encode(pg_catalog.convert_to(c, 'UTF8'), 'hex') end);
+        end if;
+    end loop;
+    if v_nullable or v_texts then
+        v_expr := pg_catalog.format('pg_catalog.replace(%s, ''=&'', ''&'')', v_expr);
+    end if;
+    if v_texts then
+        v_expr := pg_catalog.format('pg_catalog.replace(%s, ''=%%&'', ''=&'')', v_expr);
+    end if;
+    if v_sentinel then
+        v_expr := pg_catalog.format('pg_catalog.rtrim(%s, ''&'')', v_expr);
+    end if;
+    return v_expr;
+end;
+$$;
+
+-- The same row as skyrep_capture_data_sql, byte for byte, by another expression, for
+-- set-based capture (i_row is a transition table's alias there).  The row trigger prepares
+-- its expression once per transaction, and that costs per function call in it; a set-based
+-- statement prepares once and evaluates for every row, where the whole-row replace() calls
+-- cost more than calls on single values (half the time, measured).
+--
 -- Each column is one piece, '&name=value' (no '&' before the first), concatenated with ||:
 -- the name is encoded here, the value by the cheapest expression its kind allows (see
 -- skyrep_capture_kind): values of the kinds that print no or few special characters get
@@ -529,13 +651,10 @@ $$;
 -- expression finds nothing else in them, and are escaped by pgq.skyrep_urlencode only
 -- otherwise; other values are escaped by it.  A nullable column's piece is
 -- COALESCE('&name=' || value, '&name'): a NULL gives the bare name, an empty string
--- 'name='.  Escaping each value on its own costs less than escaping the whole row once
--- per special character (the row is longer than any of its values, and each of those
--- passes had to be made whatever the values held).  The values of the other kinds go
--- through the type's own output function (never a cast): a column whose type changed
--- since the function was generated fails there (and the generated function falls back to
--- the generic path) instead of printing unescaped text.
-create or replace function pgq.skyrep_capture_data_sql(
+-- 'name='.  The values of the other kinds go through the type's own output function
+-- (never a cast), as in skyrep_capture_data_sql: a column whose type changed since the
+-- function was generated fails there instead of printing unescaped text.
+create or replace function pgq.skyrep_capture_values_sql(
     i_row text, i_names text[], i_types oid[], i_notnull boolean[])
 returns text
 language plpgsql stable
@@ -1290,8 +1409,8 @@ $$;
 -- argument; skyrep_capture_bulk_refusal must have found nothing against it).  Its triggers
 -- are AFTER ... FOR EACH STATEMENT with transition tables (see skyrep_capture_create), and
 -- each statement queues its events with one INSERT ... SELECT into the queue's current
--- event table.  The rows are encoded by the same expressions as in the row trigger
--- (skyrep_capture_data_sql, skyrep_capture_changed_sql), so the events are the row
+-- event table.  The rows are encoded and compared as in the row trigger
+-- (skyrep_capture_values_sql, skyrep_capture_changed_sql), so the events are the row
 -- trigger's, in the same order: a transition table holds the rows in the order the row
 -- trigger would have seen them, and an UPDATE's old and new rows are paired by that
 -- position (not by key, which keymove and pkey= may change or repeat).
@@ -1465,8 +1584,8 @@ begin
         v_dat := v_dat || case when i > 1 then ' OR ' else '' end
                  || pgq.skyrep_capture_changed_sql(v_names[i], v_types[i], '_skyrep_new', '_skyrep_old');
     end loop;
-    v_new_data := pgq.skyrep_capture_data_sql('_skyrep_new', v_names, v_types, v_notnull);
-    v_old_data := pgq.skyrep_capture_data_sql('_skyrep_old', v_names, v_types, v_notnull);
+    v_new_data := pgq.skyrep_capture_values_sql('_skyrep_new', v_names, v_types, v_notnull);
+    v_old_data := pgq.skyrep_capture_values_sql('_skyrep_old', v_names, v_types, v_notnull);
     v_backup := case when a.backup then v_old_data else 'NULL::text' end;
 
     select pg_catalog.array_agg(x order by s.n, x.k), pg_catalog.string_agg(s.standard, ' AND ')
