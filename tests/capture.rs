@@ -317,6 +317,8 @@ fn many_types_statements() -> Vec<String> {
         format!("update {table} set t = null, bpc = null where id = 4"),
         format!("update {table} set t = t where id = 2"),
         format!("update {table} set ts = '1999-12-31 23:59:59' where id = 3"),
+        // text holding only the few specials that replace() escapes (not the full encoder)
+        format!("update {table} set t = 'mail: a.b+c@d-e.f/g_h 1', vc = '+:/@ ' where id = 1"),
     ];
     let settings = [
         "set datestyle = 'SQL, DMY'; set intervalstyle = 'postgres_verbose'; \

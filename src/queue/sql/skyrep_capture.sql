@@ -167,8 +167,8 @@
 -- i_trigger || '_delete', plus the TRUNCATE trigger, and each statement queues its events
 -- with one INSERT ... SELECT into the queue's current event table (per event through
 -- pgq.insert_event where the queue checks its inserts: disabled, per-transaction limit).
--- The SELECT encodes the rows with the row trigger's own expressions, so the events are
--- the row trigger's, byte for byte and in the same order within the table (fixed settings,
+-- The SELECT encodes the rows as the row trigger does (value by value, which costs less
+-- per row; see skyrep_capture_values_sql), so the events are the row trigger's, byte for byte and in the same order within the table (fixed settings,
 -- ignore=, pkey=, backup, keymove, the "no change" rule, 'primary key update not allowed',
 -- the 'local' role, the generic path of a changed table); skyrep_capture_bulk_source says
 -- why the order between tables and within INSERT ... ON CONFLICT DO UPDATE may differ and
@@ -185,11 +185,13 @@
 -- keys of the old rows, in order, with those of the new rows) needs the old rows only for
 -- backup and ignore=; without those its events are read from the new rows alone, and
 -- only otherwise are old and new rows paired.  Measured (PostgreSQL 15, 2 cores shared
--- with other work, so only roughly): an UPDATE of 100,000 rows of (int, bigint,
--- timestamp, text, numeric) with keymove took 0.19 s without capture, 1.06 s with PgQ's C
--- trigger and 0.51 s set-based: its capture costs about 0.31 s against the C trigger's
--- 0.87 s (2.8x less; of it, the event table's INSERT is about a third and encoding the
--- rows about a half, mostly the whole-row replace() calls).  But a one-row UPDATE costs
+-- with other work, so only roughly; bench/bulk.sh, medians of 5 interleaved rounds): an
+-- UPDATE of 100,000 rows of (int, bigint, timestamp, text, numeric) with keymove took
+-- 0.18 s without capture, 1.01 s with PgQ's C trigger and 0.43 s set-based: its capture
+-- costs about 0.24 s against the C trigger's 0.82 s (3.4x less).  Of it, the event
+-- table's INSERT itself (heap, its ev_txid index, ev_id's sequence, WAL) is about a half,
+-- encoding the rows about a third (70-90 ms, a third of that the types' output functions)
+-- and the key comparison about 20 ms.  But a one-row UPDATE costs
 -- about 70 us set-based against 25 us with the row trigger (20 us with the C trigger), a
 -- one-row INSERT 40 against 20: a statement trigger pays per statement for its catalog
 -- checks, a subtransaction that checks the table's columns, its settings and the plans of
@@ -632,6 +634,87 @@ begin
         v_expr := pg_catalog.format('pg_catalog.rtrim(%s, ''&'')', v_expr);
     end if;
     return v_expr;
+end;
+$$;
+
+-- The same row as skyrep_capture_data_sql, byte for byte, by another expression, for
+-- set-based capture (i_row is a transition table's alias there).  The row trigger prepares
+-- its expression once per transaction, and that costs per function call in it; a set-based
+-- statement prepares once and evaluates for every row, where the whole-row replace() calls
+-- cost more than calls on single values (half the time, measured).
+--
+-- Each column is one piece, '&name=value' (no '&' before the first), concatenated with ||:
+-- the name is encoded here, the value by the cheapest expression its kind allows (see
+-- skyrep_capture_kind): values of the kinds that print no or few special characters get
+-- one replace() for each character their kind can print; text values are kept as they are,
+-- or get spaces or the few characters ':' '/' '@' '+' ' ' replaced, when a regular
+-- expression finds nothing else in them, and are escaped by pgq.skyrep_urlencode only
+-- otherwise; other values are escaped by it.  A nullable column's piece is
+-- COALESCE('&name=' || value, '&name'): a NULL gives the bare name, an empty string
+-- 'name='.  The values of the other kinds go through the type's own output function
+-- (never a cast), as in skyrep_capture_data_sql: a column whose type changed since the
+-- function was generated fails there instead of printing unescaped text.
+create or replace function pgq.skyrep_capture_values_sql(
+    i_row text, i_names text[], i_types oid[], i_notnull boolean[])
+returns text
+language plpgsql stable
+as $$
+declare
+    v_n int := coalesce(pg_catalog.array_length(i_names, 1), 0);
+    v_kind text;
+    v_ref text;
+    v_value text;
+    v_name text;
+    v_piece text;
+    v_group text[] := '{}';
+    v_groups text[] := '{}';
+    c text;
+    i int;
+begin
+    if v_n = 0 then
+        return '''''';
+    end if;
+    for i in 1 .. v_n loop
+        v_kind := pgq.skyrep_capture_kind(i_types[i]);
+        v_ref := pgq.skyrep_capture_field(i_row, i_names[i]);
+        if v_kind = 'text' then
+            v_ref := '(' || v_ref || ' COLLATE "C")';
+            v_value := v_ref;
+            foreach c in array array[':', '/', '@', '+', ' '] loop
+                v_value := pg_catalog.format('pg_catalog.replace(%s, %L, %L)', v_value, c,
+                    case c when ' ' then '+' else '%' || pg_catalog.encode(pg_catalog.convert_to(c, 'UTF8'), 'hex') end);
+            end loop;
+            v_value := pg_catalog.format(
+                E'CASE WHEN %1$s !~ ''[^A-Za-z0-9_. -]'' THEN pg_catalog.replace(%1$s, '' '', ''+'')\n' ||
+                E'                     WHEN %1$s !~ ''[^A-Za-z0-9_.:/@+ -]'' THEN %2$s\n' ||
+                E'                     ELSE pgq.skyrep_urlencode(%1$s) END', v_ref, v_value);
+        elsif v_kind = 'other' then
+            v_value := pg_catalog.format('pgq.skyrep_urlencode(%s)',
+                                         pgq.skyrep_capture_output_sql(v_ref, i_types[i]));
+        else
+            v_value := pg_catalog.format('pg_catalog.textin(%s(%s))',
+                                         pgq.skyrep_type_output_function(i_types[i]), v_ref);
+            foreach c in array array[':', '/', '@', '+', ' '] loop
+                if pg_catalog.strpos(pgq.skyrep_capture_kind_specials(v_kind), c) > 0 then
+                    v_value := pg_catalog.format('pg_catalog.replace(%s, %L, %L)', v_value, c,
+                        case c when ' ' then '+' else '%' || pg_catalog.encode(pg_catalog.convert_to(c, 'UTF8'), 'hex') end);
+                end if;
+            end loop;
+        end if;
+        v_name := case when i > 1 then '&' else '' end || pgq.skyrep_urlencode(i_names[i]);
+        if i_notnull[i] then
+            v_piece := pg_catalog.format('%L || %s', v_name || '=', v_value);
+        else
+            v_piece := pg_catalog.format('COALESCE(%L || %s, %L)', v_name || '=', v_value, v_name);
+        end if;
+        v_group := v_group || v_piece;
+        -- groups of 50 pieces, so that no expression nests deeper than that
+        if pg_catalog.cardinality(v_group) = 50 or i = v_n then
+            v_groups := v_groups || ('(' || pg_catalog.array_to_string(v_group, E'\n                || ') || ')');
+            v_group := '{}';
+        end if;
+    end loop;
+    return pg_catalog.array_to_string(v_groups, E'\n                || ');
 end;
 $$;
 
@@ -1326,8 +1409,8 @@ $$;
 -- argument; skyrep_capture_bulk_refusal must have found nothing against it).  Its triggers
 -- are AFTER ... FOR EACH STATEMENT with transition tables (see skyrep_capture_create), and
 -- each statement queues its events with one INSERT ... SELECT into the queue's current
--- event table.  The rows are encoded by the same expressions as in the row trigger
--- (skyrep_capture_data_sql, skyrep_capture_changed_sql), so the events are the row
+-- event table.  The rows are encoded and compared as in the row trigger
+-- (skyrep_capture_values_sql, skyrep_capture_changed_sql), so the events are the row
 -- trigger's, in the same order: a transition table holds the rows in the order the row
 -- trigger would have seen them, and an UPDATE's old and new rows are paired by that
 -- position (not by key, which keymove and pkey= may change or repeat).
@@ -1501,8 +1584,8 @@ begin
         v_dat := v_dat || case when i > 1 then ' OR ' else '' end
                  || pgq.skyrep_capture_changed_sql(v_names[i], v_types[i], '_skyrep_new', '_skyrep_old');
     end loop;
-    v_new_data := pgq.skyrep_capture_data_sql('_skyrep_new', v_names, v_types, v_notnull);
-    v_old_data := pgq.skyrep_capture_data_sql('_skyrep_old', v_names, v_types, v_notnull);
+    v_new_data := pgq.skyrep_capture_values_sql('_skyrep_new', v_names, v_types, v_notnull);
+    v_old_data := pgq.skyrep_capture_values_sql('_skyrep_old', v_names, v_types, v_notnull);
     v_backup := case when a.backup then v_old_data else 'NULL::text' end;
 
     select pg_catalog.array_agg(x order by s.n, x.k), pg_catalog.string_agg(s.standard, ' AND ')
