@@ -31,8 +31,10 @@ const FETCH_BYTES: usize = 256 << 10;
 const CHUNK_EVENTS: usize = 128;
 /// ... or of about this many bytes (a wider event makes a chunk of its own).
 const CHUNK_BYTES: usize = 256 << 10;
-/// Chunks the reader may have read ahead of the applier ...
-const READ_AHEAD: usize = 4;
+/// Chunks the reader may have read ahead of the applier: more events than the applier
+/// holds before it applies them (its 2,500), so that the provider is read while the
+/// subscriber applies; for small events the bytes below bound it first ...
+const READ_AHEAD: usize = 32;
 /// ... and the bytes of events it may hold, counting the chunk being applied (one chunk
 /// goes ahead whatever its size).
 const READ_AHEAD_BYTES: usize = 1 << 20;
