@@ -2888,6 +2888,65 @@ mod tests {
         }
     }
 
+    /// Nets the events of key `id` = 1, made of `(op, v)`, on table `public.t` with event ids
+    /// from 100, where the subscriber has the row or not.
+    fn net_one_key(changes: &[(RowOp, String)], exists: bool) -> Result<Netting> {
+        let mut pending = Pending::default();
+        let table = TableName {
+            schema: "public".into(),
+            name: "t".into(),
+        };
+        for (id, (op, v)) in changes.iter().enumerate() {
+            let values = [("id", Some("1")), ("v", Some(v.as_str()))];
+            let event = RowEvent::new(*op, vec!["id".into()], &values);
+            pending.push(&table, event, id as i64 + 100);
+        }
+        let keys: Vec<Option<Key>> = pending
+            .events
+            .iter()
+            .map(|(_, e)| e.get("id").map(|id| vec![id]))
+            .collect();
+        let runs = Runs::of(&pending, &keys);
+        let alike = Alike {
+            events: &pending.events,
+            rewritten: HashMap::new(),
+        };
+        let exists = HashMap::from([(0, exists)]);
+        net(&pending, &keys, &runs, &exists, &alike, &[false])
+    }
+
+    /// Where the subscriber's row leaves a key held by several rows when the events end, or
+    /// more ways through the rows than are followed remain, netting stops naming the table,
+    /// the key and the events (replaying them in their order would change every row that
+    /// holds the key).
+    #[test]
+    fn keys_that_net_to_no_end_the_provider_had_are_refused() {
+        let change = |op, v: &str| (op, v.to_string());
+        // A new row and an update of one of the two rows there would then be.
+        let inserted = [change(RowOp::Insert, "a"), change(RowOp::Update, "b")];
+        assert!(net_one_key(&inserted, false).is_ok());
+        let text = format!("{:#}", net_one_key(&inserted, true).err().unwrap());
+        assert!(
+            text.contains(
+                "public.t key ('1'), events 100 to 101 do not fit the subscriber, \
+                           which has the row"
+            ),
+            "{text}"
+        );
+        // Three rows hold the key through many updates of distinct values, then two go.
+        let mut crowded = vec![change(RowOp::Insert, "a"), change(RowOp::Insert, "b")];
+        crowded.extend((0..40).map(|i| change(RowOp::Update, &format!("v{i}"))));
+        crowded.extend([change(RowOp::Delete, "v39"), change(RowOp::Delete, "v38")]);
+        let text = format!("{:#}", net_one_key(&crowded, true).err().unwrap());
+        assert!(
+            text.contains(
+                "public.t key ('1'), events 100 to 143 add up to: several rows held \
+                           the key at once, with more than 256 ways"
+            ),
+            "{text}"
+        );
+    }
+
     #[test]
     fn bad_row_events_are_refused() {
         let text = |t, d| format!("{:#}", decode(t, d).unwrap_err());
