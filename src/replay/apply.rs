@@ -1323,9 +1323,9 @@ impl KeyRun {
         if absent.is_empty() && present.is_empty() {
             return match (exists, crowded) {
                 (None, true) => Verdict::Unsettled,
-                // From the subscriber's start the events end with several rows holding the
-                // key, or with none where they go on with one: replaying them would leave
-                // what the provider never had.
+                // From the subscriber's start the events find no row they change, or end
+                // with several rows holding the key, which the provider never had at the end
+                // of its transaction: replaying them would leave such rows.
                 (Some(_), true) => Verdict::Diverged,
                 // No course is left with several rows: replaying the events one by one
                 // stops at the first that finds no row.
@@ -2645,11 +2645,9 @@ mod tests {
         }
     }
 
-    /// A provider history of one key: the row there before (its value) or not, and events
-    /// made by changing rows that hold the key, several at once in the middle (a deferrable
-    /// key), one or none at the end.
-    /// A provider history of one key, of up to `size.0` events with up to `size.1` rows
-    /// holding the key at once.
+    /// A provider history of one key: the row there before (its value) or not, and up to
+    /// `size.0` events made by changing rows that hold the key, up to `size.1` at once in the
+    /// middle (a deferrable key), one or none at the end.
     fn histories(
         rows: &mut Vec<String>,
         events: &mut Vec<RowEvent>,
@@ -2796,7 +2794,8 @@ mod tests {
 
     /// A key inserted, updated, deleted and inserted again in one batch (a key that is not
     /// deferrable): from the row there before, every update might change either of two rows,
-    /// more courses than are followed; the subscriber not having the row settles it.
+    /// and the events would end with two; so the row was not there, and the subscriber's row
+    /// would be a difference from the provider.
     #[test]
     fn a_long_history_of_a_new_key_nets_to_its_last_insert() {
         let ops = [
@@ -2827,17 +2826,19 @@ mod tests {
             run.add(index, &events[..]);
         }
         let last = events.len() - 1;
-        assert!(matches!(
-            run.outcome(&events, &events[..], last, None, false),
-            Verdict::Ask
-        ));
-        match run.outcome(&events, &events[..], last, Some(false), false) {
-            Verdict::Known(outcome, _) => assert_eq!(
-                applied(outcome.as_ref(), &events, None),
-                Some(format!("v{last}"))
-            ),
-            _ => panic!("wrong verdict"),
+        for exists in [None, Some(false)] {
+            match run.outcome(&events, &events[..], last, exists, false) {
+                Verdict::Known(outcome, _) => assert_eq!(
+                    applied(outcome.as_ref(), &events, None),
+                    Some(format!("v{last}"))
+                ),
+                _ => panic!("wrong verdict where the subscriber's row is {exists:?}"),
+            }
         }
+        assert!(matches!(
+            run.outcome(&events, &events[..], last, Some(true), false),
+            Verdict::Diverged
+        ));
     }
 
     /// A part where a key was held by two rows on the way (only its net change is right) and
