@@ -669,7 +669,7 @@ fn operation(rng: &mut Rng) -> String {
         }
         45..=48 => {
             let (a, b) = (rng.id(), rng.id());
-            match rng.below(6) {
+            match rng.below(7) {
                 0 => "update shift set id = id + 1".into(),
                 1 => "update shift set id = id - 1".into(),
                 2 => format!("update shift set id = {} - id", IDS + 1),
@@ -678,10 +678,29 @@ fn operation(rng: &mut Rng) -> String {
                     "update shift set id = case id when {a} then {b} else {a} end \
                      where id in ({a}, {b})"
                 ),
-                _ => format!(
+                5 => format!(
                     "update shift set u = case id when {a} then (select u from shift where id = {b}) \
                      else (select u from shift where id = {a}) end where id in ({a}, {b})"
                 ),
+                // A new row holds key `a` with the row from before through several updates
+                // (each might, by its events alone, have changed either), then the row from
+                // before goes.
+                _ => {
+                    let mut sql = format!(
+                        "insert into shift select id, u, pid, 'held0' from shift where id = {a};"
+                    );
+                    for step in 1..=1 + rng.below(10) {
+                        sql.push_str(&format!(
+                            " update shift set note = 'held{step}' \
+                             where id = {a} and note = 'held{}';",
+                            step - 1
+                        ));
+                    }
+                    sql.push_str(&format!(
+                        " delete from shift where id = {a} and (note like 'held%') is not true"
+                    ));
+                    sql
+                }
             }
         }
         49..=50 => format!("delete from shift where id = {}", rng.id()),

@@ -8,7 +8,7 @@
 //! parameters, never in the SQL), which keeps the outcome of applying the events one by one.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -1161,6 +1161,11 @@ enum Verdict {
     InOrder,
     /// Several outcomes remain possible.
     Unknown,
+    /// More courses than are followed ([`MAX_COURSES`]) remain possible.
+    TooMany,
+    /// The subscriber's row (or its absence) fits none of the events' courses that end with
+    /// the key held by one row or none: the subscriber differs from the provider.
+    Diverged,
 }
 
 /// One possible course of a key's rows through the events.
@@ -1171,8 +1176,37 @@ struct Course {
     crowded: bool,
 }
 
-/// Courses followed per key at most; more make the key's outcome unknown.
-const MAX_COURSES: usize = 64;
+/// A held row's state as later events see it: `None` for the row from before, untouched
+/// (its values unknown), else its values by column.
+type RowState<'e> = Option<Vec<(&'e str, Option<&'e str>)>>;
+
+impl Course {
+    /// Where the course stands: whether rows held the key together, and the held rows'
+    /// states in a fixed order. Courses that stand alike go on alike, whichever events made
+    /// their rows (as where a later update of a row overwrote all an earlier one set), so
+    /// one of them stands for all.
+    fn state<'e, E: Events + ?Sized>(&self, events: &'e E) -> (bool, Vec<RowState<'e>>) {
+        let mut rows: Vec<RowState<'e>> = self
+            .rows
+            .iter()
+            .map(|row| {
+                row.known().then(|| {
+                    let mut values = BTreeMap::new();
+                    for &i in row.insert.iter().chain(&row.updates) {
+                        values.extend(events.at(i).values());
+                    }
+                    values.into_iter().collect()
+                })
+            })
+            .collect();
+        rows.sort_unstable();
+        (self.crowded, rows)
+    }
+}
+
+/// Courses followed per key at most (after those that stand alike are merged); more make
+/// the key's outcome unknown.
+const MAX_COURSES: usize = 256;
 
 /// How a key's events add up: for each of the two starts (the row absent before the events,
 /// or present with values unknown), every course the events allow. A delete removes the held
@@ -1219,19 +1253,15 @@ impl KeyRun {
                     step(course.clone(), index, events, true, &mut next);
                 }
             }
-            courses.clear();
-            next.dedup();
-            let mut unique: Vec<Course> = Vec::new();
-            for course in next {
-                if !unique.contains(&course) {
-                    unique.push(course);
-                }
+            if next.len() > 1 {
+                let mut seen = HashSet::new();
+                next.retain(|course| seen.insert(course.state(events)));
             }
-            if unique.len() > MAX_COURSES {
+            if next.len() > MAX_COURSES {
                 self.overflow[start] = true;
-                unique.truncate(MAX_COURSES);
+                next.truncate(MAX_COURSES);
             }
-            *courses = unique;
+            *courses = next;
         }
     }
 
@@ -1276,23 +1306,30 @@ impl KeyRun {
                 .collect()
         };
         let (absent, present) = (settled(&self.absent, false), settled(&self.present, true));
-        // Courses past counting from one start (rows that might hold the key together
-        // branch on every update): the subscriber's row may tell that it is the other start.
+        // Courses past counting from one start (rows that hold the key together branch on
+        // updates): the subscriber's row may tell that it is the other start. Else nothing
+        // tells the outcome, and replaying the events one by one would not give it either
+        // (an update or delete of one of the rows would change them all).
         let overflow = match exists {
             Some(exists) => self.overflow[usize::from(exists)],
             None => self.overflow.contains(&true),
         };
         if overflow {
-            return match (exists, crowded) {
-                (None, _) => Verdict::Ask,
-                (Some(_), true) => Verdict::Unsettled,
-                (Some(_), false) => Verdict::InOrder,
+            return match exists {
+                None => Verdict::Ask,
+                Some(_) => Verdict::TooMany,
             };
         }
         if absent.is_empty() && present.is_empty() {
             return match (exists, crowded) {
                 (None, true) => Verdict::Unsettled,
-                _ => Verdict::InOrder,
+                // From the subscriber's start the events find no row they change, or end
+                // with several rows holding the key, which the provider never had at the end
+                // of its transaction: replaying them would leave such rows.
+                (Some(_), true) => Verdict::Diverged,
+                // No course is left with several rows: replaying the events one by one
+                // stops at the first that finds no row.
+                (_, false) => Verdict::InOrder,
             };
         }
         // Each start must lead to one end (rows alike by their events are one end): `None`
@@ -1662,6 +1699,21 @@ fn net(
             Verdict::Unknown => bail!(
                 "cannot tell what the events of {} add up to: several rows held the key at once",
                 run_text()
+            ),
+            Verdict::TooMany => bail!(
+                "cannot tell what the events of {} add up to: several rows held the key at once, \
+                 with more than {MAX_COURSES} ways the events may have gone through them",
+                run_text()
+            ),
+            Verdict::Diverged => bail!(
+                "the events of {} do not fit the subscriber, which {} the row: the subscriber \
+                 differs from the provider",
+                run_text(),
+                if exists.get(&run[0]) == Some(&true) {
+                    "has"
+                } else {
+                    "does not have"
+                }
             ),
         }
     }
@@ -2593,19 +2645,20 @@ mod tests {
         }
     }
 
-    /// A provider history of one key: the row there before (its value) or not, and events
-    /// made by changing rows that hold the key, several at once in the middle (a deferrable
-    /// key), one or none at the end.
+    /// A provider history of one key: the row there before (its value) or not, and up to
+    /// `size.0` events made by changing rows that hold the key, up to `size.1` at once in the
+    /// middle (a deferrable key), one or none at the end.
     fn histories(
         rows: &mut Vec<String>,
         events: &mut Vec<RowEvent>,
         same_values: bool,
+        size: (usize, usize),
         out: &mut Vec<(Vec<RowEvent>, Option<String>)>,
     ) {
         if rows.len() <= 1 && !events.is_empty() {
             out.push((events.clone(), rows.first().cloned()));
         }
-        if events.len() == 5 {
+        if events.len() == size.0 {
             return;
         }
         let event = |op, value: &str| {
@@ -2624,25 +2677,25 @@ mod tests {
                 format!("v{}", events.len())
             }
         };
-        if rows.len() < 3 {
+        if rows.len() < size.1 {
             let value = fresh(events);
             rows.push(value.clone());
             events.push(event(RowOp::Insert, &value));
-            histories(rows, events, same_values, out);
+            histories(rows, events, same_values, size, out);
             events.pop();
             rows.pop();
         }
         for at in 0..rows.len() {
             let old = rows.remove(at);
             events.push(event(RowOp::Delete, &old));
-            histories(rows, events, same_values, out);
+            histories(rows, events, same_values, size, out);
             events.pop();
             rows.insert(at, old);
 
             let value = fresh(events);
             let old = std::mem::replace(&mut rows[at], value.clone());
             events.push(event(RowOp::Update, &value));
-            histories(rows, events, same_values, out);
+            histories(rows, events, same_values, size, out);
             events.pop();
             rows[at] = old;
         }
@@ -2666,18 +2719,18 @@ mod tests {
         }
     }
 
-    /// Every history of up to five events of one key, with and without the row before them,
-    /// with distinct and with equal values: the net change gives the provider's end, or, only
-    /// where the events fit histories with different ends (an update of one of several rows
-    /// that hold the key does not say which), is refused.
-    #[test]
-    fn every_history_of_a_key_nets_to_what_the_provider_did() {
+    /// Nets every history of `size` (see [`histories`]), with and without the row before
+    /// them, with distinct and with equal values, asking for the subscriber's row where
+    /// told to. The net change must give the provider's end; it may be refused only where
+    /// the events fit histories with different ends (an update of one of several rows that
+    /// hold the key does not say which). Returns the histories netted and those refused.
+    fn net_every_history(size: (usize, usize)) -> (usize, usize) {
         let (mut known, mut refused) = (0, 0);
         for same_values in [false, true] {
             for before in [None, Some("old".to_string())] {
                 let mut out = Vec::new();
                 let mut rows: Vec<String> = before.iter().cloned().collect();
-                histories(&mut rows, &mut Vec::new(), same_values, &mut out);
+                histories(&mut rows, &mut Vec::new(), same_values, size, &mut out);
                 let mut ends: HashMap<String, HashSet<Option<String>>> = HashMap::new();
                 for (history, after) in &out {
                     ends.entry(format!("{history:?}"))
@@ -2713,15 +2766,36 @@ mod tests {
                 }
             }
         }
+        (known, refused)
+    }
+
+    /// Every history of up to five events of one key with up to three rows holding it.
+    #[test]
+    fn every_history_of_a_key_nets_to_what_the_provider_did() {
+        let (known, refused) = net_every_history((5, 3));
         assert!(
             known > 500 && refused > 0,
             "{known} known, {refused} refused"
         );
     }
 
+    /// Every history of up to nine events of one key with up to two rows holding it: rows
+    /// held together through many updates, each of which might have changed either row,
+    /// still net to the provider's end (the courses that differ only in which row an
+    /// update changed, where the rows end alike, are one).
+    #[test]
+    fn every_long_history_of_a_key_nets_to_what_the_provider_did() {
+        let (known, refused) = net_every_history((9, 2));
+        assert!(
+            known > 40_000 && refused > 0,
+            "{known} known, {refused} refused"
+        );
+    }
+
     /// A key inserted, updated, deleted and inserted again in one batch (a key that is not
     /// deferrable): from the row there before, every update might change either of two rows,
-    /// more courses than are followed; the subscriber not having the row settles it.
+    /// and the events would end with two; so the row was not there, and the subscriber's row
+    /// would be a difference from the provider.
     #[test]
     fn a_long_history_of_a_new_key_nets_to_its_last_insert() {
         let ops = [
@@ -2752,17 +2826,19 @@ mod tests {
             run.add(index, &events[..]);
         }
         let last = events.len() - 1;
-        assert!(matches!(
-            run.outcome(&events, &events[..], last, None, false),
-            Verdict::Ask
-        ));
-        match run.outcome(&events, &events[..], last, Some(false), false) {
-            Verdict::Known(outcome, _) => assert_eq!(
-                applied(outcome.as_ref(), &events, None),
-                Some(format!("v{last}"))
-            ),
-            _ => panic!("wrong verdict"),
+        for exists in [None, Some(false)] {
+            match run.outcome(&events, &events[..], last, exists, false) {
+                Verdict::Known(outcome, _) => assert_eq!(
+                    applied(outcome.as_ref(), &events, None),
+                    Some(format!("v{last}"))
+                ),
+                _ => panic!("wrong verdict where the subscriber's row is {exists:?}"),
+            }
         }
+        assert!(matches!(
+            run.outcome(&events, &events[..], last, Some(true), false),
+            Verdict::Diverged
+        ));
     }
 
     /// A part where a key was held by two rows on the way (only its net change is right) and
@@ -2811,6 +2887,65 @@ mod tests {
             }
             _ => panic!("wrong net changes"),
         }
+    }
+
+    /// Nets the events of key `id` = 1, made of `(op, v)`, on table `public.t` with event ids
+    /// from 100, where the subscriber has the row or not.
+    fn net_one_key(changes: &[(RowOp, String)], exists: bool) -> Result<Netting> {
+        let mut pending = Pending::default();
+        let table = TableName {
+            schema: "public".into(),
+            name: "t".into(),
+        };
+        for (id, (op, v)) in changes.iter().enumerate() {
+            let values = [("id", Some("1")), ("v", Some(v.as_str()))];
+            let event = RowEvent::new(*op, vec!["id".into()], &values);
+            pending.push(&table, event, id as i64 + 100);
+        }
+        let keys: Vec<Option<Key>> = pending
+            .events
+            .iter()
+            .map(|(_, e)| e.get("id").map(|id| vec![id]))
+            .collect();
+        let runs = Runs::of(&pending, &keys);
+        let alike = Alike {
+            events: &pending.events,
+            rewritten: HashMap::new(),
+        };
+        let exists = HashMap::from([(0, exists)]);
+        net(&pending, &keys, &runs, &exists, &alike, &[false])
+    }
+
+    /// Where the subscriber's row leaves a key held by several rows when the events end, or
+    /// more ways through the rows than are followed remain, netting stops naming the table,
+    /// the key and the events (replaying them in their order would change every row that
+    /// holds the key).
+    #[test]
+    fn keys_that_net_to_no_end_the_provider_had_are_refused() {
+        let change = |op, v: &str| (op, v.to_string());
+        // A new row and an update of one of the two rows there would then be.
+        let inserted = [change(RowOp::Insert, "a"), change(RowOp::Update, "b")];
+        assert!(net_one_key(&inserted, false).is_ok());
+        let text = format!("{:#}", net_one_key(&inserted, true).err().unwrap());
+        assert!(
+            text.contains(
+                "public.t key ('1'), events 100 to 101 do not fit the subscriber, \
+                           which has the row"
+            ),
+            "{text}"
+        );
+        // Three rows hold the key through many updates of distinct values, then two go.
+        let mut crowded = vec![change(RowOp::Insert, "a"), change(RowOp::Insert, "b")];
+        crowded.extend((0..40).map(|i| change(RowOp::Update, &format!("v{i}"))));
+        crowded.extend([change(RowOp::Delete, "v39"), change(RowOp::Delete, "v38")]);
+        let text = format!("{:#}", net_one_key(&crowded, true).err().unwrap());
+        assert!(
+            text.contains(
+                "public.t key ('1'), events 100 to 143 add up to: several rows held \
+                           the key at once, with more than 256 ways"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
