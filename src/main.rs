@@ -124,8 +124,42 @@ fn bound_malloc() {
     }
 }
 
-/// Other allocators (the static build's mimalloc) need no settings.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+/// mimalloc (the static build's) keeps freed memory for a second before it gives it back to
+/// the system, long enough for replay's reader to take more: the daemon peaked at 15 to 25 MB
+/// draining a backlog. It reads its settings from the environment as the process starts,
+/// before `main`, so the program starts itself again with memory given back at once and
+/// arenas committed as used (bench/drain.sh: 9 to 15 MB). A setting already in the
+/// environment is kept; where the program cannot be started again it runs as it is.
+#[cfg(target_env = "musl")]
+fn bound_malloc() {
+    use std::os::unix::process::CommandExt;
+    const SETTINGS: [(&str, &str); 2] = [
+        ("MIMALLOC_PURGE_DELAY", "0"),
+        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+    ];
+    if SETTINGS
+        .iter()
+        .all(|(name, _)| std::env::var_os(name).is_some())
+    {
+        return;
+    }
+    let mut args = std::env::args_os();
+    let mut again = std::process::Command::new("/proc/self/exe");
+    if let Some(name) = args.next() {
+        again.arg0(name);
+    }
+    again.args(args);
+    for (name, value) in SETTINGS {
+        if std::env::var_os(name).is_none() {
+            again.env(name, value);
+        }
+    }
+    // Returns only if the program could not be started again.
+    let _ = again.exec();
+}
+
+/// Other allocators need no settings.
+#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_env = "musl")))]
 fn bound_malloc() {}
 
 /// A panic in any thread is a bug that leaves the other threads unsupervised: log it (to the
