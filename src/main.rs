@@ -143,8 +143,13 @@ fn bound_malloc() {
     {
         return;
     }
+    // By its own path, not /proc/self/exe: the kernel names the process after the file it
+    // runs, and the init script and `-s` look for skyrep by that name.
+    let Ok(program) = std::env::current_exe() else {
+        return;
+    };
     let mut args = std::env::args_os();
-    let mut again = std::process::Command::new("/proc/self/exe");
+    let mut again = std::process::Command::new(program);
     if let Some(name) = args.next() {
         again.arg0(name);
     }
